@@ -1,0 +1,13 @@
+"""MetaAnchor: object detectors whose anchor boxes are an input.
+
+    from metaanchor import Detector, AnchorSet
+    det = Detector.from_checkpoint("runs/demo/last.pt")
+    dets = det.predict(images, anchors=AnchorSet.parse("5x5"))
+"""
+
+__version__ = "0.1.0"
+
+from metaanchor.anchors import AnchorSet  # noqa: E402
+from metaanchor.detector import Detector  # noqa: E402
+
+__all__ = ["AnchorSet", "Detector", "__version__"]

@@ -1,0 +1,110 @@
+"""Backbones with a feature pyramid (P3..P7), from torchvision parts.
+
+``build_backbone(name)`` returns a module mapping images [B, 3, H, W] to a list
+of five feature maps [B, out_channels, H/s, W/s] for strides 8, 16, 32, 64, 128.
+Weights start random unless ``weights_path`` points at a local state dict
+(nothing is downloaded).
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from pathlib import Path
+
+import torch
+from torch import Tensor, nn
+from torchvision.models.detection.backbone_utils import resnet_fpn_backbone
+from torchvision.ops import FeaturePyramidNetwork, FrozenBatchNorm2d
+from torchvision.ops.feature_pyramid_network import LastLevelP6P7
+
+from metaanchor.errors import UserError
+
+STRIDES = (8, 16, 32, 64, 128)
+RESNETS = ("resnet18", "resnet34", "resnet50", "resnet101")
+BACKBONES = ("tiny",) + RESNETS
+
+
+def _conv_bn(cin: int, cout: int, stride: int) -> nn.Sequential:
+    return nn.Sequential(nn.Conv2d(cin, cout, 3, stride, 1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True))
+
+
+class TinyBackbone(nn.Module):
+    """A small CNN for CPU demos and tests: C3, C4, C5 at strides 8, 16, 32."""
+
+    def __init__(self, widths: tuple[int, ...] = (16, 32, 64, 96, 128)):
+        super().__init__()
+        w = widths
+        self.stem = nn.Sequential(_conv_bn(3, w[0], 2), _conv_bn(w[0], w[1], 2))  # stride 4
+        self.c3 = nn.Sequential(_conv_bn(w[1], w[2], 2), _conv_bn(w[2], w[2], 1))
+        self.c4 = nn.Sequential(_conv_bn(w[2], w[3], 2), _conv_bn(w[3], w[3], 1))
+        self.c5 = nn.Sequential(_conv_bn(w[3], w[4], 2), _conv_bn(w[4], w[4], 1))
+        self.out_channels_list = list(w[2:])
+
+    def forward(self, x: Tensor) -> "OrderedDict[str, Tensor]":
+        c3 = self.c3(self.stem(x))
+        c4 = self.c4(c3)
+        return OrderedDict([("0", c3), ("1", c4), ("2", self.c5(c4))])
+
+
+class TinyFPNBackbone(nn.Module):
+    """TinyBackbone + torchvision FPN with P6/P7 from P5."""
+
+    def __init__(self, out_channels: int):
+        super().__init__()
+        self.body = TinyBackbone()
+        self.fpn = FeaturePyramidNetwork(self.body.out_channels_list, out_channels,
+                                         extra_blocks=LastLevelP6P7(out_channels, out_channels))
+        self.out_channels = out_channels
+
+    def forward(self, x: Tensor) -> "OrderedDict[str, Tensor]":
+        return self.fpn(self.body(x))
+
+
+class PyramidBackbone(nn.Module):
+    """Wraps a dict-returning FPN backbone so it returns a list P3..P7."""
+
+    def __init__(self, body: nn.Module):
+        super().__init__()
+        self.body = body
+        self.out_channels = body.out_channels
+        self.strides = STRIDES
+
+    def forward(self, images: Tensor) -> list[Tensor]:
+        return list(self.body(images).values())
+
+
+def build_backbone(name: str, out_channels: int = 256, weights_path: str | None = None,
+                   frozen_bn: bool = False, trainable_layers: int = 5) -> PyramidBackbone:
+    """Build a P3..P7 pyramid backbone by name (``tiny``, ``resnet18/34/50/101``)."""
+    if name == "tiny":
+        body = TinyFPNBackbone(out_channels)
+    elif name in RESNETS:
+        norm = FrozenBatchNorm2d if frozen_bn else nn.BatchNorm2d
+        body = resnet_fpn_backbone(backbone_name=name, weights=None, norm_layer=norm,
+                                   trainable_layers=trainable_layers, returned_layers=[2, 3, 4],
+                                   extra_blocks=LastLevelP6P7(out_channels, out_channels))
+        body.out_channels = out_channels
+        if out_channels != 256:
+            raise UserError(f"model.fpn_channels={out_channels}: ResNet backbones use 256 FPN channels")
+    else:
+        raise UserError(f"model.backbone={name!r} is unknown; choose one of {', '.join(BACKBONES)}")
+    if weights_path:
+        _load_backbone_weights(body, weights_path, name)
+    return PyramidBackbone(body)
+
+
+def _load_backbone_weights(body: nn.Module, path: str, name: str) -> None:
+    """Load a local classification state dict (e.g. torchvision's resnet50 .pth) into the body."""
+    p = Path(path)
+    if not p.is_file():
+        raise UserError(f"model.backbone_weights={path}: file not found")
+    try:
+        state = torch.load(p, map_location="cpu", weights_only=True)
+    except Exception as e:  # noqa: BLE001 - any unreadable file is a user error
+        raise UserError(f"model.backbone_weights={path}: cannot read: {e}".splitlines()[0]) from None
+    state = state.get("state_dict", state) if isinstance(state, dict) else state
+    target = body.body if name in RESNETS else body.body
+    missing, unexpected = target.load_state_dict(state, strict=False)
+    used = len(state) - len(unexpected)
+    if used == 0:
+        raise UserError(f"model.backbone_weights={path}: no tensor matches the {name} backbone")

@@ -1,0 +1,259 @@
+"""The ``metaanchor`` command line.
+
+Exit codes: 0 success, 2 user error (one line on stderr, no traceback), 1 internal error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from metaanchor.errors import UserError
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse that reports mistakes in one line and exits 2."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def _add_train(sub):
+    p = sub.add_parser("train", help="train a detector from a YAML config",
+                       description="Train a detector. Every config key can be overridden as KEY=VALUE "
+                                   "(e.g. solver.max_iter=500 model.head=predefined anchors.train=2x3).")
+    p.add_argument("--config", help="YAML config file (configs/*.yaml); defaults apply to missing keys")
+    p.add_argument("--out", default="runs/train", help="run folder: last.pt, best.pt, config.yaml, metrics.csv")
+    p.add_argument("--resume", action="store_true", help="continue from OUT/last.pt exactly where it stopped")
+    p.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="config overrides")
+    p.set_defaults(func=cmd_train)
+
+
+def _add_eval(sub):
+    p = sub.add_parser("eval", help="COCO evaluation of a checkpoint (any anchor set)",
+                       description="Evaluate a checkpoint with pycocotools; prints AP, AP50, AP75, APs/m/l, AR "
+                                   "and per-class AP.")
+    p.add_argument("--checkpoint", required=True, help="checkpoint file (last.pt / best.pt)")
+    p.add_argument("--data", required=True, help="dataset folder, or a COCO annotation JSON with --images")
+    p.add_argument("--images", help="image folder when --data is a JSON file")
+    p.add_argument("--anchors", help="anchor SPEC to evaluate with (default: the training set)")
+    p.add_argument("--json-out", help="write metrics as JSON (keys AP, AP50, AP75, APs, APm, APl, ...)")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    p.add_argument("--batch-size", type=int, default=8)
+    p.set_defaults(func=cmd_eval)
+
+
+def _add_predict(sub):
+    p = sub.add_parser("predict", help="detect objects in images or folders, draw them",
+                       description="Detect objects with any anchor set; writes detections.json "
+                                   "(COCO results, plus file names) and one drawn PNG per image.")
+    p.add_argument("--checkpoint", required=True)
+    p.add_argument("--anchors", help="anchor SPEC (default: the training set)")
+    p.add_argument("--out", default="runs/predict", help="output folder")
+    p.add_argument("--score-thresh", type=float, default=0.3, help="minimum score kept and drawn")
+    p.add_argument("--device", default="auto")
+    p.add_argument("inputs", nargs="+", metavar="IMAGE", help="image files or folders")
+    p.set_defaults(func=cmd_predict)
+
+
+def _add_data(sub):
+    p = sub.add_parser("data", help="synthetic data and format conversion")
+    dsub = p.add_subparsers(dest="data_cmd", required=True, parser_class=Parser)
+    s = dsub.add_parser("synth", help="write a synthetic 'shapes' dataset (COCO layout)",
+                        description="Write DIR/annotations.json + DIR/images/ of coloured shapes whose box "
+                                    "distribution is controlled by --distribution (a preset name or KEY=VALUE "
+                                    "fields: image_size, num_classes, min_size, max_size, min_ratio, max_ratio, "
+                                    "min_objects, max_objects, seed).")
+    s.add_argument("--out", required=True)
+    s.add_argument("--images", type=int, default=500, help="number of images")
+    s.add_argument("--distribution", nargs="+", default=["default"], metavar="NAME|KEY=VALUE")
+    s.add_argument("--seed", type=int, help="random seed (overrides the distribution's)")
+    s.set_defaults(func=cmd_data_synth)
+    c = dsub.add_parser("convert", help="convert between coco, voc and yolo formats")
+    c.add_argument("--src", required=True, help="source (COCO folder/JSON, VOC annotation folder, YOLO labels)")
+    c.add_argument("--src-format", required=True, choices=["coco", "voc", "yolo"])
+    c.add_argument("--dst", required=True, help="destination folder")
+    c.add_argument("--dst-format", required=True, choices=["coco", "voc", "yolo"])
+    c.add_argument("--images", help="image folder of the source, when not beside it")
+    c.set_defaults(func=cmd_data_convert)
+
+
+def _add_anchors(sub):
+    p = sub.add_parser("anchors", help="inspect anchor sets")
+    asub = p.add_subparsers(dest="anchors_cmd", required=True, parser_class=Parser)
+    s = asub.add_parser("show", help="print and draw anchor sets", description="Print the shapes of anchor "
+                        "SPECs and draw them relative to the P3 standard box.")
+    s.add_argument("specs", nargs="+", metavar="SPEC")
+    s.add_argument("--out", default="anchors.png", help="PNG to write")
+    s.set_defaults(func=cmd_anchors_show)
+
+
+def _add_demo(sub):
+    p = sub.add_parser("demo", help="synthesise data, train, evaluate and draw (what `make demo` runs)")
+    p.add_argument("--config", default="configs/demo.yaml")
+    p.add_argument("--out", default="runs/demo")
+    p.add_argument("--unseen", default="5x5", help="anchor set never used in training, to evaluate and draw")
+    p.add_argument("overrides", nargs="*", metavar="KEY=VALUE")
+    p.set_defaults(func=cmd_demo)
+
+
+def build_parser() -> Parser:
+    parser = Parser(prog="metaanchor", description="MetaAnchor detectors: anchors are an input, not an architecture.")
+    from metaanchor import __version__
+
+    parser.add_argument("--version", action="version", version=f"metaanchor {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
+    for add in (_add_train, _add_eval, _add_predict, _add_data, _add_anchors, _add_demo):
+        add(sub)
+    return parser
+
+
+# ----------------------------------------------------------------- commands
+def cmd_train(args) -> int:
+    from metaanchor.config import load_config
+    from metaanchor.engine.train import train
+
+    cfg = load_config(args.config, args.overrides)
+    summary = train(cfg, args.out, resume=args.resume, progress=not args.no_progress)
+    print_summary(summary, args.out)
+    return 0
+
+
+def print_summary(summary: dict, out) -> None:
+    rows = summary.get("metrics", {})
+    print(f"\ntrained {summary['iterations']} iterations in {summary['wall_time_s']:.0f} s -> {out}")
+    if rows:
+        print(f"{'anchors':<14}{'AP':>8}{'AP50':>8}{'AP75':>8}{'APs':>8}{'APm':>8}{'APl':>8}")
+        for spec, m in rows.items():
+            print(f"{spec:<14}" + "".join(f"{m[k]:>8.3f}" for k in ("AP", "AP50", "AP75", "APs", "APm", "APl")))
+
+
+def _load_model(checkpoint: str, device: str):
+    from metaanchor.detector import Detector
+    from metaanchor.engine.train import resolve_device
+
+    dev = resolve_device(device)
+    return Detector.from_checkpoint(checkpoint, map_location=dev).to(dev)
+
+
+def cmd_eval(args) -> int:
+    from metaanchor.data.coco import CocoDataset
+    from metaanchor.engine.evaluate import METRIC_KEYS, evaluate
+
+    model = _load_model(args.checkpoint, args.device)
+    data = CocoDataset(args.data, args.images)
+    m = evaluate(model, data, args.anchors, args.batch_size)
+    print(m["summary"].rstrip())
+    print("per-class AP: " + ", ".join(f"{k} {v:.3f}" for k, v in m["per_class"].items()))
+    if args.json_out:
+        out = {k: m[k] for k in METRIC_KEYS} | {"per_class": m["per_class"],
+                                               "anchors": args.anchors or model.anchors.spec}
+        Path(args.json_out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json_out).write_text(json.dumps(out, indent=2))
+    return 0
+
+
+def _image_files(inputs: list[str]) -> list[Path]:
+    from metaanchor.io import IMAGE_SUFFIXES
+
+    files = []
+    for item in inputs:
+        p = Path(item)
+        if p.is_dir():
+            files += sorted(f for f in p.iterdir() if f.suffix.lower() in IMAGE_SUFFIXES)
+        elif p.is_file():
+            files.append(p)
+        else:
+            raise UserError(f"input {item}: no such file or folder")
+    if not files:
+        raise UserError(f"no images found in {', '.join(inputs)}")
+    return files
+
+
+def cmd_predict(args) -> int:
+    from tqdm import tqdm
+
+    from metaanchor.engine.evaluate import to_coco_results
+    from metaanchor.io import load_image
+    from metaanchor.visualize import draw_detections
+
+    model = _load_model(args.checkpoint, args.device)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    results, failed = [], []
+    cat_ids = list(range(1, model.num_classes + 1))
+    for i, f in enumerate(tqdm(_image_files(args.inputs), desc="predict")):
+        try:
+            image = load_image(f)
+        except UserError as e:  # one bad image does not stop the others
+            print(f"skipped: {e}", file=sys.stderr)
+            failed.append(str(f))
+            continue
+        det = model.predict([image], anchors=args.anchors, score_thresh=args.score_thresh)[0]
+        for r in to_coco_results([det], [i], cat_ids):
+            results.append(r | {"file_name": str(f), "category": model.class_names[r["category_id"] - 1]})
+        draw_detections(image, det, model.class_names, args.score_thresh).save(out / f"{f.stem}.png")
+    (out / "detections.json").write_text(json.dumps(results, indent=1))
+    print(f"{len(results)} detections in {len(failed) and 'some' or 'all'} images -> {out}/detections.json, "
+          f"{out}/*.png" + (f"; {len(failed)} unreadable images skipped" if failed else ""))
+    return 0
+
+
+def cmd_data_synth(args) -> int:
+    from metaanchor.data.synth import synth_config, write_synth_dataset
+
+    extra = {"seed": args.seed} if args.seed is not None else {}
+    cfg = synth_config(args.distribution, **extra)
+    if args.images < 1:
+        raise UserError(f"--images {args.images}: must be at least 1")
+    path = write_synth_dataset(args.out, args.images, cfg)
+    print(f"wrote {args.images} images to {path}")
+    return 0
+
+
+def cmd_data_convert(args) -> int:
+    from metaanchor.data.formats import convert
+
+    dst = convert(args.src, args.src_format, args.dst, args.dst_format, images_dir=args.images)
+    print(f"converted {args.src} ({args.src_format}) -> {dst} ({args.dst_format})")
+    return 0
+
+
+def cmd_anchors_show(args) -> int:
+    from metaanchor.anchors import AnchorSet
+    from metaanchor.visualize import plot_anchor_sets
+
+    sets = {s: AnchorSet.parse(s) for s in args.specs}
+    for spec, a in sets.items():
+        shapes = a.shapes or a.per_level[0]
+        print(f"{spec}: {len(shapes)} anchors (h, w relative to the standard box): "
+              + " ".join(f"({h:.3g},{w:.3g})" for h, w in shapes))
+    print(f"drew {plot_anchor_sets(sets, args.out)}")
+    return 0
+
+
+def cmd_demo(args) -> int:
+    from metaanchor.demo import run_demo
+
+    run_demo(args.config, args.out, args.unseen, args.overrides)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except UserError as e:
+        print(f"metaanchor {args.command}: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"metaanchor {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,187 @@
+"""Training configuration: defaults, YAML files, ``KEY=VALUE`` overrides, validation.
+
+A config is a nested dict. Every key has a default here; a YAML file and then
+command-line overrides (``solver.max_iter=500``) replace values. Unknown keys
+and values of the wrong type are ``ConfigError``s naming the key and what is
+allowed. Modules never read the config: ``model_kwargs`` maps it onto the
+``Detector`` arguments in one place.
+"""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import yaml
+
+from metaanchor.errors import ConfigError
+
+DEFAULTS: dict = {
+    "seed": 0,
+    "device": "auto",  # auto | cpu | cuda | cuda:N
+    "data": {
+        "train": None,  # dataset folder (DIR/annotations.json + DIR/images)
+        "val": None,
+        "skip_invalid": False,  # drop (and count) bad annotations instead of failing
+        "workers": 0,
+    },
+    "model": {
+        "backbone": "tiny",
+        "backbone_weights": None,
+        "frozen_bn": False,
+        "head": "metaanchor",  # metaanchor | metaanchor-dd | predefined
+        "fpn_channels": 64,
+        "head_convs": 4,
+        "hidden_dim": 32,
+        "reg_loss": "smooth_l1",  # smooth_l1 | l1 | giou
+        "fg_iou": 0.5,
+        "bg_iou": 0.4,
+    },
+    "anchors": {
+        "train": "3x3",
+        "sample": False,  # draw a jittered anchor set around anchors.train every iteration
+        "scale_jitter": 0.5,  # max |log2| change of each scale when sampling
+        "ratio_jitter": 0.5,  # max |log2| change of each ratio when sampling
+        "eval": [],  # extra anchor sets evaluated at the end of training
+    },
+    "input": {
+        "size": 512,  # short side
+        "max_size": 0,  # long-side cap (0: same as size)
+        "hflip": 0.5,
+        "photometric": 0.0,  # strength of brightness/contrast/saturation jitter
+    },
+    "solver": {
+        "max_iter": 1000,
+        "batch_size": 8,  # total over all processes
+        "lr": 0.01,
+        "momentum": 0.9,
+        "weight_decay": 1e-4,
+        "warmup_iters": 100,
+        "schedule": "cosine",  # cosine | step
+        "steps": [0.67, 0.89],  # fractions of max_iter where the step schedule divides lr by 10
+        "clip_grad": 10.0,  # max grad norm (0: off)
+        "amp": True,  # mixed precision on CUDA
+        "nonfinite": "stop",  # stop | skip: what a non-finite loss does
+    },
+    "eval": {
+        "period": 0,  # evaluate every N iterations (0: only at the end)
+        "score_thresh": 0.05,
+        "batch_size": 8,
+    },
+    "log": {"period": 20},
+    "checkpoint": {"period": 200},
+}
+
+CHOICES = {
+    "device": None,
+    "model.head": ("metaanchor", "metaanchor-dd", "predefined"),
+    "model.backbone": ("tiny", "resnet18", "resnet34", "resnet50", "resnet101"),
+    "model.reg_loss": ("smooth_l1", "l1", "giou"),
+    "solver.schedule": ("cosine", "step"),
+    "solver.nonfinite": ("stop", "skip"),
+}
+
+
+def _flat(d: dict, prefix: str = "") -> dict:
+    out = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict):
+            out.update(_flat(v, key + "."))
+        else:
+            out[key] = v
+    return out
+
+
+def _check_type(key: str, value, default):
+    """Coerce ``value`` to the type of ``default`` or raise naming the key."""
+    if default is None or value is None:
+        return value
+    if isinstance(default, bool):
+        if isinstance(value, bool):
+            return value
+    elif isinstance(default, int):
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+    elif isinstance(default, float):
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+    elif isinstance(default, str):
+        if isinstance(value, str):
+            return value
+    elif isinstance(default, list):
+        if isinstance(value, list):
+            return value
+        if isinstance(value, (str, int, float)):
+            return [value]
+    raise ConfigError(f"config key {key}: expected {type(default).__name__}, got {value!r}")
+
+
+def set_key(cfg: dict, key: str, value) -> None:
+    """Set a dotted key, validating that it exists and the value's type."""
+    flat_defaults = _flat(DEFAULTS)
+    if key not in flat_defaults:
+        section = key.split(".")[0]
+        near = sorted(k for k in flat_defaults if k.startswith(section + ".")) or sorted(flat_defaults)
+        raise ConfigError(f"unknown config key {key!r}; allowed: {', '.join(near)}")
+    value = _check_type(key, value, flat_defaults[key])
+    allowed = CHOICES.get(key)
+    if allowed and value not in allowed:
+        raise ConfigError(f"config key {key}: {value!r} is not one of {', '.join(allowed)}")
+    node = cfg
+    *parents, leaf = key.split(".")
+    for p in parents:
+        node = node[p]
+    node[leaf] = value
+
+
+def parse_override(text: str) -> tuple[str, object]:
+    """``KEY=VALUE`` -> (key, YAML-parsed value)."""
+    key, sep, raw = text.partition("=")
+    if not sep or not key.strip():
+        raise ConfigError(f"override {text!r}: expected KEY=VALUE, e.g. solver.max_iter=500")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else None
+    except yaml.YAMLError:
+        value = raw
+    if isinstance(value, str) and "x" in value and value.replace("x", "").isdigit():
+        value = raw  # keep anchor presets like 3x3 as strings
+    return key.strip(), value
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | tuple = ()) -> dict:
+    """Defaults <- YAML file <- overrides; returns a validated nested dict."""
+    cfg = copy.deepcopy(DEFAULTS)
+    if path is not None:
+        p = Path(path)
+        if not p.is_file():
+            raise ConfigError(f"config file {p}: not found")
+        try:
+            data = yaml.safe_load(p.read_text()) or {}
+        except yaml.YAMLError as e:
+            raise ConfigError(f"config file {p}: invalid YAML: {str(e).splitlines()[0]}") from None
+        if not isinstance(data, dict):
+            raise ConfigError(f"config file {p}: expected a mapping at the top level")
+        for key, value in _flat(data).items():
+            try:
+                set_key(cfg, key, value)
+            except ConfigError as e:
+                raise ConfigError(f"config file {p}: {e}") from None
+    for text in overrides:
+        set_key(cfg, *parse_override(text))
+    return cfg
+
+
+def model_kwargs(cfg: dict, num_classes: int, class_names: list[str] | None) -> dict:
+    """Map a config onto ``Detector`` arguments (the one place that does)."""
+    m, inp = cfg["model"], cfg["input"]
+    return dict(num_classes=num_classes, class_names=class_names, backbone=m["backbone"], head=m["head"],
+                anchors=cfg["anchors"]["train"], fpn_channels=m["fpn_channels"], head_convs=m["head_convs"],
+                hidden_dim=m["hidden_dim"], min_size=inp["size"], max_size=inp["max_size"] or inp["size"],
+                fg_iou=m["fg_iou"], bg_iou=m["bg_iou"], reg_loss=m["reg_loss"],
+                score_thresh=cfg["eval"]["score_thresh"], backbone_weights=m["backbone_weights"],
+                frozen_bn=m["frozen_bn"])
+
+
+def dump(cfg: dict) -> str:
+    return yaml.safe_dump(cfg, sort_keys=False)

@@ -1,0 +1,349 @@
+"""COCO-format detection dataset with validation on load.
+
+:func:`load_coco_json` parses an annotation file (errors name file, line and
+column); :func:`validate_coco` checks every record without decoding images and
+returns a cleaned copy; :class:`CocoDataset` serves ``(image, target)`` pairs.
+
+Validation rules (each message names the file and the record):
+
+- top level must be an object with lists ``images``, ``annotations``,
+  ``categories``; at least one image and one category;
+- images need an integer ``id`` (unique), a string ``file_name`` and positive
+  integer ``width``/``height``; categories need a unique integer ``id`` and a
+  ``name``. Problems here are always errors (nothing sensible to skip);
+- annotations need a unique integer ``id``, a known ``image_id`` and
+  ``category_id`` and a ``bbox`` of 4 finite numbers with positive width and
+  height; boxes may stick out of the image by up to ``BOX_TOLERANCE`` px (they
+  are clipped quietly). A bad annotation raises ``DataError``, or with
+  ``skip_invalid=True`` is dropped (boxes further outside are clipped instead,
+  if anything remains) and counted in ``skipped`` / ``warnings``;
+- missing ``area`` is filled with ``w * h`` and missing ``iscrowd`` with 0 so
+  pycocotools evaluation works. Crowd annotations stay in ``coco`` (for
+  evaluation) but are not training targets.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import logging
+import math
+import os
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+
+from metaanchor.errors import DataError, UserError
+
+log = logging.getLogger(__name__)
+
+BOX_TOLERANCE = 1.0  # px a box may extend beyond the image before it counts as invalid
+
+
+def load_coco_json(path: str | os.PathLike) -> dict[str, Any]:
+    """Read a JSON file; ``DataError`` names the file (and line/column if malformed)."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise DataError(f"{path}: annotation file not found") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise DataError(f"{path}: cannot read annotation file: {exc}") from None
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise DataError(
+            f"{path}: malformed JSON at line {exc.lineno} column {exc.colno}: {exc.msg}"
+        ) from None
+    return data
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+class _Report:
+    """Collects skipped records (skip_invalid=True) or raises on the first one."""
+
+    def __init__(self, source: Path | str, skip_invalid: bool):
+        self.source, self.skip_invalid = source, skip_invalid
+        self.skipped: Counter[str] = Counter()
+        self.warnings: list[str] = []
+
+    def fatal(self, message: str) -> None:
+        raise DataError(f"{self.source}: {message}")
+
+    def bad(self, reason: str, message: str) -> None:
+        """Raise, or record one skipped/repaired annotation under ``reason``."""
+        if not self.skip_invalid:
+            self.fatal(message)
+        self.skipped[reason] += 1
+        self.warnings.append(f"{self.source}: {message}")
+
+
+def _check_top_level(data: Any, report: _Report) -> None:
+    if not isinstance(data, dict):
+        report.fatal(f"top level must be a JSON object, got {type(data).__name__}")
+    for key in ("images", "annotations", "categories"):
+        if key not in data:
+            report.fatal(f"missing required key {key!r}")
+        if not isinstance(data[key], list):
+            report.fatal(f"{key!r} must be a list, got {type(data[key]).__name__}")
+    if not data["images"]:
+        report.fatal("dataset has no images")
+    if not data["categories"]:
+        report.fatal("dataset has no categories")
+
+
+def _check_images(images: list, report: _Report) -> dict[int, dict]:
+    by_id: dict[int, dict] = {}
+    for k, img in enumerate(images):
+        where = f"images[{k}]" + (f" (image id {img.get('id')})" if isinstance(img, dict) else "")
+        if not isinstance(img, dict):
+            report.fatal(f"{where}: must be an object")
+        if not _is_int(img.get("id")):
+            report.fatal(f"{where}: missing or non-integer 'id'")
+        if img["id"] in by_id:
+            report.fatal(f"image id {img['id']}: duplicate image id (images[{k}])")
+        if not isinstance(img.get("file_name"), str) or not img["file_name"]:
+            report.fatal(f"{where}: missing or empty 'file_name'")
+        for key in ("width", "height"):
+            if not _is_int(img.get(key)) or img[key] <= 0:
+                report.fatal(f"{where}: '{key}' must be a positive integer, got {img.get(key)!r}")
+        by_id[img["id"]] = img
+    return by_id
+
+
+def _check_categories(categories: list, report: _Report) -> list[dict]:
+    seen: set[int] = set()
+    for k, cat in enumerate(categories):
+        if not isinstance(cat, dict) or not _is_int(cat.get("id")):
+            report.fatal(f"categories[{k}]: must be an object with an integer 'id'")
+        if cat["id"] in seen:
+            report.fatal(f"category id {cat['id']}: duplicate category id (categories[{k}])")
+        if not isinstance(cat.get("name"), str):
+            report.fatal(f"category id {cat['id']}: missing or non-string 'name'")
+        seen.add(cat["id"])
+    return sorted(categories, key=lambda c: c["id"])
+
+
+def _check_bbox(ann: dict, img: dict, where: str, report: _Report) -> list[float] | None:
+    """The (possibly clipped) bbox [x, y, w, h], or None if the annotation is dropped."""
+    bbox = ann.get("bbox")
+    if not isinstance(bbox, list) or len(bbox) != 4 or not all(_is_number(v) for v in bbox):
+        report.bad("malformed_bbox", f"{where}: 'bbox' must be a list of 4 numbers, got {bbox!r}")
+        return None
+    if not all(math.isfinite(v) for v in bbox):
+        report.bad("non_finite_bbox", f"{where}: box has a NaN or infinite value {bbox}")
+        return None
+    x, y, w, h = (float(v) for v in bbox)
+    for name, size in (("width", w), ("height", h)):
+        if size <= 0:
+            report.bad("non_positive_size", f"{where}: box has non-positive {name} {size}")
+            return None
+    width, height = img["width"], img["height"]
+    x1, y1, x2, y2 = max(x, 0.0), max(y, 0.0), min(x + w, width), min(y + h, height)
+    tol = BOX_TOLERANCE
+    if x < -tol or y < -tol or x + w > width + tol or y + h > height + tol:
+        message = (f"{where}: box [x={x}, y={y}, w={w}, h={h}] lies outside the "
+                   f"{width}x{height} image")
+        if x2 <= x1 or y2 <= y1:
+            report.bad("outside_image", message)
+            return None
+        report.bad("clipped", message + " (clipped)")
+    if x2 <= x1 or y2 <= y1:  # within tolerance but nothing left inside
+        report.bad("outside_image", f"{where}: box {bbox} has no area inside the image")
+        return None
+    return [x1, y1, x2 - x1, y2 - y1]
+
+
+def _check_annotation(ann: Any, k: int, images: dict[int, dict], cat_ids: set[int],
+                      seen: set[int], report: _Report) -> dict | None:
+    if not isinstance(ann, dict) or not _is_int(ann.get("id")):
+        report.bad("malformed_record", f"annotations[{k}]: must be an object with an integer 'id'")
+        return None
+    where = f"annotation id {ann['id']}" + (
+        f" (image {ann['image_id']})" if "image_id" in ann else "")
+    if ann["id"] in seen:
+        report.bad("duplicate_id", f"{where}: duplicate annotation id (annotations[{k}])")
+        return None
+    seen.add(ann["id"])
+    for key in ("image_id", "category_id", "bbox"):
+        if key not in ann:
+            report.bad("missing_key", f"{where}: missing required key {key!r}")
+            return None
+    if ann["image_id"] not in images:
+        report.bad("unknown_image", f"{where}: refers to unknown image id {ann['image_id']!r}")
+        return None
+    if ann["category_id"] not in cat_ids:
+        report.bad("unknown_category",
+                   f"{where}: unknown category id {ann['category_id']!r}")
+        return None
+    bbox = _check_bbox(ann, images[ann["image_id"]], where, report)
+    if bbox is None:
+        return None
+    area = ann.get("area")
+    return {**ann, "bbox": bbox,
+            "area": float(area) if _is_number(area) and area > 0 else bbox[2] * bbox[3],
+            "iscrowd": int(ann.get("iscrowd", 0) or 0)}
+
+
+def validate_coco(data: Any, source: str | os.PathLike = "<annotations>",
+                  skip_invalid: bool = False) -> tuple[dict, dict[str, int], list[str]]:
+    """Check a COCO dict; return ``(clean_dict, skipped_counts, warnings)``.
+
+    ``source`` names the file in messages. Raises ``DataError`` on the first
+    problem unless ``skip_invalid`` (which only applies to annotations).
+    """
+    report = _Report(source, skip_invalid)
+    _check_top_level(data, report)
+    images = _check_images(data["images"], report)
+    categories = _check_categories(data["categories"], report)
+    cat_ids = {c["id"] for c in categories}
+    seen: set[int] = set()
+    annotations = []
+    for k, ann in enumerate(data["annotations"]):
+        clean = _check_annotation(ann, k, images, cat_ids, seen, report)
+        if clean is not None:
+            annotations.append(clean)
+    if report.skipped:
+        log.warning("%s: skipped or repaired %d annotation(s): %s", source,
+                    sum(report.skipped.values()), dict(report.skipped))
+    clean_data = {**data, "images": list(data["images"]), "annotations": annotations,
+                  "categories": categories}
+    return clean_data, dict(report.skipped), report.warnings
+
+
+def coco_from_dict(data: dict) -> Any:
+    """A pycocotools ``COCO`` object built from ``data`` without touching disk."""
+    from pycocotools.coco import COCO
+
+    coco = COCO()
+    coco.dataset = data
+    with contextlib.redirect_stdout(io.StringIO()):
+        coco.createIndex()
+    return coco
+
+
+def load_rgb(path: Path) -> np.ndarray:
+    """Decode an image file to ``[H, W, 3]`` uint8 RGB; ``DataError`` names the file."""
+    try:
+        with Image.open(path) as img:
+            img.load()
+            return to_rgb_array(img)
+    except FileNotFoundError:
+        raise DataError(f"{path}: image file not found") from None
+    except (OSError, Image.UnidentifiedImageError, ValueError, SyntaxError) as exc:
+        raise DataError(f"{path}: cannot read image: {exc}") from None
+
+
+def to_rgb_array(img: Image.Image) -> np.ndarray:
+    """``[H, W, 3]`` uint8 from any PIL mode (16-bit and float scaled, alpha dropped)."""
+    if img.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
+        arr = np.asarray(img).astype(np.float64)
+        scale = 255.0 / 65535.0 if img.mode != "I" or arr.max(initial=0) > 255 else 1.0
+        gray = np.clip(np.round(arr * scale), 0, 255).astype(np.uint8)
+        return np.repeat(gray[..., None], 3, axis=2)
+    if img.mode == "F":
+        gray = np.clip(np.round(np.asarray(img)), 0, 255).astype(np.uint8)
+        return np.repeat(gray[..., None], 3, axis=2)
+    if img.mode == "P":
+        img = img.convert("RGBA")
+    return np.array(img.convert("RGB"))
+
+
+class CocoDataset(torch.utils.data.Dataset):
+    """Detection dataset from a COCO annotation file.
+
+    ``path`` is a dataset folder (``DIR/annotations.json`` + ``DIR/images/``) or
+    an annotation JSON, in which case ``images_dir`` is required.
+
+    Item ``i`` is ``(image, target)``: image float32 ``[3, H, W]`` RGB in [0, 1];
+    target ``{"boxes": [N, 4] float32 x1y1x2y2 px, "labels": [N] int64 in
+    0..C-1, "image_id": int}`` (crowd annotations excluded).
+
+    Attributes: ``class_names``, ``cat_ids`` (label -> COCO category id),
+    ``ann_file``, ``images_dir``, ``image_ids``, ``coco`` (pycocotools, built from
+    the validated data), ``skipped`` (reason -> count), ``warnings``.
+    """
+
+    def __init__(self, path: str | os.PathLike, images_dir: str | os.PathLike | None = None,
+                 skip_invalid: bool = False, transforms=None):
+        self.ann_file, self.images_dir = resolve_coco_paths(path, images_dir)
+        raw = load_coco_json(self.ann_file)
+        data, self.skipped, self.warnings = validate_coco(raw, self.ann_file, skip_invalid)
+        self.transforms = transforms
+        self.cat_ids = [c["id"] for c in data["categories"]]
+        self.class_names = [c["name"] for c in data["categories"]]
+        self.images = data["images"]
+        self.image_ids = [img["id"] for img in self.images]
+        self._targets = self._index_targets(data)
+        self.coco = coco_from_dict(data)
+
+    def _index_targets(self, data: dict) -> dict[int, tuple[np.ndarray, np.ndarray]]:
+        label_of = {cid: k for k, cid in enumerate(self.cat_ids)}
+        per_image: dict[int, list] = {i: [] for i in self.image_ids}
+        for ann in data["annotations"]:
+            if not ann["iscrowd"]:
+                per_image[ann["image_id"]].append(ann)
+        targets = {}
+        for image_id, anns in per_image.items():
+            boxes = np.array([[x, y, x + w, y + h] for x, y, w, h in (a["bbox"] for a in anns)],
+                             dtype=np.float32).reshape(-1, 4)
+            labels = np.array([label_of[a["category_id"]] for a in anns], dtype=np.int64)
+            targets[image_id] = (boxes, labels)
+        return targets
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def image_path(self, index: int) -> Path:
+        return self.images_dir / self.images[index]["file_name"]
+
+    def __getitem__(self, index: int):
+        info = self.images[index]
+        path = self.image_path(index)
+        arr = load_rgb(path)
+        if arr.shape[:2] != (info["height"], info["width"]):
+            raise DataError(
+                f"{path}: image is {arr.shape[1]}x{arr.shape[0]} but {self.ann_file.name} "
+                f"(image id {info['id']}) says {info['width']}x{info['height']}"
+            )
+        image = torch.from_numpy(arr).permute(2, 0, 1).float().div_(255.0)
+        boxes, labels = self._targets[info["id"]]
+        target = {"boxes": torch.from_numpy(boxes.copy()), "labels": torch.from_numpy(labels.copy()),
+                  "image_id": info["id"]}
+        if self.transforms is not None:
+            image, target = self.transforms(image, target)
+        return image, target
+
+
+def resolve_coco_paths(path: str | os.PathLike,
+                       images_dir: str | os.PathLike | None) -> tuple[Path, Path]:
+    """(annotation file, images dir) from a dataset folder or a JSON + images dir."""
+    path = Path(path)
+    if path.is_dir():
+        ann_file = path / "annotations.json"
+        if not ann_file.is_file():
+            raise DataError(f"{path}: dataset folder has no annotations.json")
+        return ann_file, Path(images_dir) if images_dir is not None else path / "images"
+    if not path.exists():
+        raise DataError(f"{path}: no such dataset folder or annotation file")
+    if images_dir is None:
+        raise UserError(f"{path}: an annotation file needs an images directory (--images DIR)")
+    return path, Path(images_dir)
+
+
+def collate(batch: list) -> tuple[list[torch.Tensor], list[dict]]:
+    """Batch of ``(image, target)`` -> ``(list of [3, H, W] images, list of targets)``."""
+    images, targets = zip(*batch) if batch else ((), ())
+    return list(images), list(targets)

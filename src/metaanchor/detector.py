@@ -1,0 +1,198 @@
+"""The detector: backbone + FPN (P3..P7) + head + anchors, RetinaNet style.
+
+    det = Detector(num_classes=3, backbone="tiny", head="metaanchor", anchors="3x3")
+    losses = det(images, targets)           # training mode: {"cls", "box"}
+    dets = det(images)                      # eval mode: per image {boxes, scores, labels}
+    det.set_anchors("5x5")                  # any time (MetaAnchor heads)
+
+Images are a list of [3, H, W] float tensors in [0, 1]; targets are per image
+{"boxes": [N, 4] x1y1x2y2 pixels of that image, "labels": [N] int64 in 0..C-1}.
+Detections come back in the same pixel coordinates.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from pathlib import Path
+
+import torch
+from torch import Tensor, nn
+
+from metaanchor import checkpoint as ckpt
+from metaanchor.anchors import AnchorSet, grid_anchors
+from metaanchor.backbones import STRIDES, build_backbone
+from metaanchor.box_coder import BoxCoder
+from metaanchor.errors import UserError
+from metaanchor.heads import MetaAnchorHead, PredefinedAnchorHead
+from metaanchor.losses import REG_LOSSES, detection_loss
+from metaanchor.matcher import Matcher
+from metaanchor.postprocess import postprocess
+from metaanchor.transform import ImageBatcher
+
+HEADS = ("metaanchor", "metaanchor-dd", "predefined")
+GRID_CACHE_SIZE = 8
+
+
+class Detector(nn.Module):
+    """A RetinaNet-style detector with a MetaAnchor or predefined-anchor head.
+
+    Args:
+        num_classes: number of object classes C.
+        class_names: C names (default "class0".. ).
+        backbone: ``tiny`` or ``resnet18/34/50/101``; ``backbone_weights`` a local file.
+        head: ``metaanchor`` (data-independent generator), ``metaanchor-dd``
+            (data-dependent) or ``predefined`` (classic RetinaNet baseline).
+        anchors: the anchor set (SPEC string or AnchorSet) used now; a MetaAnchor
+            head can change it with ``set_anchors``.
+        min_size, max_size: input resize (short side, long-side cap).
+        anchor_base: standard box side = anchor_base * stride.
+        hidden_dim: generator MLP width. head_convs: convs per head tower.
+    """
+
+    def __init__(self, num_classes: int, class_names: list[str] | None = None, backbone: str = "tiny",
+                 head: str = "metaanchor", anchors: str | AnchorSet = "3x3", fpn_channels: int = 256,
+                 head_convs: int = 4, hidden_dim: int = 32, min_size: int = 512, max_size: int = 512,
+                 anchor_base: float = 4.0, fg_iou: float = 0.5, bg_iou: float = 0.4,
+                 reg_loss: str = "smooth_l1", score_thresh: float = 0.05, nms_thresh: float = 0.5,
+                 topk_candidates: int = 1000, detections_per_img: int = 100,
+                 backbone_weights: str | None = None, frozen_bn: bool = False):
+        super().__init__()
+        if head not in HEADS:
+            raise UserError(f"model.head={head!r} is unknown; choose one of {', '.join(HEADS)}")
+        if reg_loss not in REG_LOSSES:
+            raise UserError(f"model.reg_loss={reg_loss!r} is unknown; choose one of {', '.join(REG_LOSSES)}")
+        if class_names is not None and len(class_names) != num_classes:
+            raise UserError(f"{len(class_names)} class names given for num_classes={num_classes}")
+        anchors = AnchorSet.parse(anchors)
+        self.config = dict(num_classes=num_classes, class_names=list(class_names or []) or None, backbone=backbone,
+                           head=head, anchors=anchors.to_dict(), fpn_channels=fpn_channels,
+                           head_convs=head_convs, hidden_dim=hidden_dim, min_size=min_size, max_size=max_size,
+                           anchor_base=anchor_base, fg_iou=fg_iou, bg_iou=bg_iou, reg_loss=reg_loss,
+                           score_thresh=score_thresh, nms_thresh=nms_thresh, topk_candidates=topk_candidates,
+                           detections_per_img=detections_per_img, backbone_weights=None, frozen_bn=frozen_bn)
+        self.num_classes = num_classes
+        self.class_names = list(class_names) if class_names else [f"class{i}" for i in range(num_classes)]
+        self.head_type = head
+        self.batcher = ImageBatcher(min_size, max_size, size_divisible=STRIDES[-1])
+        self.backbone = build_backbone(backbone, fpn_channels, backbone_weights, frozen_bn)
+        self.strides = list(STRIDES)
+        self.standard_sizes = [anchor_base * s for s in self.strides]
+        if head == "predefined":
+            k = anchors.num_anchors(len(self.strides))[0]
+            self.head = PredefinedAnchorHead(fpn_channels, num_classes, k, head_convs)
+        else:
+            self.head = MetaAnchorHead(fpn_channels, num_classes, head_convs, hidden_dim,
+                                       data_dependent=head == "metaanchor-dd")
+        self.box_coder = BoxCoder()
+        self.matcher = Matcher(fg_iou, bg_iou, allow_low_quality_matches=True)
+        self.reg_loss = reg_loss
+        self.score_thresh, self.nms_thresh = score_thresh, nms_thresh
+        self.topk_candidates, self.detections_per_img = topk_candidates, detections_per_img
+        self._grid_cache: OrderedDict = OrderedDict()
+        self.train_anchors = anchors
+        self.set_anchors(anchors)
+
+    # ------------------------------------------------------------------ anchors
+    def set_anchors(self, anchors: str | AnchorSet) -> AnchorSet:
+        """Use a new anchor set from now on (any set for MetaAnchor heads); returns it."""
+        anchors = AnchorSet.parse(anchors)
+        self.head.set_anchors(anchors.codes(self.standard_sizes))
+        self.anchors = anchors
+        return anchors
+
+    def grid(self, feature_shapes: list[tuple[int, int]], device) -> Tensor:
+        """[A, 4] anchors for these feature-map sizes, cached per (anchor set, sizes, device)."""
+        key = (self.anchors.key(), tuple(feature_shapes), str(device))
+        if key not in self._grid_cache:
+            sizes = self.anchors.sizes(self.standard_sizes)
+            self._grid_cache[key] = grid_anchors(sizes, feature_shapes, self.strides, device)
+            while len(self._grid_cache) > GRID_CACHE_SIZE:
+                self._grid_cache.popitem(last=False)
+        self._grid_cache.move_to_end(key)
+        return self._grid_cache[key]
+
+    # ------------------------------------------------------------------ forward
+    def forward(self, images: list[Tensor], targets: list[dict] | None = None):
+        """Training: losses {"cls", "box"}. Eval: per image {"boxes", "scores", "labels"}."""
+        if self.training and targets is None:
+            raise ValueError("Detector in training mode needs targets")
+        batch, scales, sizes = self.batcher(images)
+        features = self.backbone(batch)
+        cls_logits, box_deltas = self.head(features)
+        shapes = [tuple(f.shape[-2:]) for f in features]
+        anchors = self.grid(shapes, batch.device)
+        if self.training:
+            scaled = [{"boxes": t["boxes"].to(batch.device) * _xyxy_scale(s, batch.device),
+                       "labels": t["labels"]} for t, s in zip(targets, scales)]
+            return detection_loss(cls_logits, box_deltas, anchors, scaled, self.matcher, self.box_coder,
+                                  self.reg_loss)
+        level_sizes = [h * w * k for (h, w), k in zip(shapes, self.anchors.num_anchors(len(shapes)))]
+        dets = postprocess(cls_logits, box_deltas, anchors, level_sizes, tuple(batch.shape[-2:]), self.box_coder,
+                           self.score_thresh, self.nms_thresh, self.topk_candidates, self.detections_per_img)
+        for d, s, img in zip(dets, scales, images):
+            d["boxes"] = d["boxes"] / _xyxy_scale(s, batch.device)
+            d["boxes"][:, 0::2].clamp_(0, img.shape[-1])
+            d["boxes"][:, 1::2].clamp_(0, img.shape[-2])
+        return dets
+
+    @torch.inference_mode()
+    def predict(self, images, anchors: str | AnchorSet | None = None, score_thresh: float | None = None,
+                batch_size: int = 8) -> list[dict[str, Tensor]]:
+        """Detect objects in images (paths, PIL images or [3, H, W] tensors in [0, 1]).
+
+        ``anchors`` overrides the current anchor set for this call only.
+        Returns per image {"boxes": [D, 4] x1y1x2y2 pixels, "scores": [D], "labels": [D]}.
+        """
+        from metaanchor.io import load_image
+
+        if isinstance(images, (str, Path, Tensor)) and not (isinstance(images, Tensor) and images.dim() == 4):
+            images = [images]
+        device = next(self.parameters()).device
+        tensors = [load_image(im) if not isinstance(im, Tensor) else im for im in images]
+        was_training, old_anchors, old_thresh = self.training, self.anchors, self.score_thresh
+        self.eval()
+        if anchors is not None:
+            self.set_anchors(anchors)
+        if score_thresh is not None:
+            self.score_thresh = score_thresh
+        try:
+            out = []
+            for i in range(0, len(tensors), batch_size):
+                out += self([t.to(device) for t in tensors[i:i + batch_size]])
+            return [{k: v.cpu() for k, v in d.items()} for d in out]
+        finally:
+            self.train(was_training)
+            self.score_thresh = old_thresh
+            if anchors is not None:
+                self.set_anchors(old_anchors)
+
+    # --------------------------------------------------------------- checkpoints
+    def checkpoint_payload(self) -> dict:
+        """Everything ``from_checkpoint`` needs: config, class names, anchors, weights."""
+        return ckpt.model_payload(self.config | {"class_names": self.class_names,
+                                                 "anchors": self.train_anchors.to_dict()},
+                                  self.state_dict())
+
+    @classmethod
+    def from_config(cls, config: dict) -> "Detector":
+        cfg = dict(config)
+        cfg["anchors"] = AnchorSet.from_dict(cfg["anchors"]) if isinstance(cfg.get("anchors"), dict) \
+            else cfg.get("anchors", "3x3")
+        return cls(**cfg)
+
+    @classmethod
+    def from_checkpoint(cls, path: str | Path, map_location: str | torch.device = "cpu") -> "Detector":
+        """Rebuild a detector from a checkpoint file written by training or ``save``."""
+        payload = ckpt.load(path, map_location)
+        model = cls.from_config(payload["model_config"])
+        ckpt.load_state(model, payload["model"], path)
+        return model.eval()
+
+    def save(self, path: str | Path) -> None:
+        """Write a self-describing checkpoint (atomically)."""
+        ckpt.save(self.checkpoint_payload(), path)
+
+
+def _xyxy_scale(scale: tuple[float, float], device) -> Tensor:
+    sx, sy = scale
+    return torch.tensor([sx, sy, sx, sy], device=device)

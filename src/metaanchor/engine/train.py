@@ -1,0 +1,335 @@
+"""The training loop: data, optimiser, schedule, AMP, DDP, checkpoints, logs, evaluation.
+
+Everything random is derived from ``seed`` and the iteration number (data order,
+augmentation, sampled anchor sets), so ``--resume`` continues exactly: the same
+schedule, optimiser state and data order as an uninterrupted run.
+
+Multi-GPU / multi-node: launch with ``torchrun --nproc-per-node N -m metaanchor train ...``;
+``solver.batch_size`` is the total batch, split over the processes.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch.utils.data import DataLoader, Dataset, DistributedSampler
+from tqdm import tqdm
+
+from metaanchor import checkpoint as ckpt
+from metaanchor.anchors import AnchorSet
+from metaanchor.config import dump, model_kwargs
+from metaanchor.data.augment import Compose, PhotometricJitter, RandomHorizontalFlip
+from metaanchor.data.coco import CocoDataset, collate
+from metaanchor.detector import Detector
+from metaanchor.engine.evaluate import METRIC_KEYS, evaluate
+from metaanchor.errors import ConfigError, UserError
+
+CSV_FIELDS = ["iter", "lr", "loss", "cls", "box", "skipped", "seconds"] + list(METRIC_KEYS)
+
+
+class NonFiniteLoss(UserError):
+    """Training produced a NaN/inf loss (stop mode)."""
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto`` -> cuda (this rank's GPU under torchrun) if available, else cpu."""
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise ConfigError(f"device={name}: CUDA is not available on this machine; use device=cpu or auto")
+        if name == "cuda" and "LOCAL_RANK" in os.environ:
+            name = f"cuda:{int(os.environ['LOCAL_RANK'])}"
+    elif name != "cpu":
+        raise ConfigError(f"device={name!r}: expected auto, cpu, cuda or cuda:N")
+    return torch.device(name)
+
+
+class AugmentedDataset(Dataset):
+    """Wraps a dataset; items are fetched as (index, epoch) so augmentation is seeded and repeatable."""
+
+    def __init__(self, dataset, seed: int, hflip: float, photometric: float):
+        self.dataset, self.seed = dataset, seed
+        self.hflip, self.photometric = hflip, photometric
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, key):
+        index, epoch = key
+        image, target = self.dataset[index]
+        g = torch.Generator().manual_seed(hash((self.seed, epoch, index)) & 0x7FFFFFFF)
+        ops = [RandomHorizontalFlip(self.hflip, generator=g)] if self.hflip > 0 else []
+        if self.photometric > 0:
+            s = self.photometric
+            ops.append(PhotometricJitter(s, s, s, generator=g))
+        return Compose(ops)(image, target) if ops else (image, target)
+
+
+class ResumableBatches:
+    """Batch sampler over iterations ``start..max_iter``: each epoch is a
+    ``DistributedSampler`` permutation (seeded by seed + epoch), cut into per-rank batches."""
+
+    def __init__(self, dataset, batch_size: int, start: int, max_iter: int, seed: int, rank: int, world: int):
+        self.sampler = DistributedSampler(range(len(dataset)), num_replicas=world, rank=rank, shuffle=True,
+                                          seed=seed, drop_last=False)
+        self.batch = batch_size // world
+        self.per_epoch = max(1, len(self.sampler) // self.batch)
+        self.start, self.max_iter = start, max_iter
+
+    def __len__(self) -> int:
+        return self.max_iter - self.start
+
+    def __iter__(self):
+        it = self.start
+        while it < self.max_iter:
+            epoch, pos = divmod(it, self.per_epoch)
+            self.sampler.set_epoch(epoch)
+            order = list(self.sampler)
+            for p in range(pos, self.per_epoch):
+                if it >= self.max_iter:
+                    return
+                yield [(i, epoch) for i in order[p * self.batch:(p + 1) * self.batch]]
+                it += 1
+
+
+def sample_anchor_set(base: AnchorSet, seed: int, iteration: int, scale_jitter: float,
+                      ratio_jitter: float) -> AnchorSet:
+    """A random anchor set around ``base``: every shape's size and ratio jittered in log2 space."""
+    if base.shapes is None:
+        return base
+    rng = np.random.default_rng([seed, iteration, 7])
+    shapes = []
+    for h, w in base.shapes:
+        ds = 2.0 ** rng.uniform(-scale_jitter, scale_jitter)
+        dr = 2.0 ** (rng.uniform(-ratio_jitter, ratio_jitter) / 2)
+        shapes.append((h * ds * dr, w * ds / dr))
+    return AnchorSet(shapes, spec=f"sampled({base.spec})")
+
+
+def lr_factor(it: int, solver: dict) -> float:
+    """Linear warm-up, then cosine or step decay; a function of the iteration only."""
+    warm = solver["warmup_iters"]
+    f = min(1.0, (it + 1) / warm) if warm > 0 else 1.0
+    if solver["schedule"] == "cosine":
+        return f * 0.5 * (1 + math.cos(math.pi * it / max(1, solver["max_iter"])))
+    return f * 0.1 ** sum(it >= s * solver["max_iter"] for s in solver["steps"])
+
+
+def load_dataset(path, skip_invalid: bool, what: str) -> CocoDataset:
+    if not path:
+        raise ConfigError(f"config key {what} is not set: give a dataset folder ({what}=DIR)")
+    return CocoDataset(path, skip_invalid=skip_invalid)
+
+
+class Trainer:
+    """Runs one training job described by a config into ``out_dir``."""
+
+    def __init__(self, cfg: dict, out_dir: str | Path, resume: bool = False, progress: bool = True):
+        self.cfg, self.out = cfg, Path(out_dir)
+        self.distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
+        self.device = resolve_device(cfg["device"])
+        if self.distributed and not dist.is_initialized():
+            dist.init_process_group("nccl" if self.device.type == "cuda" else "gloo")
+        self.rank = dist.get_rank() if self.distributed else 0
+        self.world = dist.get_world_size() if self.distributed else 1
+        self.main = self.rank == 0
+        self.progress = progress and self.main
+        s = cfg["solver"]
+        if s["batch_size"] % self.world:
+            raise ConfigError(f"solver.batch_size={s['batch_size']} is not divisible by {self.world} processes")
+        self.train_set = load_dataset(cfg["data"]["train"], cfg["data"]["skip_invalid"], "data.train")
+        self.val_set = (load_dataset(cfg["data"]["val"], cfg["data"]["skip_invalid"], "data.val")
+                        if cfg["data"]["val"] else None)
+        torch.manual_seed(cfg["seed"])
+        kwargs = model_kwargs(cfg, len(self.train_set.class_names), self.train_set.class_names)
+        self.model = Detector(**kwargs).to(self.device)
+        self.base_anchors = self.model.train_anchors
+        self.optimizer = self._build_optimizer()
+        self.amp_dtype = None
+        if self.device.type == "cuda" and s["amp"]:
+            self.amp_dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
+        self.start_iter, self.best_ap, self.skipped = 0, -1.0, 0
+        if resume:
+            self._resume()
+        self.ddp = (torch.nn.parallel.DistributedDataParallel(
+            self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
+            if self.distributed else self.model)
+
+    def _build_optimizer(self) -> torch.optim.Optimizer:
+        s = self.cfg["solver"]
+        decay, no_decay = [], []
+        for name, p in self.model.named_parameters():
+            if p.requires_grad:
+                (no_decay if p.ndim <= 1 else decay).append(p)
+        return torch.optim.SGD([{"params": decay, "weight_decay": s["weight_decay"]},
+                                {"params": no_decay, "weight_decay": 0.0}], lr=s["lr"], momentum=s["momentum"])
+
+    # --------------------------------------------------------------- checkpoints
+    def _save(self, name: str, iteration: int) -> None:
+        if not self.main:
+            return
+        payload = self.model.checkpoint_payload()
+        payload.update(optimizer=self.optimizer.state_dict(), scaler=self.scaler.state_dict(),
+                       iteration=iteration, best_ap=self.best_ap, skipped=self.skipped, train_config=self.cfg)
+        ckpt.save(payload, self.out / name)
+
+    def _resume(self) -> None:
+        path = self.out / "last.pt"
+        if not path.is_file():
+            raise UserError(f"--resume: no checkpoint {path} to resume from")
+        payload = ckpt.load(path, self.device)
+        ckpt.load_state(self.model, payload["model"], path)
+        if "optimizer" not in payload:
+            raise UserError(f"--resume: checkpoint {path} has no training state (written by save, not train)")
+        self.optimizer.load_state_dict(payload["optimizer"])
+        self.scaler.load_state_dict(payload["scaler"])
+        self.start_iter = int(payload["iteration"])
+        self.best_ap, self.skipped = float(payload["best_ap"]), int(payload.get("skipped", 0))
+
+    # ---------------------------------------------------------------------- loop
+    def _loader(self) -> DataLoader:
+        inp, s = self.cfg["input"], self.cfg["solver"]
+        data = AugmentedDataset(self.train_set, self.cfg["seed"], inp["hflip"], inp["photometric"])
+        batches = ResumableBatches(self.train_set, s["batch_size"], self.start_iter, s["max_iter"],
+                                   self.cfg["seed"], self.rank, self.world)
+        workers = self.cfg["data"]["workers"]
+        return DataLoader(data, batch_sampler=batches, num_workers=workers, collate_fn=collate,
+                          persistent_workers=False, pin_memory=self.device.type == "cuda")
+
+    def _step(self, it: int, images, targets) -> dict | None:
+        a = self.cfg["anchors"]
+        if a["sample"] and self.model.head_type != "predefined":
+            self.model.set_anchors(sample_anchor_set(self.base_anchors, self.cfg["seed"], it,
+                                                     a["scale_jitter"], a["ratio_jitter"]))
+        for g in self.optimizer.param_groups:
+            g["lr"] = self.cfg["solver"]["lr"] * lr_factor(it, self.cfg["solver"])
+        images = [im.to(self.device, non_blocking=True) for im in images]
+        targets = [{k: v.to(self.device) if torch.is_tensor(v) else v for k, v in t.items()} for t in targets]
+        with torch.autocast(self.device.type, dtype=self.amp_dtype or torch.float32,
+                            enabled=self.amp_dtype is not None):
+            losses = self.ddp(images, targets)
+        loss = sum(losses.values())
+        if not torch.isfinite(loss):
+            return None
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(loss).backward()
+        if self.cfg["solver"]["clip_grad"] > 0:
+            self.scaler.unscale_(self.optimizer)
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg["solver"]["clip_grad"])
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        return {"loss": loss.item(), **{k: v.item() for k, v in losses.items()}}
+
+    def _nonfinite(self, it: int) -> None:
+        if self.cfg["solver"]["nonfinite"] == "skip":
+            self.skipped += 1
+            return
+        last = self.out / "last.pt"
+        kept = f"; last good checkpoint: {last}" if last.is_file() else ""
+        raise NonFiniteLoss(f"non-finite loss at iteration {it}{kept} "
+                            "(lower solver.lr, or set solver.nonfinite=skip)")
+
+    def train(self) -> dict:
+        """Run to ``solver.max_iter``; returns the final summary (metrics per anchor set)."""
+        s = self.cfg["solver"]
+        self.out.mkdir(parents=True, exist_ok=True)
+        writer = None
+        if self.main:
+            (self.out / "config.yaml").write_text(dump(self.cfg))
+            from torch.utils.tensorboard import SummaryWriter
+
+            writer = SummaryWriter(str(self.out))
+        t0 = time.time()
+        self.model.train()
+        bar = tqdm(total=s["max_iter"], initial=self.start_iter, desc="train", disable=not self.progress,
+                   dynamic_ncols=True)
+        it = self.start_iter
+        try:
+            for images, targets in self._loader():
+                stats = self._step(it, images, targets)
+                if stats is None:
+                    self._nonfinite(it)
+                it += 1
+                bar.update(1)
+                if stats and self.main:
+                    bar.set_postfix(loss=f"{stats['loss']:.3f}")
+                    if it % self.cfg["log"]["period"] == 0 or it == s["max_iter"]:
+                        self._log(writer, it, stats, time.time() - t0)
+                if self.cfg["eval"]["period"] and it % self.cfg["eval"]["period"] == 0 and it < s["max_iter"]:
+                    self._periodic_eval(writer, it, time.time() - t0)
+                if it % self.cfg["checkpoint"]["period"] == 0 or it == s["max_iter"]:
+                    self._save("last.pt", it)
+            bar.close()
+            self.model.set_anchors(self.base_anchors)
+            summary = self._final_eval(writer, it, time.time() - t0)
+        finally:
+            if writer:
+                writer.close()
+        summary["wall_time_s"] = time.time() - t0
+        summary["skipped_steps"] = self.skipped
+        return summary
+
+    def _log(self, writer, it: int, stats: dict, seconds: float, metrics: dict | None = None) -> None:
+        lr = self.optimizer.param_groups[0]["lr"]
+        for k, v in stats.items():
+            writer.add_scalar(f"train/{k}", v, it)
+        writer.add_scalar("train/lr", lr, it)
+        row = {"iter": it, "lr": f"{lr:.6g}", "skipped": self.skipped, "seconds": f"{seconds:.1f}",
+               **{k: f"{v:.5f}" for k, v in stats.items()}}
+        if metrics:
+            row.update({k: f"{metrics[k]:.5f}" for k in METRIC_KEYS})
+        path = self.out / "metrics.csv"
+        new = not path.exists()
+        with path.open("a", newline="") as f:
+            w = csv.DictWriter(f, CSV_FIELDS)
+            if new:
+                w.writeheader()
+            w.writerow(row)
+
+    def _evaluate(self, anchors=None) -> dict:
+        return evaluate(self.model, self.val_set, anchors, self.cfg["eval"]["batch_size"], progress=self.progress)
+
+    def _periodic_eval(self, writer, it: int, seconds: float) -> None:
+        if not (self.main and self.val_set):
+            return
+        self.model.set_anchors(self.base_anchors)
+        m = self._evaluate()
+        for k in METRIC_KEYS:
+            writer.add_scalar(f"val/{k}", m[k], it)
+        self._log(writer, it, {}, seconds, m)
+        if m["AP"] > self.best_ap:
+            self.best_ap = m["AP"]
+            self._save("best.pt", it)
+        tqdm.write(f"iter {it}: AP {m['AP']:.4f} AP50 {m['AP50']:.4f}")
+
+    def _final_eval(self, writer, it: int, seconds: float) -> dict:
+        summary = {"iterations": it, "metrics": {}}
+        if not (self.main and self.val_set):
+            return summary
+        sets = [self.base_anchors.spec] + [a for a in self.cfg["anchors"]["eval"] if a != self.base_anchors.spec]
+        for spec in sets:
+            if spec != self.base_anchors.spec and self.model.head_type == "predefined":
+                continue
+            summary["metrics"][spec] = self._evaluate(spec)
+        m = summary["metrics"][self.base_anchors.spec]
+        for k in METRIC_KEYS:
+            writer.add_scalar(f"val/{k}", m[k], it)
+        self._log(writer, it, {}, seconds, m)
+        if m["AP"] > self.best_ap:
+            self.best_ap = m["AP"]
+            self._save("best.pt", it)
+        return summary
+
+
+def train(cfg: dict, out_dir: str | Path, resume: bool = False, progress: bool = True) -> dict:
+    """Train a detector as ``cfg`` says; writes the run folder and returns the summary."""
+    return Trainer(cfg, out_dir, resume, progress).train()

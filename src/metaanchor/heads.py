@@ -1,0 +1,152 @@
+"""RetinaNet prediction heads: MetaAnchor (generated last layer) and predefined anchors.
+
+Both heads share one interface so the detector does not care which it has:
+
+    head.set_anchors(codes)        # per-level [K_l, 2] anchor codes b
+    cls, reg = head(features)      # [B, A, C] logits, [B, A, 4] deltas
+
+where A = sum_l H_l * W_l * K_l, ordered level, position (row-major), anchor.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from metaanchor.errors import UserError
+from metaanchor.generator import AnchorFunctionGenerator, prior_bias
+
+
+class ConvTower(nn.Sequential):
+    """``num_convs`` x (3x3 conv + ReLU), RetinaNet's subnet trunk."""
+
+    def __init__(self, channels: int, num_convs: int):
+        layers = []
+        for _ in range(num_convs):
+            conv = nn.Conv2d(channels, channels, 3, padding=1)
+            nn.init.normal_(conv.weight, std=0.01)
+            nn.init.zeros_(conv.bias)
+            layers += [conv, nn.ReLU(inplace=True)]
+        super().__init__(*layers)
+
+
+def flatten_level(out: Tensor, per_anchor: int) -> Tensor:
+    """[B, K*P, H, W] -> [B, H*W*K, P]."""
+    b, _, h, w = out.shape
+    return out.permute(0, 2, 3, 1).reshape(b, -1, per_anchor)
+
+
+class _RetinaHead(nn.Module):
+    """Shared towers; subclasses provide the last layer of each branch."""
+
+    def __init__(self, in_channels: int, num_classes: int, num_convs: int = 4):
+        super().__init__()
+        self.in_channels, self.num_classes = in_channels, num_classes
+        self.cls_tower = ConvTower(in_channels, num_convs)
+        self.reg_tower = ConvTower(in_channels, num_convs)
+
+    def forward(self, features: list[Tensor]) -> tuple[Tensor, Tensor]:
+        """features: per-level [B, in, H_l, W_l] -> ([B, A, C] logits, [B, A, 4] deltas)."""
+        params = self.level_params(features)
+        cls_out, reg_out = [], []
+        for lvl, x in enumerate(features):
+            cw, cb, rw, rb = params[lvl]
+            cls_out.append(flatten_level(self._conv(self.cls_tower(x), cw, cb), self.num_classes))
+            reg_out.append(flatten_level(self._conv(self.reg_tower(x), rw, rb), 4))
+        return torch.cat(cls_out, 1), torch.cat(reg_out, 1)
+
+    @staticmethod
+    def _conv(x: Tensor, weight: Tensor, bias: Tensor) -> Tensor:
+        if weight.dim() == 4:  # one weight for the whole batch
+            return F.conv2d(x, weight, bias, padding=weight.shape[-1] // 2)
+        b = x.shape[0]  # per-image weights [B, O, I, k, k]: one grouped conv
+        out = F.conv2d(x.reshape(1, -1, *x.shape[2:]), weight.flatten(0, 1), bias.flatten(),
+                       padding=weight.shape[-1] // 2, groups=b)
+        return out.view(b, -1, *out.shape[2:])
+
+    def level_params(self, features: list[Tensor]) -> list[tuple[Tensor, Tensor, Tensor, Tensor]]:
+        raise NotImplementedError
+
+
+class PredefinedAnchorHead(_RetinaHead):
+    """Classic RetinaNet head: fixed K anchors baked into the last convs (the baseline)."""
+
+    def __init__(self, in_channels: int, num_classes: int, num_anchors: int, num_convs: int = 4,
+                 prior_prob: float = 0.01):
+        super().__init__(in_channels, num_classes, num_convs)
+        self.num_anchors = num_anchors
+        self.cls_logits = nn.Conv2d(in_channels, num_anchors * num_classes, 3, padding=1)
+        self.bbox_pred = nn.Conv2d(in_channels, num_anchors * 4, 3, padding=1)
+        for conv, bias in ((self.cls_logits, prior_bias(prior_prob)), (self.bbox_pred, 0.0)):
+            nn.init.normal_(conv.weight, std=0.01)
+            nn.init.constant_(conv.bias, bias)
+
+    def set_anchors(self, codes: list[Tensor]) -> None:
+        bad = [len(c) for c in codes if len(c) != self.num_anchors]
+        if bad:
+            raise UserError(
+                f"the predefined-anchor head was trained with {self.num_anchors} anchors per position and cannot "
+                f"use {bad[0]}; only a MetaAnchor head (model.head=metaanchor) takes new anchor sets"
+            )
+
+    def level_params(self, features):
+        p = (self.cls_logits.weight, self.cls_logits.bias, self.bbox_pred.weight, self.bbox_pred.bias)
+        return [p] * len(features)
+
+
+class MetaAnchorHead(_RetinaHead):
+    """RetinaNet head whose last cls/reg convs are generated from the anchor codes.
+
+    One generator per branch, shared by all levels. With ``data_dim > 0`` the
+    generators are data-dependent: r(x) is the global average of the pyramid
+    features ([B, in]), mapped by W12 inside the generator.
+    Generated weights are cached per anchor set in eval mode (data-independent).
+    """
+
+    def __init__(self, in_channels: int, num_classes: int, num_convs: int = 4, hidden_dim: int = 32,
+                 data_dependent: bool = False, prior_prob: float = 0.01, residual_std: float = 1e-4):
+        super().__init__(in_channels, num_classes, num_convs)
+        data_dim = in_channels if data_dependent else 0
+        self.cls_generator = AnchorFunctionGenerator(in_channels, num_classes, 3, hidden_dim,
+                                                     bias_init=prior_bias(prior_prob), data_dim=data_dim,
+                                                     residual_std=residual_std)
+        self.reg_generator = AnchorFunctionGenerator(in_channels, 4, 3, hidden_dim, data_dim=data_dim,
+                                                     residual_std=residual_std)
+        self.codes: list[Tensor] = []
+        self._cache: dict = {}
+
+    @property
+    def data_dependent(self) -> bool:
+        return self.cls_generator.data_dependent
+
+    def set_anchors(self, codes: list[Tensor]) -> None:
+        self.codes = [c.detach().float() for c in codes]
+        self._cache.clear()
+
+    def generate(self, codes: Tensor, data: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """codes [K, 2] (and data [B, in]) -> cls weight/bias and reg weight/bias, stacked over K."""
+        return (*self.cls_generator(codes, data), *self.reg_generator(codes, data))
+
+    def _version(self) -> tuple:
+        return tuple(p._version for p in self.parameters())
+
+    def level_params(self, features):
+        if len(self.codes) != len(features):
+            raise RuntimeError(f"MetaAnchorHead has codes for {len(self.codes)} levels, got {len(features)} features")
+        device = features[0].device
+        data = None
+        if self.data_dependent:
+            data = torch.stack([f.mean(dim=(2, 3)) for f in features]).mean(0)  # r(x): [B, in]
+        cacheable = data is None and not torch.is_grad_enabled()
+        if cacheable and self._cache.get("version") == (self._version(), device):
+            return self._cache["params"]
+        params, seen = [], {}
+        for c in self.codes:  # levels with identical codes share one generation
+            key = tuple(c.flatten().tolist())
+            if key not in seen:
+                seen[key] = self.generate(c.to(device), data)
+            params.append(seen[key])
+        if cacheable:
+            self._cache = {"version": (self._version(), device), "params": params}
+        return params

@@ -1,0 +1,72 @@
+"""Pictures: detections drawn on images, anchor sets, metric grids."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import torch  # noqa: E402
+from PIL import Image  # noqa: E402
+from torch import Tensor  # noqa: E402
+from torchvision.utils import draw_bounding_boxes  # noqa: E402
+
+from metaanchor.anchors import AnchorSet  # noqa: E402
+
+PALETTE = ["#e6194b", "#3cb44b", "#4363d8", "#f58231", "#911eb4", "#46f0f0", "#f032e6", "#bcf60c",
+           "#fabebe", "#008080", "#e6beff", "#9a6324"]
+
+
+def draw_detections(image: Tensor, det: dict, class_names: list[str], min_score: float = 0.3) -> Image.Image:
+    """image [3, H, W] in [0, 1], det {"boxes", "scores", "labels"} -> PIL image with boxes and labels."""
+    keep = det["scores"] >= min_score
+    boxes, scores, labels = det["boxes"][keep], det["scores"][keep], det["labels"][keep]
+    img = (image.clamp(0, 1) * 255).to(torch.uint8).cpu()
+    text = [f"{class_names[int(lab)]} {float(s):.2f}" for lab, s in zip(labels, scores)]
+    colors = [PALETTE[int(lab) % len(PALETTE)] for lab in labels]
+    if len(boxes):
+        img = draw_bounding_boxes(img, boxes.cpu(), labels=text, colors=colors, width=2)
+    return Image.fromarray(img.permute(1, 2, 0).numpy())
+
+
+def plot_anchor_sets(sets: dict[str, AnchorSet], path: str | Path, standard_size: float = 32.0) -> Path:
+    """Draw anchor shapes (centred, relative to one level's standard box) for each set side by side."""
+    fig, axes = plt.subplots(1, len(sets), figsize=(3.2 * len(sets), 3.4), squeeze=False)
+    for ax, (name, aset) in zip(axes[0], sets.items()):
+        sizes = aset.sizes([standard_size] * (len(aset.per_level) if aset.per_level else 1))[0]
+        lim = float(sizes.max()) * 0.6
+        for i, (h, w) in enumerate(sizes.tolist()):
+            ax.add_patch(plt.Rectangle((-w / 2, -h / 2), w, h, fill=False, lw=1.5, color=PALETTE[i % len(PALETTE)]))
+        ax.add_patch(plt.Rectangle((-standard_size / 2, -standard_size / 2), standard_size, standard_size,
+                                   fill=False, ls="--", color="k", lw=1))
+        ax.set_xlim(-lim, lim)
+        ax.set_ylim(-lim, lim)
+        ax.set_aspect("equal")
+        ax.set_title(f"{name} ({len(sizes)} anchors)")
+        ax.set_xticks([])
+        ax.set_yticks([])
+    fig.suptitle("anchor shapes at P3 (dashed: standard box)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return Path(path)
+
+
+def detection_grid(rows: dict[str, list[Image.Image]], path: str | Path) -> Path:
+    """One row of drawn images per anchor set -> a single PNG."""
+    ncols = max(len(v) for v in rows.values())
+    fig, axes = plt.subplots(len(rows), ncols, figsize=(2.6 * ncols, 2.8 * len(rows)), squeeze=False)
+    for r, (name, images) in enumerate(rows.items()):
+        for c in range(ncols):
+            ax = axes[r][c]
+            ax.axis("off")
+            if c < len(images):
+                ax.imshow(images[c])
+            if c == 0:
+                ax.set_title(f"anchors {name}", loc="left", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return Path(path)
