@@ -1,0 +1,160 @@
+import pytest
+import torch
+from conftest import tiny_detector
+from torchvision.ops import batched_nms
+
+from metaanchor.anchors import AnchorSet
+from metaanchor.box_coder import BoxCoder
+from metaanchor.errors import CheckpointError, UserError
+from metaanchor.postprocess import postprocess
+
+POSITIONS_128 = 16 * 16 + 8 * 8 + 4 * 4 + 2 * 2 + 1 * 1  # P3..P7 on a 128 px input
+
+
+def images(n=2, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return [torch.rand(3, 128, 128, generator=g) for _ in range(n)]
+
+
+def targets(n=2):
+    return [{"boxes": torch.tensor([[10.0, 20.0, 60.0, 50.0], [70.0, 70.0, 120.0, 126.0]]),
+             "labels": torch.tensor([0, 2])} for _ in range(n)]
+
+
+@pytest.mark.parametrize("spec,k", [("1x1", 1), ("3x3", 9), ("5x5", 25)])
+def test_set_anchors_gives_right_output_counts(spec, k):
+    det = tiny_detector().eval()
+    det.set_anchors(spec)
+    with torch.no_grad():
+        feats = det.backbone(det.batcher(images())[0])
+        cls, reg = det.head(feats)
+        grid = det.grid([tuple(f.shape[-2:]) for f in feats], "cpu")
+    assert cls.shape == (2, POSITIONS_128 * k, 3)
+    assert reg.shape == (2, POSITIONS_128 * k, 4)
+    assert grid.shape == (POSITIONS_128 * k, 4)
+
+
+def test_training_returns_finite_losses_and_they_fall_when_overfitting():
+    det = tiny_detector().train()
+    opt = torch.optim.SGD(det.parameters(), lr=0.01, momentum=0.9)
+    first = None
+    for _ in range(25):
+        losses = det(images(), targets())
+        loss = sum(losses.values())
+        first = first if first is not None else loss.item()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    assert set(losses) == {"cls", "box"} and torch.isfinite(loss)
+    assert loss.item() < 0.7 * first
+
+
+def test_loss_with_image_without_boxes():
+    det = tiny_detector().train()
+    t = targets(2)
+    t[1] = {"boxes": torch.zeros(0, 4), "labels": torch.zeros(0, dtype=torch.int64)}
+    losses = det(images(), t)
+    assert all(torch.isfinite(v) for v in losses.values())
+    empty = det(images(1), t[1:])
+    assert empty["box"].item() == 0.0 and empty["cls"].item() > 0
+
+
+def test_predefined_head_refuses_other_anchor_counts():
+    det = tiny_detector(head="predefined")
+    det.set_anchors("scales=1,2,3;ratios=0.5,1,2")  # same count is allowed
+    with pytest.raises(UserError, match="trained with 9 anchors per position and cannot use 25"):
+        det.set_anchors("5x5")
+
+
+def reference_postprocess(cls, reg, anchors, level_sizes, size, coder, thresh, nms, topk, dets):
+    """torchvision RetinaNet's per-image, per-level loop, as the oracle."""
+    out = []
+    c = cls.shape[-1]
+    for i in range(cls.shape[0]):
+        boxes_all, scores_all, labels_all = [], [], []
+        start = 0
+        for n in level_sizes:
+            s = torch.sigmoid(cls[i, start:start + n]).flatten()
+            keep = s > thresh
+            idx = torch.nonzero(keep).squeeze(1)
+            s = s[keep]
+            k = min(topk, idx.numel())
+            s, order = s.topk(k)
+            idx = idx[order]
+            a = idx // c + start
+            b = coder.decode(reg[i, a], anchors[a])
+            b[:, 0::2] = b[:, 0::2].clamp(0, size[1])
+            b[:, 1::2] = b[:, 1::2].clamp(0, size[0])
+            boxes_all.append(b)
+            scores_all.append(s)
+            labels_all.append(idx % c)
+            start += n
+        b, s, lab = torch.cat(boxes_all), torch.cat(scores_all), torch.cat(labels_all)
+        keep = batched_nms(b, s, lab, nms)[:dets]
+        out.append({"boxes": b[keep], "scores": s[keep], "labels": lab[keep]})
+    return out
+
+
+@pytest.mark.parametrize("thresh", [0.05, 0.5])
+def test_batched_postprocess_equals_per_image_loop(thresh):
+    g = torch.Generator().manual_seed(0)
+    level_sizes = [300, 120, 30]
+    a = sum(level_sizes)
+    cls = torch.randn(3, a, 4, generator=g) * 2
+    reg = torch.randn(3, a, 4, generator=g) * 0.2
+    xy = torch.rand(a, 2, generator=g) * 100
+    anchors = torch.cat([xy, xy + 10 + torch.rand(a, 2, generator=g) * 30], 1)
+    args = (anchors, level_sizes, (128, 128), BoxCoder(), thresh, 0.5, 200, 50)
+    got = postprocess(cls, reg, *args)
+    want = reference_postprocess(cls, reg, *args)
+    for gd, wd in zip(got, want):
+        assert len(gd["scores"]) == len(wd["scores"]) > 0
+        torch.testing.assert_close(gd["scores"], wd["scores"])
+        torch.testing.assert_close(gd["boxes"], wd["boxes"])
+        assert torch.equal(gd["labels"], wd["labels"])
+
+
+def test_detections_are_in_original_image_pixels():
+    det = tiny_detector(min_size=256, max_size=256).eval()
+    det.score_thresh = 0.0
+    big = [torch.rand(3, 100, 300)]
+    out = det(big)[0]
+    assert len(out["boxes"]) == 100
+    assert out["boxes"][:, 2].max() <= 300 and out["boxes"][:, 3].max() <= 100
+    assert out["boxes"][:, 2].max() > 200  # boxes span the whole width, not the resized one
+
+
+def test_checkpoint_roundtrip_and_unseen_anchor_prediction(tmp_path):
+    det = tiny_detector(class_names=["a", "b", "c"]).eval()
+    path = tmp_path / "m.pt"
+    det.save(path)
+    again = type(det).from_checkpoint(path)
+    assert again.class_names == ["a", "b", "c"] and again.anchors == AnchorSet.parse("3x3")
+    imgs = images(1)
+    a, b = det.predict(imgs, score_thresh=0.0)[0], again.predict(imgs, score_thresh=0.0)[0]
+    assert torch.equal(a["boxes"], b["boxes"]) and torch.equal(a["scores"], b["scores"])
+    unseen = again.predict(imgs, anchors=AnchorSet.parse("5x5"), score_thresh=0.0)[0]
+    assert len(unseen["boxes"]) == 100 and not torch.equal(unseen["scores"], a["scores"])
+    assert again.anchors.spec == "3x3"  # predict's anchors are for that call only
+
+
+def test_bad_checkpoints_are_clear_errors(tmp_path):
+    det = tiny_detector()
+    good = tmp_path / "good.pt"
+    det.save(good)
+    truncated = tmp_path / "trunc.pt"
+    truncated.write_bytes(good.read_bytes()[:1000])
+    with pytest.raises(CheckpointError, match="trunc.pt: unreadable"):
+        type(det).from_checkpoint(truncated)
+    other = tmp_path / "other.pt"
+    torch.save({"state_dict": {}}, other)
+    with pytest.raises(CheckpointError, match="other.pt: not a metaanchor checkpoint"):
+        type(det).from_checkpoint(other)
+    payload = torch.load(good, weights_only=False)
+    payload["version"] = "7.0.0"
+    future = tmp_path / "future.pt"
+    torch.save(payload, future)
+    with pytest.raises(CheckpointError, match="written by metaanchor 7.0.0"):
+        type(det).from_checkpoint(future)
+    with pytest.raises(CheckpointError, match="missing.pt: file not found"):
+        type(det).from_checkpoint(tmp_path / "missing.pt")

@@ -1,0 +1,121 @@
+import torch
+import torch.nn.functional as F
+
+from metaanchor.anchors import AnchorSet
+from metaanchor.generator import AnchorFunctionGenerator, prior_bias
+from metaanchor.heads import MetaAnchorHead, PredefinedAnchorHead
+
+STANDARD = [32.0, 64.0, 128.0]
+C, CH = 5, 16
+
+
+def features(b=2, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return [torch.randn(b, CH, s, s, generator=g) for s in (8, 4, 2)]
+
+
+def meta_head(**kw):
+    torch.manual_seed(0)
+    head = MetaAnchorHead(CH, C, num_convs=2, hidden_dim=8, **kw)
+    head.set_anchors(AnchorSet.parse("3x3").codes(STANDARD))
+    return head
+
+
+def test_zero_residual_generator_equals_predefined_head():
+    meta = meta_head()
+    with torch.no_grad():
+        meta.cls_generator.fc2.weight.zero_()
+        meta.reg_generator.fc2.weight.zero_()
+    base = PredefinedAnchorHead(CH, C, num_anchors=9, num_convs=2)
+    base.cls_tower.load_state_dict(meta.cls_tower.state_dict())
+    base.reg_tower.load_state_dict(meta.reg_tower.state_dict())
+    with torch.no_grad():  # theta* in every anchor slot
+        base.cls_logits.weight.copy_(meta.cls_generator.weight.repeat(9, 1, 1, 1))
+        base.cls_logits.bias.copy_(meta.cls_generator.bias.repeat(9))
+        base.bbox_pred.weight.copy_(meta.reg_generator.weight.repeat(9, 1, 1, 1))
+        base.bbox_pred.bias.copy_(meta.reg_generator.bias.repeat(9))
+    feats = features()
+    cls_m, reg_m = meta(feats)
+    cls_b, reg_b = base(feats)
+    assert cls_m.shape == cls_b.shape == (2, (64 + 16 + 4) * 9, C)
+    assert torch.equal(cls_m, cls_b) and torch.equal(reg_m, reg_b)
+
+
+def test_stacked_generation_equals_per_anchor_convs():
+    gen = AnchorFunctionGenerator(CH, C, hidden_dim=8, residual_std=0.05)
+    codes = AnchorSet.parse("2x3").codes(STANDARD)[0]  # [6, 2]
+    x = torch.randn(2, CH, 7, 9)
+    w, b = gen(codes)
+    assert w.shape == (6 * C, CH, 3, 3) and b.shape == (6 * C,)
+    stacked = F.conv2d(x, w, b, padding=1)
+    for k in range(6):
+        wk, bk = gen(codes[k:k + 1])
+        single = F.conv2d(x, wk, bk, padding=1)
+        torch.testing.assert_close(stacked[:, k * C:(k + 1) * C], single, rtol=1e-5, atol=1e-6)
+
+
+def test_generator_starts_at_retinanet_init():
+    gen = AnchorFunctionGenerator(CH, C, bias_init=prior_bias(0.01))
+    w, b = gen(torch.zeros(1, 2))
+    assert torch.allclose(torch.sigmoid(b), torch.full((C,), 0.01), atol=1e-3)
+    res = gen.residual(torch.randn(9, 2))
+    assert res.std() < 0.1 * gen.weight.std()  # residual starts near zero
+
+
+def test_parameter_count_does_not_depend_on_anchor_count():
+    head = meta_head()
+    n = sum(p.numel() for p in head.parameters())
+    out_counts = []
+    for spec in ("1x1", "3x3", "5x5"):
+        head.set_anchors(AnchorSet.parse(spec).codes(STANDARD))
+        cls, _ = head(features())
+        out_counts.append(cls.shape[1])
+        assert sum(p.numel() for p in head.parameters()) == n
+    assert out_counts == [84 * 1, 84 * 9, 84 * 25]
+
+
+def test_gradients_reach_generator_parameters():
+    head = meta_head()
+    cls, reg = head(features())
+    (cls.square().mean() + reg.square().mean()).backward()
+    for gen in (head.cls_generator, head.reg_generator):
+        for name in ("weight", "bias"):  # theta*
+            assert getattr(gen, name).grad.abs().sum() > 0
+        assert gen.fc1.weight.grad.abs().sum() > 0  # W1
+        assert gen.fc2.weight.grad.abs().sum() > 0  # W2
+
+
+def test_eval_caches_generated_weights_until_parameters_change():
+    head = meta_head().eval()
+    feats = features()
+    with torch.no_grad():
+        p1 = head.level_params(feats)
+        p2 = head.level_params(feats)
+        assert p1[0][0] is p2[0][0]  # cached, and shared by all levels of a relative set
+        assert p1[1][0] is p1[0][0]
+        head.cls_generator.fc2.weight.add_(0.01)  # like an optimizer step
+        p3 = head.level_params(feats)
+        assert p3[0][0] is not p1[0][0] and not torch.equal(p3[0][0], p1[0][0])
+        head.set_anchors(AnchorSet.parse("1x1").codes(STANDARD))
+        assert head.level_params(feats)[0][0].shape[0] == C
+
+
+def test_data_dependent_generator_differs_per_image_and_reduces_to_independent():
+    torch.manual_seed(0)
+    dd = MetaAnchorHead(CH, C, num_convs=1, hidden_dim=8, data_dependent=True, residual_std=0.05)
+    dd.set_anchors(AnchorSet.parse("3x3").codes(STANDARD))
+    feats = features(b=2)
+    w = dd.level_params(feats)[0][0]
+    assert w.shape == (2, 9 * C, CH, 3, 3) and not torch.equal(w[0], w[1])
+    # per-image grouped conv equals running each image alone
+    cls, reg = dd(feats)
+    cls0, _ = dd([f[:1] for f in feats])
+    torch.testing.assert_close(cls[:1], cls0, rtol=1e-4, atol=1e-5)
+    # with W12 = 0 it is the data-independent generator
+    di = MetaAnchorHead(CH, C, num_convs=1, hidden_dim=8, residual_std=0.05)
+    di.load_state_dict({k: v for k, v in dd.state_dict().items() if "fc_data" not in k})
+    di.set_anchors(AnchorSet.parse("3x3").codes(STANDARD))
+    with torch.no_grad():
+        dd.cls_generator.fc_data.weight.zero_()
+        dd.reg_generator.fc_data.weight.zero_()
+    torch.testing.assert_close(dd(feats)[0], di(feats)[0])
