@@ -7,7 +7,7 @@
 
 __version__ = "0.1.0"
 
-from metaanchor.anchors import AnchorSet  # noqa: E402
-from metaanchor.detector import Detector  # noqa: E402
+from metaanchor.anchors import AnchorSet
+from metaanchor.detector import Detector
 
 __all__ = ["AnchorSet", "Detector", "__version__"]

@@ -104,7 +104,7 @@ class AnchorSet:
 
     # ----------------------------------------------------------------- parsing
     @classmethod
-    def parse(cls, spec: "str | AnchorSet") -> "AnchorSet":
+    def parse(cls, spec: str | AnchorSet) -> AnchorSet:
         """Parse a SPEC string (preset, ``scales=..;ratios=..``, or a file path)."""
         if isinstance(spec, AnchorSet):
             return spec
@@ -118,7 +118,7 @@ class AnchorSet:
         return cls._from_preset(text)
 
     @classmethod
-    def _from_preset(cls, spec: str) -> "AnchorSet":
+    def _from_preset(cls, spec: str) -> AnchorSet:
         parts = spec.lower().split("x")
         if len(parts) != 2 or not all(p.strip().isdigit() for p in parts):
             raise AnchorSpecError(
@@ -132,7 +132,7 @@ class AnchorSet:
         return cls(shapes_from_scales_ratios(preset_scales(s), preset_ratios(r)), spec=f"{s}x{r}")
 
     @classmethod
-    def _from_keyvalues(cls, spec: str) -> "AnchorSet":
+    def _from_keyvalues(cls, spec: str) -> AnchorSet:
         values = {"scales": [1.0], "ratios": [1.0]}
         seen = set()
         for part in spec.split(";"):
@@ -141,7 +141,8 @@ class AnchorSet:
             key, sep, val = part.partition("=")
             key = key.strip().lower()
             if not sep or key not in values:
-                raise AnchorSpecError(f"anchor SPEC {spec!r}: unknown part {part.strip()!r}; allowed keys: scales, ratios")
+                raise AnchorSpecError(
+                    f"anchor SPEC {spec!r}: unknown part {part.strip()!r}; allowed keys: scales, ratios")
             if key in seen:
                 raise AnchorSpecError(f"anchor SPEC {spec!r}: {key} given twice")
             seen.add(key)
@@ -149,7 +150,7 @@ class AnchorSet:
         return cls(shapes_from_scales_ratios(values["scales"], values["ratios"]), spec=spec)
 
     @classmethod
-    def _from_file(cls, path: Path) -> "AnchorSet":
+    def _from_file(cls, path: Path) -> AnchorSet:
         if not path.is_file():
             raise AnchorSpecError(f"anchor file {path}: not found")
         try:
@@ -219,7 +220,7 @@ class AnchorSet:
         return {"spec": self.spec, "shapes": self.shapes, "per_level": self.per_level}
 
     @classmethod
-    def from_dict(cls, d: dict) -> "AnchorSet":
+    def from_dict(cls, d: dict) -> AnchorSet:
         return cls(shapes=d.get("shapes"), per_level=d.get("per_level"), spec=d.get("spec"))
 
     def __eq__(self, other) -> bool:

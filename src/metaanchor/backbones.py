@@ -40,7 +40,7 @@ class TinyBackbone(nn.Module):
         self.c5 = nn.Sequential(_conv_bn(w[3], w[4], 2), _conv_bn(w[4], w[4], 1))
         self.out_channels_list = list(w[2:])
 
-    def forward(self, x: Tensor) -> "OrderedDict[str, Tensor]":
+    def forward(self, x: Tensor) -> OrderedDict[str, Tensor]:
         c3 = self.c3(self.stem(x))
         c4 = self.c4(c3)
         return OrderedDict([("0", c3), ("1", c4), ("2", self.c5(c4))])
@@ -56,7 +56,7 @@ class TinyFPNBackbone(nn.Module):
                                          extra_blocks=LastLevelP6P7(out_channels, out_channels))
         self.out_channels = out_channels
 
-    def forward(self, x: Tensor) -> "OrderedDict[str, Tensor]":
+    def forward(self, x: Tensor) -> OrderedDict[str, Tensor]:
         return self.fpn(self.body(x))
 
 
@@ -103,8 +103,6 @@ def _load_backbone_weights(body: nn.Module, path: str, name: str) -> None:
     except Exception as e:  # noqa: BLE001 - any unreadable file is a user error
         raise UserError(f"model.backbone_weights={path}: cannot read: {e}".splitlines()[0]) from None
     state = state.get("state_dict", state) if isinstance(state, dict) else state
-    target = body.body if name in RESNETS else body.body
-    missing, unexpected = target.load_state_dict(state, strict=False)
-    used = len(state) - len(unexpected)
-    if used == 0:
+    _, unexpected = body.body.load_state_dict(state, strict=False)
+    if len(unexpected) == len(state):
         raise UserError(f"model.backbone_weights={path}: no tensor matches the {name} backbone")

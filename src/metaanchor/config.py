@@ -32,6 +32,7 @@ DEFAULTS: dict = {
         "head": "metaanchor",  # metaanchor | metaanchor-dd | predefined
         "fpn_channels": 64,
         "head_convs": 4,
+        "head_norm": "none",  # none | gn
         "hidden_dim": 32,
         "reg_loss": "smooth_l1",  # smooth_l1 | l1 | giou
         "fg_iou": 0.5,
@@ -77,6 +78,7 @@ CHOICES = {
     "model.head": ("metaanchor", "metaanchor-dd", "predefined"),
     "model.backbone": ("tiny", "resnet18", "resnet34", "resnet50", "resnet101"),
     "model.reg_loss": ("smooth_l1", "l1", "giou"),
+    "model.head_norm": ("none", "gn"),
     "solver.schedule": ("cosine", "step"),
     "solver.nonfinite": ("stop", "skip"),
 }
@@ -177,7 +179,8 @@ def model_kwargs(cfg: dict, num_classes: int, class_names: list[str] | None) -> 
     m, inp = cfg["model"], cfg["input"]
     return dict(num_classes=num_classes, class_names=class_names, backbone=m["backbone"], head=m["head"],
                 anchors=cfg["anchors"]["train"], fpn_channels=m["fpn_channels"], head_convs=m["head_convs"],
-                hidden_dim=m["hidden_dim"], min_size=inp["size"], max_size=inp["max_size"] or inp["size"],
+                head_norm=m["head_norm"], hidden_dim=m["hidden_dim"], min_size=inp["size"],
+                max_size=inp["max_size"] or inp["size"],
                 fg_iou=m["fg_iou"], bg_iou=m["bg_iou"], reg_loss=m["reg_loss"],
                 score_thresh=cfg["eval"]["score_thresh"], backbone_weights=m["backbone_weights"],
                 frozen_bn=m["frozen_bn"])

@@ -23,7 +23,7 @@ from metaanchor.anchors import AnchorSet, grid_anchors
 from metaanchor.backbones import STRIDES, build_backbone
 from metaanchor.box_coder import BoxCoder
 from metaanchor.errors import UserError
-from metaanchor.heads import MetaAnchorHead, PredefinedAnchorHead
+from metaanchor.heads import NORMS, MetaAnchorHead, PredefinedAnchorHead
 from metaanchor.losses import REG_LOSSES, detection_loss
 from metaanchor.matcher import Matcher
 from metaanchor.postprocess import postprocess
@@ -46,12 +46,14 @@ class Detector(nn.Module):
             head can change it with ``set_anchors``.
         min_size, max_size: input resize (short side, long-side cap).
         anchor_base: standard box side = anchor_base * stride.
-        hidden_dim: generator MLP width. head_convs: convs per head tower.
+        hidden_dim: generator MLP width. head_convs: convs per head tower;
+            head_norm: ``none`` (RetinaNet) or ``gn`` (GroupNorm in the towers).
     """
 
     def __init__(self, num_classes: int, class_names: list[str] | None = None, backbone: str = "tiny",
                  head: str = "metaanchor", anchors: str | AnchorSet = "3x3", fpn_channels: int = 256,
-                 head_convs: int = 4, hidden_dim: int = 32, min_size: int = 512, max_size: int = 512,
+                 head_convs: int = 4, head_norm: str = "none", hidden_dim: int = 32,
+                 min_size: int = 512, max_size: int = 512,
                  anchor_base: float = 4.0, fg_iou: float = 0.5, bg_iou: float = 0.4,
                  reg_loss: str = "smooth_l1", score_thresh: float = 0.05, nms_thresh: float = 0.5,
                  topk_candidates: int = 1000, detections_per_img: int = 100,
@@ -59,6 +61,8 @@ class Detector(nn.Module):
         super().__init__()
         if head not in HEADS:
             raise UserError(f"model.head={head!r} is unknown; choose one of {', '.join(HEADS)}")
+        if head_norm not in NORMS:
+            raise UserError(f"model.head_norm={head_norm!r} is unknown; choose one of {', '.join(NORMS)}")
         if reg_loss not in REG_LOSSES:
             raise UserError(f"model.reg_loss={reg_loss!r} is unknown; choose one of {', '.join(REG_LOSSES)}")
         if class_names is not None and len(class_names) != num_classes:
@@ -66,7 +70,8 @@ class Detector(nn.Module):
         anchors = AnchorSet.parse(anchors)
         self.config = dict(num_classes=num_classes, class_names=list(class_names or []) or None, backbone=backbone,
                            head=head, anchors=anchors.to_dict(), fpn_channels=fpn_channels,
-                           head_convs=head_convs, hidden_dim=hidden_dim, min_size=min_size, max_size=max_size,
+                           head_convs=head_convs, head_norm=head_norm, hidden_dim=hidden_dim,
+                           min_size=min_size, max_size=max_size,
                            anchor_base=anchor_base, fg_iou=fg_iou, bg_iou=bg_iou, reg_loss=reg_loss,
                            score_thresh=score_thresh, nms_thresh=nms_thresh, topk_candidates=topk_candidates,
                            detections_per_img=detections_per_img, backbone_weights=None, frozen_bn=frozen_bn)
@@ -79,10 +84,10 @@ class Detector(nn.Module):
         self.standard_sizes = [anchor_base * s for s in self.strides]
         if head == "predefined":
             k = anchors.num_anchors(len(self.strides))[0]
-            self.head = PredefinedAnchorHead(fpn_channels, num_classes, k, head_convs)
+            self.head = PredefinedAnchorHead(fpn_channels, num_classes, k, head_convs, norm=head_norm)
         else:
             self.head = MetaAnchorHead(fpn_channels, num_classes, head_convs, hidden_dim,
-                                       data_dependent=head == "metaanchor-dd")
+                                       data_dependent=head == "metaanchor-dd", norm=head_norm)
         self.box_coder = BoxCoder()
         self.matcher = Matcher(fg_iou, bg_iou, allow_low_quality_matches=True)
         self.reg_loss = reg_loss
@@ -174,14 +179,14 @@ class Detector(nn.Module):
                                   self.state_dict())
 
     @classmethod
-    def from_config(cls, config: dict) -> "Detector":
+    def from_config(cls, config: dict) -> Detector:
         cfg = dict(config)
         cfg["anchors"] = AnchorSet.from_dict(cfg["anchors"]) if isinstance(cfg.get("anchors"), dict) \
             else cfg.get("anchors", "3x3")
         return cls(**cfg)
 
     @classmethod
-    def from_checkpoint(cls, path: str | Path, map_location: str | torch.device = "cpu") -> "Detector":
+    def from_checkpoint(cls, path: str | Path, map_location: str | torch.device = "cpu") -> Detector:
         """Rebuild a detector from a checkpoint file written by training or ``save``."""
         payload = ckpt.load(path, map_location)
         model = cls.from_config(payload["model_config"])

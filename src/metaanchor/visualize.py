@@ -7,13 +7,13 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import torch  # noqa: E402
-from PIL import Image  # noqa: E402
-from torch import Tensor  # noqa: E402
-from torchvision.utils import draw_bounding_boxes  # noqa: E402
+import matplotlib.pyplot as plt
+import torch
+from PIL import Image
+from torch import Tensor
+from torchvision.utils import draw_bounding_boxes
 
-from metaanchor.anchors import AnchorSet  # noqa: E402
+from metaanchor.anchors import AnchorSet
 
 PALETTE = ["#e6194b", "#3cb44b", "#4363d8", "#f58231", "#911eb4", "#46f0f0", "#f032e6", "#bcf60c",
            "#fabebe", "#008080", "#e6beff", "#9a6324"]

@@ -167,7 +167,7 @@ class Trainer:
     def _build_optimizer(self) -> torch.optim.Optimizer:
         s = self.cfg["solver"]
         decay, no_decay = [], []
-        for name, p in self.model.named_parameters():
+        for p in self.model.parameters():
             if p.requires_grad:
                 (no_decay if p.ndim <= 1 else decay).append(p)
         return torch.optim.SGD([{"params": decay, "weight_decay": s["weight_decay"]},
@@ -218,7 +218,10 @@ class Trainer:
                             enabled=self.amp_dtype is not None):
             losses = self.ddp(images, targets)
         loss = sum(losses.values())
-        if not torch.isfinite(loss):
+        finite = torch.isfinite(loss.detach()).float()
+        if self.distributed:  # every process must agree to skip, or DDP would hang
+            dist.all_reduce(finite, op=dist.ReduceOp.MIN)
+        if not finite.item():
             return None
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(loss).backward()
@@ -227,7 +230,11 @@ class Trainer:
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg["solver"]["clip_grad"])
         self.scaler.step(self.optimizer)
         self.scaler.update()
-        return {"loss": loss.item(), **{k: v.item() for k, v in losses.items()}}
+        stats = torch.stack([loss.detach(), *[v.detach() for v in losses.values()]]).float()
+        if self.distributed:  # log the mean over processes, not rank 0's share
+            dist.all_reduce(stats)
+            stats /= self.world
+        return dict(zip(["loss", *losses], stats.tolist()))
 
     def _nonfinite(self, it: int) -> None:
         if self.cfg["solver"]["nonfinite"] == "skip":

@@ -1,0 +1,217 @@
+"""Cached training and evaluation runs for the experiment suite.
+
+Every training run is described by a resolved config (``metaanchor.config``).
+Its cache key is a hash of that config with the dataset paths written relative
+to the cache root, so the same experiment on another checkout reuses the runs.
+A finished run is ``ROOT/runs/<key>/`` with ``last.pt`` and ``summary.json``;
+an interrupted one (``last.pt`` without ``summary.json``) is resumed. Each
+evaluation of a run (dataset x anchor set) is cached in ``evals.json`` beside it.
+
+    runner = Runner("reports/.cache", QUICK)
+    run = runner.train(runner.config(head="metaanchor", anchors="3x3", seed=0))
+    metrics = runner.evaluate(run, runner.dataset("default", "test"), "5x5")   # {AP, AP50, ...}
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from metaanchor.anchors import AnchorSet
+from metaanchor.config import load_config, set_key
+
+KEPT_METRICS = ("AP", "AP50", "AP75", "APs", "APm", "APl", "AR100")
+SPLIT_SEEDS = {"train": 0, "val": 1, "test": 2}  # synthetic seed offset of each split
+SYNTH_BASE_SIZE = 128  # the synthetic presets' object sizes are for 128 px images
+
+
+@dataclass(frozen=True)
+class Scale:
+    """How big an experiment is: data, model and schedule (``QUICK`` for CPU, ``FULL`` for a GPU)."""
+
+    name: str
+    image_size: int
+    train_images: int
+    val_images: int
+    test_images: int
+    max_iter: int
+    batch_size: int
+    backbone: str
+    fpn_channels: int
+    head_convs: int
+    hidden_dim: int
+    lr: float
+    warmup_iters: int
+    eval_batch: int = 32
+    extra: tuple = field(default_factory=tuple)  # further KEY=VALUE overrides
+
+    def describe(self) -> str:
+        return (f"{self.train_images} train / {self.val_images} val / {self.test_images} test synthetic images of "
+                f"{self.image_size} px; backbone {self.backbone} (FPN {self.fpn_channels} ch, {self.head_convs} "
+                f"head convs, generator width {self.hidden_dim}); {self.max_iter} iterations of batch "
+                f"{self.batch_size}, SGD lr {self.lr}, cosine schedule")
+
+
+QUICK = Scale("quick", image_size=128, train_images=600, val_images=150, test_images=150, max_iter=300,
+              batch_size=16, backbone="tiny", fpn_channels=64, head_convs=2, hidden_dim=16, lr=0.02,
+              warmup_iters=50)
+FULL = Scale("full", image_size=512, train_images=8000, val_images=1000, test_images=1000, max_iter=20000,
+             batch_size=16, backbone="resnet50", fpn_channels=256, head_convs=4, hidden_dim=32, lr=0.01,
+             warmup_iters=500, eval_batch=16, extra=("model.head_norm=gn",))
+
+
+def config_key(cfg: dict, root: Path) -> str:
+    """Hash of a resolved config, with dataset paths relative to ``root`` (16 hex digits)."""
+    c = copy.deepcopy(cfg)
+    for k in ("train", "val"):
+        if c["data"][k]:
+            p = Path(c["data"][k])
+            c["data"][k] = os.path.relpath(p, root) if p.is_absolute() else str(p)
+    c.pop("device", None)  # the same run on another device is the same experiment
+    return hashlib.sha1(json.dumps(c, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def anchor_key(spec: str | AnchorSet) -> str:
+    """Identity of an anchor set by its shapes (two spellings of one set share a key)."""
+    return hashlib.sha1(repr(AnchorSet.parse(spec).key()).encode()).hexdigest()[:12]
+
+
+@dataclass
+class Run:
+    """A finished training run: its folder, config and summary."""
+
+    key: str
+    dir: Path
+    cfg: dict
+    summary: dict
+
+    @property
+    def checkpoint(self) -> Path:
+        return self.dir / "last.pt"
+
+
+class Runner:
+    """Synthetic datasets, cached training runs and cached evaluations under ``root``.
+
+    Args:
+        root: cache folder (``reports/.cache``).
+        scale: ``QUICK`` or ``FULL`` (or a custom ``Scale``).
+        device: ``auto``, ``cpu``, ``cuda``.
+        data: optional dataset folder (COCO layout with train/ val/ test/ sub-folders, or
+            one folder used for all splits) replacing the synthetic ``default`` distribution.
+        train_fn: the training function (``metaanchor.engine.train.train``); tests stub it.
+        log: where progress lines go (print by default).
+    """
+
+    def __init__(self, root: str | Path, scale: Scale = QUICK, device: str = "auto", data: str | None = None,
+                 train_fn: Callable | None = None, log: Callable[[str], None] = print):
+        self.root = Path(root).resolve()
+        self.scale, self.device, self.data = scale, device, data
+        self._train_fn = train_fn
+        self.log = log
+        self._model_cache: tuple[str, object] | None = None
+        self._datasets: dict[str, object] = {}
+        self.trained = 0  # runs trained (not loaded from the cache) by this runner
+
+    # ------------------------------------------------------------------ data
+    def dataset(self, distribution: str, split: str) -> Path:
+        """Folder of a synthetic dataset split (written once), or the user's ``--data`` split."""
+        if self.data and distribution == "default":
+            d = Path(self.data)
+            return d / split if (d / split / "annotations.json").is_file() else d
+        from metaanchor.data.synth import DISTRIBUTIONS, synth_config, write_synth_dataset
+
+        n = {"train": self.scale.train_images, "val": self.scale.val_images, "test": self.scale.test_images}[split]
+        out = self.root / "data" / f"{distribution}-{split}-{n}-{self.scale.image_size}px"
+        if not (out / "annotations.json").is_file():
+            k = self.scale.image_size / SYNTH_BASE_SIZE
+            sizes = {f: DISTRIBUTIONS[distribution].get(f, d) * k
+                     for f, d in (("min_size", 16.0), ("max_size", 64.0))}
+            cfg = synth_config(distribution, image_size=self.scale.image_size,
+                               seed=100 * SPLIT_SEEDS[split] + sorted(DISTRIBUTIONS).index(distribution), **sizes)
+            self.log(f"writing {n} synthetic '{distribution}' images ({split}) to {out}")
+            write_synth_dataset(out, n, cfg, progress=False)
+        return out
+
+    # --------------------------------------------------------------- configs
+    def config(self, head: str = "metaanchor", anchors: str = "3x3", seed: int = 0, sample: bool = True,
+               distribution: str = "default", extra: tuple | list = ()) -> dict:
+        """The resolved training config of one run at this runner's scale."""
+        s = self.scale
+        cfg = load_config(None, [f"model.{k}={v}" for k, v in (
+            ("backbone", s.backbone), ("head", head), ("fpn_channels", s.fpn_channels),
+            ("head_convs", s.head_convs), ("hidden_dim", s.hidden_dim))] + [
+            f"input.size={s.image_size}", f"solver.max_iter={s.max_iter}", f"solver.batch_size={s.batch_size}",
+            f"solver.lr={s.lr}", f"solver.warmup_iters={s.warmup_iters}", f"eval.batch_size={s.eval_batch}",
+            f"seed={seed}", f"anchors.sample={str(sample).lower()}", f"checkpoint.period={s.max_iter}",
+            *s.extra, *extra])
+        set_key(cfg, "anchors.train", anchors)  # set directly: SPEC strings contain '=' and ';'
+        set_key(cfg, "device", self.device)
+        set_key(cfg, "data.train", str(self.dataset(distribution, "train")))
+        return cfg
+
+    # -------------------------------------------------------------- training
+    def train(self, cfg: dict) -> Run:
+        """Train ``cfg`` unless its run is cached; returns the finished run."""
+        key = config_key(cfg, self.root)
+        run_dir = self.root / "runs" / key
+        summary_file = run_dir / "summary.json"
+        if summary_file.is_file():
+            return Run(key, run_dir, cfg, json.loads(summary_file.read_text()))
+        train_fn = self._train_fn
+        if train_fn is None:
+            from metaanchor.engine.train import train as train_fn
+        resume = (run_dir / "last.pt").is_file()
+        self.log(f"training {key}: head={cfg['model']['head']} anchors={cfg['anchors']['train']} "
+                 f"sample={cfg['anchors']['sample']} seed={cfg['seed']} data={Path(cfg['data']['train']).name}"
+                 + (" (resuming)" if resume else ""))
+        t0 = time.time()
+        summary = train_fn(cfg, run_dir, resume=resume, progress=False)
+        summary = dict(summary, key=key, wall_time_s=summary.get("wall_time_s", time.time() - t0))
+        run_dir.mkdir(parents=True, exist_ok=True)
+        summary_file.write_text(json.dumps(summary, indent=1, default=str))
+        self.trained += 1
+        self.log(f"  done in {summary['wall_time_s']:.0f} s")
+        return Run(key, run_dir, cfg, summary)
+
+    # ------------------------------------------------------------ evaluation
+    def _model(self, run: Run):
+        if self._model_cache is None or self._model_cache[0] != run.key:
+            from metaanchor.detector import Detector
+            from metaanchor.engine.train import resolve_device
+
+            dev = resolve_device(self.device)
+            self._model_cache = (run.key, Detector.from_checkpoint(run.checkpoint, map_location=dev).to(dev))
+        return self._model_cache[1]
+
+    def _data(self, path: Path):
+        if str(path) not in self._datasets:
+            from metaanchor.data.coco import CocoDataset
+
+            self._datasets[str(path)] = CocoDataset(path)
+        return self._datasets[str(path)]
+
+    def evaluate(self, run: Run, data_dir: Path, anchors: str | None = None) -> dict:
+        """COCO metrics (``KEPT_METRICS``) of ``run`` on ``data_dir`` with ``anchors`` (default: training set)."""
+        spec = anchors or run.cfg["anchors"]["train"]
+        cache_file = run.dir / "evals.json"
+        cache = json.loads(cache_file.read_text()) if cache_file.is_file() else {}
+        key = f"{Path(data_dir).name}|{anchor_key(spec)}"
+        if key not in cache:
+            from metaanchor.engine.evaluate import evaluate
+
+            m = evaluate(self._model(run), self._data(Path(data_dir)), spec, self.scale.eval_batch, progress=False)
+            cache[key] = {k: m[k] for k in KEPT_METRICS} | {"anchors": str(spec)}
+            tmp = cache_file.with_suffix(".tmp")
+            tmp.write_text(json.dumps(cache, indent=1))
+            os.replace(tmp, cache_file)
+        return cache[key]
+
+    def describe(self) -> dict:
+        return asdict(self.scale) | {"device": self.device, "data": self.data}
