@@ -51,8 +51,9 @@ def detection_loss(cls_logits: Tensor, box_deltas: Tensor, anchors: Tensor, targ
     num_fg = fg.sum().clamp(min=1).float()
 
     target_cls = torch.zeros_like(cls_logits)
-    fg_labels = torch.gather(gt_labels, 1, idx).masked_fill(~fg, 0) if gt_labels.shape[1] else idx
-    target_cls.scatter_(2, fg_labels[..., None], fg[..., None].to(cls_logits.dtype))
+    if fg.any():  # one-hot class targets on positive anchors
+        fg_labels = torch.gather(gt_labels, 1, idx).masked_fill(~fg, 0)
+        target_cls.scatter_(2, fg_labels[..., None], fg[..., None].to(cls_logits.dtype))
     cls_loss = sigmoid_focal_loss(cls_logits[keep], target_cls[keep], focal_alpha, focal_gamma, reduction="sum")
 
     if not fg.any():
