@@ -31,6 +31,8 @@ from metaanchor.errors import AnchorSpecError
 # Ratio presets for the common SxR forms; other R use geometric spacing in [0.5, 2].
 RATIO_PRESETS = {1: [1.0], 3: [0.5, 1.0, 2.0], 5: [1 / 3, 0.5, 1.0, 2.0, 3.0]}
 MAX_PRESET = 16
+# Scales, ratios and shapes outside this range overflow float32 anchor sizes or their log codes.
+VALUE_RANGE = (1e-6, 1e6)
 
 
 def preset_scales(num: int) -> list[float]:
@@ -57,6 +59,9 @@ def _number(text: str, spec: str, what: str) -> float:
         raise AnchorSpecError(f"anchor SPEC {spec!r}: {what} {text.strip()!r} is not a number") from None
     if not math.isfinite(value) or value <= 0:
         raise AnchorSpecError(f"anchor SPEC {spec!r}: {what} {text.strip()!r} must be a positive finite number")
+    if not VALUE_RANGE[0] <= value <= VALUE_RANGE[1]:
+        raise AnchorSpecError(f"anchor SPEC {spec!r}: {what} {text.strip()!r} is outside "
+                              f"{VALUE_RANGE[0]:g}..{VALUE_RANGE[1]:g}")
     return value
 
 
@@ -75,9 +80,13 @@ def _check_shapes(shapes, where: str) -> list[tuple[float, float]]:
         if not isinstance(pair, (list, tuple)) or len(pair) != 2:
             raise AnchorSpecError(f"{where}: item {i} must be an [h, w] pair, got {pair!r}")
         for name, v in zip(("h", "w"), pair):
-            ok = isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and v > 0
+            ok = (isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0
+                  and (isinstance(v, int) or math.isfinite(v)))
             if not ok:
                 raise AnchorSpecError(f"{where}: item {i} {name}={v!r} must be a positive finite number")
+            if not VALUE_RANGE[0] <= v <= VALUE_RANGE[1]:
+                raise AnchorSpecError(f"{where}: item {i} {name}={v!r} is outside "
+                                      f"{VALUE_RANGE[0]:g}..{VALUE_RANGE[1]:g}")
         out.append((float(pair[0]), float(pair[1])))
     return out
 
@@ -120,7 +129,7 @@ class AnchorSet:
     @classmethod
     def _from_preset(cls, spec: str) -> AnchorSet:
         parts = spec.lower().split("x")
-        if len(parts) != 2 or not all(p.strip().isdigit() for p in parts):
+        if len(parts) != 2 or not all(p.strip().isascii() and p.strip().isdigit() for p in parts):
             raise AnchorSpecError(
                 f"anchor SPEC {spec!r}: not a preset 'SxR' (e.g. '3x3'), a 'scales=..;ratios=..' string "
                 "or a .json/.yaml file"

@@ -53,23 +53,44 @@ def load(path: str | Path, map_location="cpu") -> dict:
         msg = str(e).splitlines()[0] if str(e) else type(e).__name__
         raise CheckpointError(f"checkpoint {path}: unreadable (truncated or not a checkpoint): {msg}") from None
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
-        raise CheckpointError(f"checkpoint {path}: not a metaanchor checkpoint (no 'format: {FORMAT}' entry)")
+        raise CheckpointError(f"checkpoint {path}: not a metaanchor checkpoint ({_describe(payload)}; "
+                              f"no 'format: {FORMAT}' entry)")
     version = str(payload.get("version", ""))
     major = version.split(".")[0]
     if not major.isdigit() or int(major) != COMPATIBLE_MAJOR:
         raise CheckpointError(f"checkpoint {path}: written by metaanchor {version or '?'}, "
                               f"this is {COMPATIBLE_MAJOR}.x; incompatible version")
     for key in ("model_config", "model"):
-        if key not in payload:
-            raise CheckpointError(f"checkpoint {path}: missing entry {key!r}")
+        if not isinstance(payload.get(key), dict):
+            raise CheckpointError(f"checkpoint {path}: missing or malformed entry {key!r}")
     return payload
+
+
+def _describe(payload) -> str:
+    """What a foreign checkpoint looks like, for the error message."""
+    if isinstance(payload, dict) and payload and all(torch.is_tensor(v) for v in payload.values()):
+        return f"a bare state dict of {len(payload)} tensors, e.g. from torchvision"
+    if isinstance(payload, dict):
+        keys = ", ".join(repr(k) for k in list(payload)[:5])
+        return f"a dict with keys {keys}" if keys else "an empty dict"
+    return f"a {type(payload).__name__}"
+
+
+def remove_stale_temp_files(folder: str | Path, name: str) -> list[Path]:
+    """Remove temp files a killed ``save`` of ``folder/name`` left behind; returns them."""
+    stale = sorted(Path(folder).glob(f".{name}.*.tmp"))
+    for p in stale:
+        p.unlink(missing_ok=True)
+    return stale
 
 
 def load_state(model: nn.Module, state: dict, path) -> None:
     """Load weights, turning a shape/key mismatch into a CheckpointError naming the tensor."""
     try:
         model.load_state_dict(state)
-    except RuntimeError as e:
-        lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
+    except (RuntimeError, TypeError, AttributeError, KeyError) as e:
+        lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()] or [type(e).__name__]
         detail = lines[1] if len(lines) > 1 else lines[0]
+        if len(detail) > 200:
+            detail = detail[:200] + "..."
         raise CheckpointError(f"checkpoint {path}: weights do not fit the model: {detail}") from None

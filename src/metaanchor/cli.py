@@ -26,7 +26,10 @@ def _add_train(sub):
                                    "(e.g. solver.max_iter=500 model.head=predefined anchors.train=2x3).")
     p.add_argument("--config", help="YAML config file (configs/*.yaml); defaults apply to missing keys")
     p.add_argument("--out", default="runs/train", help="run folder: last.pt, best.pt, config.yaml, metrics.csv")
-    p.add_argument("--resume", action="store_true", help="continue from OUT/last.pt exactly where it stopped")
+    p.add_argument("--resume", action="store_true",
+                   help="continue from OUT/last.pt exactly where it stopped (from scratch if there is none yet)")
+    p.add_argument("--fail-fast", action="store_true",
+                   help="make every skipped or repaired record (bad annotation, unreadable image) an error")
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
     p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="config overrides")
     p.set_defaults(func=cmd_train)
@@ -43,6 +46,10 @@ def _add_eval(sub):
     p.add_argument("--json-out", help="write metrics as JSON (keys AP, AP50, AP75, APs, APm, APl, ...)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--skip-invalid", action="store_true",
+                   help="drop (and count) bad annotations instead of failing (as data.skip_invalid)")
+    p.add_argument("--fail-fast", action="store_true",
+                   help="stop at the first unreadable image or bad annotation instead of skipping it")
     p.set_defaults(func=cmd_eval)
 
 
@@ -55,6 +62,8 @@ def _add_predict(sub):
     p.add_argument("--out", default="runs/predict", help="output folder")
     p.add_argument("--score-thresh", type=float, default=0.3, help="minimum score kept and drawn")
     p.add_argument("--device", default="auto")
+    p.add_argument("--fail-fast", action="store_true",
+                   help="stop at the first unreadable image instead of skipping it")
     p.add_argument("inputs", nargs="+", metavar="IMAGE", help="image files or folders")
     p.set_defaults(func=cmd_predict)
 
@@ -82,13 +91,40 @@ def _add_data(sub):
 
 
 def _add_anchors(sub):
-    p = sub.add_parser("anchors", help="inspect anchor sets")
+    p = sub.add_parser("anchors", help="inspect, fit (k-means) and search anchor sets")
     asub = p.add_subparsers(dest="anchors_cmd", required=True, parser_class=Parser)
     s = asub.add_parser("show", help="print and draw anchor sets", description="Print the shapes of anchor "
                         "SPECs and draw them relative to the P3 standard box.")
     s.add_argument("specs", nargs="+", metavar="SPEC")
     s.add_argument("--out", default="anchors.png", help="PNG to write")
     s.set_defaults(func=cmd_anchors_show)
+    f = asub.add_parser("fit", help="k-means fit of anchor shapes to a dataset's boxes",
+                        description="Fit level-relative anchors by k-means on box shapes (distance 1 - IoU, as "
+                                    "YOLOv2 / AutoAnchor), each box divided by the standard box of the level it "
+                                    "matches best; print best-possible recall and mean IoU of the given and "
+                                    "fitted sets; write an anchor file for --anchors.")
+    f.add_argument("--data", required=True, help="dataset folder, or a COCO annotation JSON")
+    f.add_argument("--images", help="image folder when --data is a JSON file (not read)")
+    f.add_argument("--num", "-k", type=int, default=9, help="number of anchors to fit")
+    f.add_argument("--compare", nargs="*", default=["3x3"], metavar="SPEC", help="anchor sets to score beside it")
+    f.add_argument("--seed", type=int, default=0)
+    f.add_argument("--out", default="anchors_fitted.yaml", help="anchor file to write (.yaml or .json)")
+    f.set_defaults(func=_lazy("metaanchor.anchor_search", "cmd_fit"))
+    q = asub.add_parser("search", help="search anchor sets on a validation split with a trained checkpoint",
+                        description="Greedy or random search over scales and ratios, scoring COCO AP of a "
+                                    "MetaAnchor checkpoint on a validation split (no retraining); prints the "
+                                    "table of sets tried and writes the best as an anchor file.")
+    q.add_argument("--checkpoint", required=True, help="MetaAnchor checkpoint (last.pt / best.pt)")
+    q.add_argument("--data", required=True, help="validation dataset folder, or a COCO JSON with --images")
+    q.add_argument("--images", help="image folder when --data is a JSON file")
+    q.add_argument("--method", choices=["greedy", "random"], default="greedy")
+    q.add_argument("--budget", type=int, default=20, help="most anchor sets to evaluate")
+    q.add_argument("--start", help="anchor SPEC to start from (default: the training set)")
+    q.add_argument("--seed", type=int, default=0)
+    q.add_argument("--device", default="auto")
+    q.add_argument("--batch-size", type=int, default=16)
+    q.add_argument("--out", default="anchors_searched.yaml", help="anchor file for the best set")
+    q.set_defaults(func=_lazy("metaanchor.anchor_search", "cmd_search"))
 
 
 def _add_demo(sub):
@@ -100,13 +136,53 @@ def _add_demo(sub):
     p.set_defaults(func=cmd_demo)
 
 
+def _add_experiment(sub):
+    p = sub.add_parser("experiment", help="run the paper's experiments and write reports (tables, CSV, plots)",
+                       description="Run an experiment of the suite (or all) and write reports/<name>/README.md, "
+                                   "runs.csv and PNG plots. Training runs are cached by config hash, so a "
+                                   "second call reuses them and an interrupted 'all' resumes.")
+    p.add_argument("name", metavar="NAME|all",
+                   help="anchor-configs, cross-eval, search, transfer, data-dependent, or all")
+    p.add_argument("--quick", action="store_true", help="CPU-sized: tiny backbone, 128 px synthetic data")
+    p.add_argument("--data", help="COCO-layout folder (train/ val/ test/) replacing the default distribution")
+    p.add_argument("--seeds", type=int, default=2, help="seeds per configuration")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    p.add_argument("--out", default="reports", help="report folder")
+    p.add_argument("--cache", help="run cache folder (default: OUT/.cache)")
+    p.add_argument("--search-budget", type=int, default=12, help="anchor sets tried per search")
+    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
+    p.set_defaults(func=_lazy("metaanchor.experiments.commands", "cmd_experiment"))
+
+
+def _add_bench(sub):
+    p = sub.add_parser("bench", help="speed/memory side by side with torchvision's RetinaNet",
+                       description="Time our Detector and torchvision's RetinaNet (same ResNet-FPN backbone, "
+                                   "512 px, 9 anchors, 80 classes, random weights) interleaved in one process: "
+                                   "inference images/s at batch 1 and 8, a training step, peak memory, "
+                                   "post-processing share and FLOP efficiency. See BENCHMARKS.md.")
+    p.add_argument("--quick", action="store_true", help="ResNet-18 only, fewer repeats (under 3 min on 2 cores)")
+    p.add_argument("--json-out", help="write the report as JSON")
+    p.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    p.set_defaults(func=_lazy("metaanchor.bench", "cmd_bench"))
+
+
+def _lazy(module: str, name: str):
+    """A command that imports its module only when run (keeps `metaanchor --help` fast)."""
+    def run(args) -> int:
+        import importlib
+
+        return getattr(importlib.import_module(module), name)(args)
+    return run
+
+
 def build_parser() -> Parser:
     parser = Parser(prog="metaanchor", description="MetaAnchor detectors: anchors are an input, not an architecture.")
     from metaanchor import __version__
 
     parser.add_argument("--version", action="version", version=f"metaanchor {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
-    for add in (_add_train, _add_eval, _add_predict, _add_data, _add_anchors, _add_demo):
+    for add in (_add_train, _add_eval, _add_predict, _add_data, _add_anchors, _add_demo, _add_experiment,
+                _add_bench):
         add(sub)
     return parser
 
@@ -117,7 +193,7 @@ def cmd_train(args) -> int:
     from metaanchor.engine.train import train
 
     cfg = load_config(args.config, args.overrides)
-    summary = train(cfg, args.out, resume=args.resume, progress=not args.no_progress)
+    summary = train(cfg, args.out, resume=args.resume, progress=not args.no_progress, fail_fast=args.fail_fast)
     print_summary(summary, args.out)
     return 0
 
@@ -139,13 +215,33 @@ def _load_model(checkpoint: str, device: str):
     return Detector.from_checkpoint(checkpoint, map_location=dev).to(dev)
 
 
+def _check_anchors_and_batch(args) -> None:
+    """Argument mistakes found before any model or data is loaded."""
+    from metaanchor.anchors import AnchorSet
+
+    if getattr(args, "batch_size", 1) < 1:
+        raise UserError(f"--batch-size {args.batch_size}: must be at least 1")
+    if args.anchors is not None:
+        AnchorSet.parse(args.anchors)
+
+
 def cmd_eval(args) -> int:
     from metaanchor.data.coco import CocoDataset
     from metaanchor.engine.evaluate import METRIC_KEYS, evaluate
 
+    _check_anchors_and_batch(args)
     model = _load_model(args.checkpoint, args.device)
-    data = CocoDataset(args.data, args.images)
-    m = evaluate(model, data, args.anchors, args.batch_size)
+    data = CocoDataset(args.data, args.images, skip_invalid=args.skip_invalid and not args.fail_fast)
+    if len(data.cat_ids) != model.num_classes:
+        raise UserError(f"{data.ann_file}: has {len(data.cat_ids)} categories but checkpoint {args.checkpoint} "
+                        f"was trained for {model.num_classes} ({', '.join(model.class_names)})")
+    skipped = None if args.fail_fast else []
+    m = evaluate(model, data, args.anchors, args.batch_size, progress=sys.stderr.isatty(), skipped=skipped)
+    for msg in skipped or []:
+        print(f"skipped: {msg}", file=sys.stderr)
+    if skipped:
+        print(f"evaluated {len(data) - len(skipped)} of {len(data)} images; {len(skipped)} unreadable images "
+              "left out (their ground truth too)", file=sys.stderr)
     print(m["summary"].rstrip())
     print("per-class AP: " + ", ".join(f"{k} {v:.3f}" for k, v in m["per_class"].items()))
     if args.json_out:
@@ -180,26 +276,45 @@ def cmd_predict(args) -> int:
     from metaanchor.io import load_image
     from metaanchor.visualize import draw_detections
 
+    _check_anchors_and_batch(args)
+    if not 0.0 <= args.score_thresh <= 1.0:
+        raise UserError(f"--score-thresh {args.score_thresh}: must be in 0..1")
+    files = _image_files(args.inputs)
     model = _load_model(args.checkpoint, args.device)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     results, failed = [], []
     cat_ids = list(range(1, model.num_classes + 1))
-    for i, f in enumerate(tqdm(_image_files(args.inputs), desc="predict")):
+    for i, f in enumerate(tqdm(files, desc="predict", disable=None)):
         try:
             image = load_image(f)
         except UserError as e:  # one bad image does not stop the others
-            print(f"skipped: {e}", file=sys.stderr)
+            if args.fail_fast:
+                raise
+            tqdm.write(f"skipped: {e}", file=sys.stderr)
             failed.append(str(f))
             continue
-        det = model.predict([image], anchors=args.anchors, score_thresh=args.score_thresh)[0]
+        det = _predict_one(model, image, args)
         for r in to_coco_results([det], [i], cat_ids):
             results.append(r | {"file_name": str(f), "category": model.class_names[r["category_id"] - 1]})
         draw_detections(image, det, model.class_names, args.score_thresh).save(out / f"{f.stem}.png")
     (out / "detections.json").write_text(json.dumps(results, indent=1))
-    print(f"{len(results)} detections in {len(failed) and 'some' or 'all'} images -> {out}/detections.json, "
+    print(f"{len(results)} detections in {len(files) - len(failed)} images -> {out}/detections.json, "
           f"{out}/*.png" + (f"; {len(failed)} unreadable images skipped" if failed else ""))
     return 0
+
+
+def _predict_one(model, image, args) -> dict:
+    from metaanchor.errors import OutOfMemory, is_out_of_memory
+
+    try:
+        return model.predict([image], anchors=args.anchors, score_thresh=args.score_thresh)[0]
+    except Exception as e:
+        if is_out_of_memory(e):
+            h, w = image.shape[-2:]
+            raise OutOfMemory(f"CUDA out of memory on a {w}x{h} image (batch size 1); "
+                              "use --device cpu or a smaller input size") from None
+        raise
 
 
 def cmd_data_synth(args) -> int:

@@ -10,6 +10,7 @@ allowed. Modules never read the config: ``model_kwargs`` maps it onto the
 from __future__ import annotations
 
 import copy
+import math
 from pathlib import Path
 
 import yaml
@@ -20,8 +21,10 @@ DEFAULTS: dict = {
     "seed": 0,
     "device": "auto",  # auto | cpu | cuda | cuda:N
     "data": {
-        "train": None,  # dataset folder (DIR/annotations.json + DIR/images)
+        "train": None,  # dataset folder (DIR/annotations.json + DIR/images), or a COCO JSON file
+        "train_images": None,  # image folder when data.train is a JSON file
         "val": None,
+        "val_images": None,
         "skip_invalid": False,  # drop (and count) bad annotations instead of failing
         "workers": 0,
     },
@@ -40,7 +43,7 @@ DEFAULTS: dict = {
     },
     "anchors": {
         "train": "3x3",
-        "sample": False,  # draw a jittered anchor set around anchors.train every iteration
+        "sample": True,  # draw a jittered anchor set around anchors.train every iteration (paper-notes default)
         "scale_jitter": 0.5,  # max |log2| change of each scale when sampling
         "ratio_jitter": 0.5,  # max |log2| change of each ratio when sampling
         "eval": [],  # extra anchor sets evaluated at the end of training
@@ -84,6 +87,62 @@ CHOICES = {
 }
 
 
+# Numeric ranges: (low, high, low is exclusive). Checked for every source of values.
+_POSITIVE, _NON_NEGATIVE, _UNIT = (0, None, True), (0, None, False), (0, 1, False)
+RANGES = {
+    **dict.fromkeys(("solver.max_iter", "solver.batch_size", "solver.lr", "input.size", "log.period",
+                     "checkpoint.period", "eval.batch_size", "model.fpn_channels", "model.hidden_dim"), _POSITIVE),
+    **dict.fromkeys(("seed", "data.workers", "model.head_convs", "input.max_size", "input.photometric",
+                     "solver.momentum", "solver.weight_decay", "solver.warmup_iters", "solver.clip_grad",
+                     "anchors.scale_jitter", "anchors.ratio_jitter", "eval.period"), _NON_NEGATIVE),
+    **dict.fromkeys(("input.hflip", "model.fg_iou", "model.bg_iou", "eval.score_thresh"), _UNIT),
+}
+LIST_ITEMS = {"solver.steps": float, "anchors.eval": str}
+
+
+def _check_range(key: str, value) -> None:
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ConfigError(f"config key {key}: {value!r} is not a finite number")
+    if key not in RANGES or value is None:
+        return
+    low, high, exclusive = RANGES[key]
+    if value < low or (exclusive and value == low) or (high is not None and value > high):
+        allowed = f"> {low}" if exclusive else (f">= {low}" if high is None else f"in {low}..{high}")
+        raise ConfigError(f"config key {key}: {value!r} is out of range; allowed: {allowed}")
+
+
+def _check_items(key: str, value) -> None:
+    kind = LIST_ITEMS.get(key)
+    if kind is None or value is None:
+        return
+    for item in value:
+        ok = isinstance(item, str) if kind is str else (
+            isinstance(item, (int, float)) and not isinstance(item, bool) and math.isfinite(item))
+        if not ok:
+            raise ConfigError(f"config key {key}: item {item!r} is not a {kind.__name__}")
+
+
+def validate(cfg: dict) -> dict:
+    """Checks that span keys: IoU thresholds, step fractions, anchor SPECs. Returns ``cfg``."""
+    from metaanchor.anchors import AnchorSet
+    from metaanchor.errors import AnchorSpecError
+
+    m = cfg["model"]
+    if m["bg_iou"] > m["fg_iou"]:
+        raise ConfigError(f"config keys model.bg_iou={m['bg_iou']} and model.fg_iou={m['fg_iou']}: "
+                          "bg_iou must not exceed fg_iou")
+    for f in cfg["solver"]["steps"]:
+        if not 0 < f <= 1:
+            raise ConfigError(f"config key solver.steps: {f!r} is not a fraction of max_iter in (0, 1]")
+    for key, specs in (("anchors.train", [cfg["anchors"]["train"]]), ("anchors.eval", cfg["anchors"]["eval"])):
+        for spec in specs:
+            try:
+                AnchorSet.parse(spec)
+            except AnchorSpecError as e:
+                raise ConfigError(f"config key {key}: {e}") from None
+    return cfg
+
+
 def _flat(d: dict, prefix: str = "") -> dict:
     out = {}
     for k, v in d.items():
@@ -97,8 +156,10 @@ def _flat(d: dict, prefix: str = "") -> dict:
 
 def _check_type(key: str, value, default):
     """Coerce ``value`` to the type of ``default`` or raise naming the key."""
-    if default is None or value is None:
+    if default is None:
         return value
+    if value is None:
+        raise ConfigError(f"config key {key}: expected {type(default).__name__}, got no value")
     if isinstance(default, bool):
         if isinstance(value, bool):
             return value
@@ -127,6 +188,8 @@ def set_key(cfg: dict, key: str, value) -> None:
         near = sorted(k for k in flat_defaults if k.startswith(section + ".")) or sorted(flat_defaults)
         raise ConfigError(f"unknown config key {key!r}; allowed: {', '.join(near)}")
     value = _check_type(key, value, flat_defaults[key])
+    _check_range(key, value)
+    _check_items(key, value)
     allowed = CHOICES.get(key)
     if allowed and value not in allowed:
         raise ConfigError(f"config key {key}: {value!r} is not one of {', '.join(allowed)}")
@@ -171,7 +234,7 @@ def load_config(path: str | Path | None = None, overrides: list[str] | tuple = (
                 raise ConfigError(f"config file {p}: {e}") from None
     for text in overrides:
         set_key(cfg, *parse_override(text))
-    return cfg
+    return validate(cfg)
 
 
 def model_kwargs(cfg: dict, num_classes: int, class_names: list[str] | None) -> dict:

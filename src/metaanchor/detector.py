@@ -12,17 +12,20 @@ Detections come back in the same pixel coordinates.
 
 from __future__ import annotations
 
+import copy
 from collections import OrderedDict
 from pathlib import Path
 
 import torch
 from torch import Tensor, nn
+from torch.nn.utils.fusion import fuse_conv_bn_weights
+from torchvision.ops import FrozenBatchNorm2d
 
 from metaanchor import checkpoint as ckpt
 from metaanchor.anchors import AnchorSet, grid_anchors
 from metaanchor.backbones import STRIDES, build_backbone
 from metaanchor.box_coder import BoxCoder
-from metaanchor.errors import UserError
+from metaanchor.errors import CheckpointError, UserError
 from metaanchor.heads import NORMS, MetaAnchorHead, PredefinedAnchorHead
 from metaanchor.losses import REG_LOSSES, detection_loss
 from metaanchor.matcher import Matcher
@@ -94,6 +97,7 @@ class Detector(nn.Module):
         self.score_thresh, self.nms_thresh = score_thresh, nms_thresh
         self.topk_candidates, self.detections_per_img = topk_candidates, detections_per_img
         self._grid_cache: OrderedDict = OrderedDict()
+        self._channels_last, self._bn_folded = False, False
         self.train_anchors = anchors
         self.set_anchors(anchors)
 
@@ -122,6 +126,8 @@ class Detector(nn.Module):
         if self.training and targets is None:
             raise ValueError("Detector in training mode needs targets")
         batch, scales, sizes = self.batcher(images)
+        if self._channels_last:
+            batch = batch.contiguous(memory_format=torch.channels_last)
         features = self.backbone(batch)
         cls_logits, box_deltas = self.head(features)
         shapes = [tuple(f.shape[-2:]) for f in features]
@@ -140,6 +146,30 @@ class Detector(nn.Module):
             d["boxes"][:, 1::2].clamp_(0, img.shape[-2])
         return dets
 
+    # -------------------------------------------------------------- inference speed
+    def optimize_for_inference(self, fuse_bn: bool = True, channels_last: bool = True) -> Detector:
+        """Convert this model in place for faster inference and return it (eval mode).
+
+        ``fuse_bn`` folds every BatchNorm of the backbone into the conv before it
+        (exact in eval mode; the model can no longer be trained or saved).
+        ``channels_last`` stores conv weights and activations NHWC, which oneDNN
+        runs without layout reorders on CPU and which makes the head's flatten a view.
+        Detections equal the plain model's up to float rounding.
+        """
+        self.eval()
+        if fuse_bn and not self._bn_folded:
+            self._bn_folded = fold_batchnorm(self.backbone) > 0
+        if channels_last:
+            self.to(memory_format=torch.channels_last)
+        self._channels_last = channels_last
+        return self
+
+    def train(self, mode: bool = True) -> Detector:
+        if mode and self._bn_folded:
+            raise RuntimeError("this Detector had its BatchNorm folded by optimize_for_inference() and is eval-only; "
+                               "train a model built from the checkpoint instead")
+        return super().train(mode)
+
     @torch.inference_mode()
     def predict(self, images, anchors: str | AnchorSet | None = None, score_thresh: float | None = None,
                 batch_size: int = 8) -> list[dict[str, Tensor]]:
@@ -148,9 +178,12 @@ class Detector(nn.Module):
         ``anchors`` overrides the current anchor set for this call only.
         Returns per image {"boxes": [D, 4] x1y1x2y2 pixels, "scores": [D], "labels": [D]}.
         """
+        from PIL import Image
+
         from metaanchor.io import load_image
 
-        if isinstance(images, (str, Path, Tensor)) and not (isinstance(images, Tensor) and images.dim() == 4):
+        single = isinstance(images, (str, Path, Image.Image)) or (isinstance(images, Tensor) and images.dim() == 3)
+        if single:
             images = [images]
         device = next(self.parameters()).device
         tensors = [load_image(im) if not isinstance(im, Tensor) else im for im in images]
@@ -189,13 +222,46 @@ class Detector(nn.Module):
     def from_checkpoint(cls, path: str | Path, map_location: str | torch.device = "cpu") -> Detector:
         """Rebuild a detector from a checkpoint file written by training or ``save``."""
         payload = ckpt.load(path, map_location)
-        model = cls.from_config(payload["model_config"])
+        try:
+            model = cls.from_config(payload["model_config"])
+        except UserError as e:
+            raise CheckpointError(f"checkpoint {path}: its model config is not usable here: {e}") from None
+        except (TypeError, ValueError, KeyError) as e:  # keys or values this version does not know
+            raise CheckpointError(f"checkpoint {path}: its model config does not fit this metaanchor "
+                                       f"version ({str(e).splitlines()[0] if str(e) else type(e).__name__})"
+                                       ) from None
         ckpt.load_state(model, payload["model"], path)
         return model.eval()
 
     def save(self, path: str | Path) -> None:
         """Write a self-describing checkpoint (atomically)."""
+        if self._bn_folded:
+            raise RuntimeError("cannot save a Detector whose BatchNorm was folded by optimize_for_inference()")
         ckpt.save(self.checkpoint_payload(), path)
+
+
+def fold_batchnorm(module: nn.Module) -> int:
+    """Fold each eval-mode BatchNorm2d / FrozenBatchNorm2d into the Conv2d registered just before it.
+
+    Relies on registration order following data flow for conv -> BN pairs, as in
+    torchvision's ResNets (conv1/bn1, downsample[0]/[1]) and our TinyBackbone.
+    The BN is replaced by ``nn.Identity``. Returns the number of BNs folded.
+    """
+    folded = 0
+    for parent in list(module.modules()):
+        names = list(parent._modules)
+        for conv_name, bn_name in zip(names, names[1:]):
+            conv, bn = parent._modules[conv_name], parent._modules[bn_name]
+            if not (isinstance(conv, nn.Conv2d) and isinstance(bn, (nn.BatchNorm2d, FrozenBatchNorm2d))
+                    and conv.out_channels == bn.weight.shape[0]):
+                continue
+            fused = copy.deepcopy(conv)
+            running_mean, running_var = bn.running_mean, bn.running_var
+            fused.weight, fused.bias = fuse_conv_bn_weights(conv.weight, conv.bias, running_mean, running_var,
+                                                            bn.eps, bn.weight, bn.bias)
+            parent._modules[conv_name], parent._modules[bn_name] = fused, nn.Identity()
+            folded += 1
+    return folded
 
 
 def _xyxy_scale(scale: tuple[float, float], device) -> Tensor:

@@ -25,3 +25,30 @@ class ConfigError(UserError):
 
 class CheckpointError(UserError):
     """A checkpoint that cannot be read or belongs to another model/version."""
+
+
+class OutOfMemory(UserError):
+    """The accelerator ran out of memory; the message says which batch size to try."""
+
+
+def out_of_memory_message(where: str, batch_size: int, option: str) -> str:
+    """One line for a CUDA out-of-memory error: where it happened and what to try.
+
+    ``option`` is how the user sets the batch size (``solver.batch_size=`` or ``--batch-size``).
+    """
+    smaller = max(1, batch_size // 2)
+    if batch_size <= 1:
+        hint = "batch size is already 1: use a smaller input size (input.size=...) or a smaller backbone"
+    else:
+        sep = "" if option.endswith("=") else " "
+        hint = f"try {option}{sep}{smaller}"
+    return f"CUDA out of memory {where} with batch size {batch_size}; {hint}"
+
+
+def is_out_of_memory(exc: BaseException) -> bool:
+    """True for torch's CUDA OOM error (also when raised as a plain RuntimeError by older code paths)."""
+    import torch
+
+    oom = getattr(torch, "OutOfMemoryError", None) or getattr(torch.cuda, "OutOfMemoryError", None)
+    return (oom is not None and isinstance(exc, oom)) or (
+        isinstance(exc, RuntimeError) and "CUDA out of memory" in str(exc))

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import torch
 from torch import Tensor
-from torchvision.ops import batched_nms, clip_boxes_to_image
+from torchvision.ops import batched_nms, clip_boxes_to_image, nms
 
 from metaanchor.box_coder import BoxCoder
 
@@ -30,9 +30,7 @@ def postprocess(cls_logits: Tensor, box_deltas: Tensor, anchors: Tensor, level_s
     scores_all, idx_all = [], []
     start = 0
     for n in level_sizes:  # per-level top-k over (anchor, class), all images at once
-        s = cls_logits[:, start:start + n].reshape(b, -1)
-        k = min(topk_candidates, s.shape[1])
-        top_s, top_i = s.topk(k, dim=1, sorted=False)
+        top_s, top_i = anchor_topk(cls_logits[:, start:start + n], topk_candidates)
         scores_all.append(top_s)
         idx_all.append(top_i + start * c)
         start += n
@@ -45,7 +43,7 @@ def postprocess(cls_logits: Tensor, box_deltas: Tensor, anchors: Tensor, level_s
     boxes = box_coder.decode(box_deltas[img_idx, anchor_idx], anchors[anchor_idx])
     boxes = clip_boxes_to_image(boxes, image_size)
 
-    keep = batched_nms(boxes, scores, img_idx * c + labels, nms_thresh)  # sorted by score
+    keep = grouped_nms(boxes, scores, img_idx * c + labels, nms_thresh)  # sorted by score
     keep = keep[torch.argsort(img_idx[keep], stable=True)]  # group by image, score order kept
     img_of = img_idx[keep]
     counts = torch.bincount(img_of, minlength=b)
@@ -55,3 +53,45 @@ def postprocess(cls_logits: Tensor, box_deltas: Tensor, anchors: Tensor, level_s
     counts = counts.clamp(max=detections_per_img).tolist()
     return [{"boxes": bx, "scores": sc, "labels": lb} for bx, sc, lb in
             zip(boxes[keep].split(counts), scores[keep].split(counts), labels[keep].split(counts))]
+
+
+def anchor_topk(logits: Tensor, k: int) -> tuple[Tensor, Tensor]:
+    """Top-k over (anchor, class) pairs of each image, without scanning everything twice.
+
+    Args:
+        logits: [B, N, C] class logits of N anchors.
+    Returns:
+        values [B, k'] and flat indices [B, k'] into the N*C pairs (k' = min(k, N*C)), unsorted.
+
+    The k best pairs lie in the k anchors with the best class maximum, so one
+    max over classes ([B, N]) and a top-k over those k anchors' C scores ([B, k*C])
+    replace a top-k over all N*C scores (the P3 level at 512 px: 2.9M per image,
+    about 4x slower). Values are exact; among tied scores another index may win.
+    """
+    b, n, c = logits.shape
+    if n <= k or c == 1:
+        flat = logits.reshape(b, -1)
+        return flat.topk(min(k, flat.shape[1]), dim=1, sorted=False)
+    best_anchor = logits.amax(dim=2).topk(k, dim=1, sorted=False).indices  # [B, k]
+    pool = torch.gather(logits, 1, best_anchor[..., None].expand(-1, -1, c)).reshape(b, -1)  # [B, k*C]
+    values, pos = pool.topk(k, dim=1, sorted=False)
+    return values, torch.gather(best_anchor, 1, pos // c) * c + pos % c
+
+
+def grouped_nms(boxes: Tensor, scores: Tensor, groups: Tensor, iou_thresh: float,
+                max_single_call: int = 1000) -> Tensor:
+    """NMS within each group: indices kept, by decreasing score.
+
+    boxes [N, 4], scores [N], groups [N] int64 (image * C + class). Up to
+    ``max_single_call`` boxes this is ``batched_nms`` (one call, groups offset
+    apart). Above it, torchvision on CPU scans all N boxes once per group
+    (``idxs == g``: 640 full scans for 8 images x 80 classes); here the boxes
+    are sorted by group once and each group's slice gets one ``nms`` call.
+    """
+    if len(boxes) <= max_single_call:
+        return batched_nms(boxes, scores, groups, iou_thresh)
+    order = torch.argsort(groups, stable=True)
+    counts = torch.unique_consecutive(groups[order], return_counts=True)[1].tolist()
+    kept = [sl[nms(boxes[sl], scores[sl], iou_thresh)] for sl in order.split(counts)]
+    keep = torch.cat(kept)
+    return keep[torch.argsort(scores[keep], descending=True)]

@@ -36,9 +36,14 @@ from typing import Any
 
 import numpy as np
 import torch
-from PIL import Image
 
 from metaanchor.errors import DataError, UserError
+from metaanchor.io import array_to_tensor, read_rgb_array, to_rgb_array
+
+# The image decoders live in metaanchor.io; these names stay for older callers.
+load_rgb = read_rgb_array
+__all__ = ["CocoDataset", "collate", "load_coco_json", "load_rgb", "resolve_coco_paths", "to_rgb_array",
+           "validate_coco"]
 
 log = logging.getLogger(__name__)
 
@@ -181,20 +186,24 @@ def _check_annotation(ann: Any, k: int, images: dict[int, dict], cat_ids: set[in
         if key not in ann:
             report.bad("missing_key", f"{where}: missing required key {key!r}")
             return None
-    if ann["image_id"] not in images:
+    if not _is_int(ann["image_id"]) or ann["image_id"] not in images:
         report.bad("unknown_image", f"{where}: refers to unknown image id {ann['image_id']!r}")
         return None
-    if ann["category_id"] not in cat_ids:
+    if not _is_int(ann["category_id"]) or ann["category_id"] not in cat_ids:
         report.bad("unknown_category",
                    f"{where}: unknown category id {ann['category_id']!r}")
+        return None
+    crowd = ann.get("iscrowd", 0)
+    if crowd is not None and crowd not in (0, 1):  # True/False compare equal to 1/0
+        report.bad("malformed_record", f"{where}: 'iscrowd' must be 0 or 1, got {crowd!r}")
         return None
     bbox = _check_bbox(ann, images[ann["image_id"]], where, report)
     if bbox is None:
         return None
     area = ann.get("area")
     return {**ann, "bbox": bbox,
-            "area": float(area) if _is_number(area) and area > 0 else bbox[2] * bbox[3],
-            "iscrowd": int(ann.get("iscrowd", 0) or 0)}
+            "area": float(area) if _is_number(area) and math.isfinite(area) and area > 0 else bbox[2] * bbox[3],
+            "iscrowd": int(crowd or 0)}
 
 
 def validate_coco(data: Any, source: str | os.PathLike = "<annotations>",
@@ -216,8 +225,8 @@ def validate_coco(data: Any, source: str | os.PathLike = "<annotations>",
         if clean is not None:
             annotations.append(clean)
     if report.skipped:
-        log.warning("%s: skipped or repaired %d annotation(s): %s", source,
-                    sum(report.skipped.values()), dict(report.skipped))
+        log.warning("%s: skipped or repaired %d annotation(s) (data.skip_invalid): %s; first: %s", source,
+                    sum(report.skipped.values()), dict(report.skipped), report.warnings[0])
     clean_data = {**data, "images": list(data["images"]), "annotations": annotations,
                   "categories": categories}
     return clean_data, dict(report.skipped), report.warnings
@@ -232,33 +241,6 @@ def coco_from_dict(data: dict) -> Any:
     with contextlib.redirect_stdout(io.StringIO()):
         coco.createIndex()
     return coco
-
-
-def load_rgb(path: Path) -> np.ndarray:
-    """Decode an image file to ``[H, W, 3]`` uint8 RGB; ``DataError`` names the file."""
-    try:
-        with Image.open(path) as img:
-            img.load()
-            return to_rgb_array(img)
-    except FileNotFoundError:
-        raise DataError(f"{path}: image file not found") from None
-    except (OSError, Image.UnidentifiedImageError, ValueError, SyntaxError) as exc:
-        raise DataError(f"{path}: cannot read image: {exc}") from None
-
-
-def to_rgb_array(img: Image.Image) -> np.ndarray:
-    """``[H, W, 3]`` uint8 from any PIL mode (16-bit and float scaled, alpha dropped)."""
-    if img.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
-        arr = np.asarray(img).astype(np.float64)
-        scale = 255.0 / 65535.0 if img.mode != "I" or arr.max(initial=0) > 255 else 1.0
-        gray = np.clip(np.round(arr * scale), 0, 255).astype(np.uint8)
-        return np.repeat(gray[..., None], 3, axis=2)
-    if img.mode == "F":
-        gray = np.clip(np.round(np.asarray(img)), 0, 255).astype(np.uint8)
-        return np.repeat(gray[..., None], 3, axis=2)
-    if img.mode == "P":
-        img = img.convert("RGBA")
-    return np.array(img.convert("RGB"))
 
 
 class CocoDataset(torch.utils.data.Dataset):
@@ -312,13 +294,13 @@ class CocoDataset(torch.utils.data.Dataset):
     def __getitem__(self, index: int):
         info = self.images[index]
         path = self.image_path(index)
-        arr = load_rgb(path)
+        arr = read_rgb_array(path)
         if arr.shape[:2] != (info["height"], info["width"]):
             raise DataError(
                 f"{path}: image is {arr.shape[1]}x{arr.shape[0]} but {self.ann_file.name} "
                 f"(image id {info['id']}) says {info['width']}x{info['height']}"
             )
-        image = torch.from_numpy(arr).permute(2, 0, 1).float().div_(255.0)
+        image = array_to_tensor(arr)
         boxes, labels = self._targets[info["id"]]
         target = {"boxes": torch.from_numpy(boxes.copy()), "labels": torch.from_numpy(labels.copy()),
                   "image_id": info["id"]}

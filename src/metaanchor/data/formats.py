@@ -31,15 +31,13 @@ import xml.etree.ElementTree as ET
 from collections.abc import Iterable
 from pathlib import Path
 
-from PIL import Image
-
 from metaanchor.data.coco import load_coco_json, resolve_coco_paths, validate_coco
 from metaanchor.errors import DataError, UserError
+from metaanchor.io import IMAGE_SUFFIXES, image_size
 
 log = logging.getLogger(__name__)
 
 FORMATS = ("coco", "voc", "yolo")
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 
 
 # --------------------------------------------------------------------------- shared helpers
@@ -66,17 +64,6 @@ def read_coco(path: str | os.PathLike, skip_invalid: bool = False) -> dict:
     ann_file = path / "annotations.json" if path.is_dir() else path
     data, _, _ = validate_coco(load_coco_json(ann_file), ann_file, skip_invalid)
     return data
-
-
-def image_size(path: Path) -> tuple[int, int]:
-    """(width, height) from the image header only; ``DataError`` names the file."""
-    try:
-        with Image.open(path) as img:
-            return img.size
-    except FileNotFoundError:
-        raise DataError(f"{path}: image file not found") from None
-    except (OSError, Image.UnidentifiedImageError) as exc:
-        raise DataError(f"{path}: cannot read image: {exc}") from None
 
 
 def _build_coco(records: list[tuple[Path, str, int, int, list[dict]]],

@@ -11,6 +11,7 @@ from pycocotools.cocoeval import COCOeval
 from tqdm import tqdm
 
 from metaanchor.anchors import AnchorSet
+from metaanchor.errors import DataError, OutOfMemory, UserError, is_out_of_memory, out_of_memory_message
 
 METRIC_KEYS = ("AP", "AP50", "AP75", "APs", "APm", "APl", "AR1", "AR10", "AR100", "ARs", "ARm", "ARl")
 
@@ -52,10 +53,30 @@ def coco_metrics(coco_gt, results: list[dict], image_ids: list[int] | None = Non
     return metrics
 
 
+def _load_items(dataset, indices, skipped: list[str] | None) -> list:
+    """Dataset items; an unreadable image raises, or is left out and its message appended to ``skipped``."""
+    items = []
+    for i in indices:
+        try:
+            items.append(dataset[i])
+        except DataError as e:
+            if skipped is None:
+                raise
+            skipped.append(str(e))
+    return items
+
+
 @torch.inference_mode()
 def predict_dataset(model, dataset, anchors: str | AnchorSet | None = None, batch_size: int = 8,
-                    device=None, progress: bool = True) -> tuple[list[dict], list[int]]:
-    """Run a detector over a dataset; returns detections and image ids, in dataset order."""
+                    device=None, progress: bool = True,
+                    skipped: list[str] | None = None) -> tuple[list[dict], list[int]]:
+    """Run a detector over a dataset; returns detections and image ids, in dataset order.
+
+    An image that cannot be read raises ``DataError``; when ``skipped`` is a list, the image is left
+    out instead (its id is not returned) and the message naming it is appended to ``skipped``.
+    """
+    if batch_size < 1:
+        raise UserError(f"batch size {batch_size}: must be at least 1")
     device = device or next(model.parameters()).device
     was_training, old_anchors = model.training, model.anchors
     model.eval()
@@ -64,8 +85,15 @@ def predict_dataset(model, dataset, anchors: str | AnchorSet | None = None, batc
     dets, ids = [], []
     try:
         for start in tqdm(range(0, len(dataset), batch_size), desc="eval", disable=not progress, leave=False):
-            items = [dataset[i] for i in range(start, min(start + batch_size, len(dataset)))]
-            out = model([img.to(device) for img, _ in items])
+            items = _load_items(dataset, range(start, min(start + batch_size, len(dataset))), skipped)
+            if not items:
+                continue
+            try:
+                out = model([img.to(device) for img, _ in items])
+            except Exception as e:
+                if is_out_of_memory(e):
+                    raise OutOfMemory(out_of_memory_message("in evaluation", batch_size, "--batch-size")) from None
+                raise
             dets += [{k: v.cpu() for k, v in d.items()} for d in out]
             ids += [int(t["image_id"]) for _, t in items]
     finally:
@@ -75,8 +103,14 @@ def predict_dataset(model, dataset, anchors: str | AnchorSet | None = None, batc
 
 
 def evaluate(model, dataset, anchors: str | AnchorSet | None = None, batch_size: int = 8,
-             progress: bool = True) -> dict:
-    """COCO metrics of ``model`` on a ``CocoDataset`` (optionally with another anchor set)."""
-    dets, ids = predict_dataset(model, dataset, anchors, batch_size, progress=progress)
+             progress: bool = True, skipped: list[str] | None = None) -> dict:
+    """COCO metrics of ``model`` on a ``CocoDataset`` (optionally with another anchor set).
+
+    With ``skipped`` a list, unreadable images are left out of the evaluation (ground truth
+    included) and reported there; otherwise the first one raises ``DataError``.
+    """
+    dets, ids = predict_dataset(model, dataset, anchors, batch_size, progress=progress, skipped=skipped)
+    if not ids and len(dataset):
+        raise DataError(f"none of the {len(dataset)} images could be read; first: {skipped[0] if skipped else '?'}")
     results = to_coco_results(dets, ids, dataset.cat_ids)
     return coco_metrics(dataset.coco, results, ids)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import csv
 import math
 import os
+import sys
 import time
 from pathlib import Path
 
@@ -29,7 +30,15 @@ from metaanchor.data.augment import Compose, PhotometricJitter, RandomHorizontal
 from metaanchor.data.coco import CocoDataset, collate
 from metaanchor.detector import Detector
 from metaanchor.engine.evaluate import METRIC_KEYS, evaluate
-from metaanchor.errors import ConfigError, UserError
+from metaanchor.errors import (
+    CheckpointError,
+    ConfigError,
+    DataError,
+    OutOfMemory,
+    UserError,
+    is_out_of_memory,
+    out_of_memory_message,
+)
 
 CSV_FIELDS = ["iter", "lr", "loss", "cls", "box", "skipped", "seconds"] + list(METRIC_KEYS)
 
@@ -52,6 +61,21 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
+class BadItem:
+    """Stands in for a dataset item whose image could not be read (the loader never raises for one:
+    a worker's exception would come back as a multi-line message); the training loop decides."""
+
+    def __init__(self, message: str):
+        self.message = message
+
+
+def collate_train(batch: list) -> tuple[list, list, list[str]]:
+    """Like ``collate``, plus the messages of the unreadable items it left out."""
+    good = [b for b in batch if not isinstance(b, BadItem)]
+    images, targets = collate(good)
+    return images, targets, [b.message for b in batch if isinstance(b, BadItem)]
+
+
 class AugmentedDataset(Dataset):
     """Wraps a dataset; items are fetched as (index, epoch) so augmentation is seeded and repeatable."""
 
@@ -64,7 +88,10 @@ class AugmentedDataset(Dataset):
 
     def __getitem__(self, key):
         index, epoch = key
-        image, target = self.dataset[index]
+        try:
+            image, target = self.dataset[index]
+        except DataError as e:
+            return BadItem(str(e))
         g = torch.Generator().manual_seed(hash((self.seed, epoch, index)) & 0x7FFFFFFF)
         ops = [RandomHorizontalFlip(self.hflip, generator=g)] if self.hflip > 0 else []
         if self.photometric > 0:
@@ -123,17 +150,22 @@ def lr_factor(it: int, solver: dict) -> float:
     return f * 0.1 ** sum(it >= s * solver["max_iter"] for s in solver["steps"])
 
 
-def load_dataset(path, skip_invalid: bool, what: str) -> CocoDataset:
+def load_dataset(cfg: dict, split: str, skip_invalid: bool) -> CocoDataset:
+    """``data.<split>`` (a dataset folder, or a JSON file with ``data.<split>_images``)."""
+    path = cfg["data"][split]
     if not path:
-        raise ConfigError(f"config key {what} is not set: give a dataset folder ({what}=DIR)")
-    return CocoDataset(path, skip_invalid=skip_invalid)
+        raise ConfigError(f"config key data.{split} is not set: give a dataset folder (data.{split}=DIR)")
+    return CocoDataset(path, cfg["data"][f"{split}_images"], skip_invalid=skip_invalid)
 
 
 class Trainer:
     """Runs one training job described by a config into ``out_dir``."""
 
-    def __init__(self, cfg: dict, out_dir: str | Path, resume: bool = False, progress: bool = True):
+    def __init__(self, cfg: dict, out_dir: str | Path, resume: bool = False, progress: bool = True,
+                 fail_fast: bool = False):
         self.cfg, self.out = cfg, Path(out_dir)
+        self.fail_fast = fail_fast  # every skipped or repaired record is an error
+        self.skip_invalid = cfg["data"]["skip_invalid"] and not fail_fast
         self.distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
         self.device = resolve_device(cfg["device"])
         if self.distributed and not dist.is_initialized():
@@ -145,8 +177,8 @@ class Trainer:
         s = cfg["solver"]
         if s["batch_size"] % self.world:
             raise ConfigError(f"solver.batch_size={s['batch_size']} is not divisible by {self.world} processes")
-        self.train_set = load_dataset(cfg["data"]["train"], cfg["data"]["skip_invalid"], "data.train")
-        self.val_set = (load_dataset(cfg["data"]["val"], cfg["data"]["skip_invalid"], "data.val")
+        self.train_set = load_dataset(cfg, "train", self.skip_invalid)
+        self.val_set = (load_dataset(cfg, "val", self.skip_invalid)
                         if cfg["data"]["val"] else None)
         torch.manual_seed(cfg["seed"])
         kwargs = model_kwargs(cfg, len(self.train_set.class_names), self.train_set.class_names)
@@ -158,6 +190,7 @@ class Trainer:
             self.amp_dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
         self.start_iter, self.best_ap, self.skipped = 0, -1.0, 0
+        self.bad_images: set[str] = set()  # unreadable training images skipped (data.skip_invalid)
         if resume:
             self._resume()
         self.ddp = (torch.nn.parallel.DistributedDataParallel(
@@ -179,21 +212,31 @@ class Trainer:
             return
         payload = self.model.checkpoint_payload()
         payload.update(optimizer=self.optimizer.state_dict(), scaler=self.scaler.state_dict(),
-                       iteration=iteration, best_ap=self.best_ap, skipped=self.skipped, train_config=self.cfg)
+                       iteration=iteration, best_ap=self.best_ap, skipped=self.skipped, train_config=self.cfg,
+                       bad_images=sorted(self.bad_images))
         ckpt.save(payload, self.out / name)
 
     def _resume(self) -> None:
         path = self.out / "last.pt"
-        if not path.is_file():
-            raise UserError(f"--resume: no checkpoint {path} to resume from")
+        if not path.is_file():  # killed before the first checkpoint: nothing to lose, start over
+            if self.main:
+                tqdm.write(f"--resume: no checkpoint {path} yet; starting from iteration 0")
+            return
         payload = ckpt.load(path, self.device)
         ckpt.load_state(self.model, payload["model"], path)
         if "optimizer" not in payload:
             raise UserError(f"--resume: checkpoint {path} has no training state (written by save, not train)")
-        self.optimizer.load_state_dict(payload["optimizer"])
-        self.scaler.load_state_dict(payload["scaler"])
-        self.start_iter = int(payload["iteration"])
-        self.best_ap, self.skipped = float(payload["best_ap"]), int(payload.get("skipped", 0))
+        try:
+            self.optimizer.load_state_dict(payload["optimizer"])
+            self.scaler.load_state_dict(payload["scaler"])
+            self.start_iter = int(payload["iteration"])
+            self.best_ap, self.skipped = float(payload["best_ap"]), int(payload.get("skipped", 0))
+        except (KeyError, ValueError, TypeError) as e:
+            raise CheckpointError(f"checkpoint {path}: training state does not fit this run "
+                                  f"({str(e).splitlines()[0] if str(e) else type(e).__name__})") from None
+        self.bad_images = set(payload.get("bad_images", []))
+        if self.main:
+            tqdm.write(f"--resume: continuing from {path} at iteration {self.start_iter}")
 
     # ---------------------------------------------------------------------- loop
     def _loader(self) -> DataLoader:
@@ -202,7 +245,7 @@ class Trainer:
         batches = ResumableBatches(self.train_set, s["batch_size"], self.start_iter, s["max_iter"],
                                    self.cfg["seed"], self.rank, self.world)
         workers = self.cfg["data"]["workers"]
-        return DataLoader(data, batch_sampler=batches, num_workers=workers, collate_fn=collate,
+        return DataLoader(data, batch_sampler=batches, num_workers=workers, collate_fn=collate_train,
                           persistent_workers=False, pin_memory=self.device.type == "cuda")
 
     def _step(self, it: int, images, targets) -> dict | None:
@@ -225,9 +268,17 @@ class Trainer:
             return None
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(loss).backward()
+        params = [p for p in self.model.parameters() if p.grad is not None]
         if self.cfg["solver"]["clip_grad"] > 0:
             self.scaler.unscale_(self.optimizer)
-            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg["solver"]["clip_grad"])
+            norm = torch.nn.utils.clip_grad_norm_(params, self.cfg["solver"]["clip_grad"])
+        else:
+            norm = torch.nn.utils.get_total_norm([p.grad for p in params])
+        if not self.scaler.is_enabled() and not torch.isfinite(norm):
+            # a finite loss with NaN/inf gradients would poison the weights (and the next checkpoint);
+            # gradients are already all-reduced under DDP, so every process agrees
+            self.optimizer.zero_grad(set_to_none=True)
+            return None
         self.scaler.step(self.optimizer)
         self.scaler.update()
         stats = torch.stack([loss.detach(), *[v.detach() for v in losses.values()]]).float()
@@ -242,27 +293,73 @@ class Trainer:
             return
         last = self.out / "last.pt"
         kept = f"; last good checkpoint: {last}" if last.is_file() else ""
-        raise NonFiniteLoss(f"non-finite loss at iteration {it}{kept} "
+        raise NonFiniteLoss(f"non-finite loss or gradient at iteration {it}{kept} "
                             "(lower solver.lr, or set solver.nonfinite=skip)")
+
+    def _bad_images(self, messages: list[str]) -> None:
+        """Unreadable training images: an error naming the file, or (data.skip_invalid) a counted skip."""
+        if not messages:
+            return
+        if not self.skip_invalid:
+            raise DataError(f"{messages[0]} (set data.skip_invalid=true to skip unreadable images)")
+        for m in messages:
+            if m not in self.bad_images and self.main:
+                tqdm.write(f"skipped training image: {m}", file=sys.stderr)
+            self.bad_images.add(m)
+
+    def _guarded_step(self, it: int, images, targets) -> dict | None:
+        """``_step`` with CUDA out-of-memory turned into advice naming the batch size."""
+        try:
+            return self._step(it, images, targets)
+        except Exception as e:
+            if is_out_of_memory(e):
+                msg = out_of_memory_message(f"at training iteration {it}", self.cfg["solver"]["batch_size"],
+                                            "solver.batch_size=")
+                raise OutOfMemory(f"{msg} (then --resume continues from {self.out / 'last.pt'})") from None
+            raise
+
+    def _prepare_run_folder(self):
+        """Clean what a killed run left (temp checkpoints, log rows past the checkpoint); open the logs."""
+        self.out.mkdir(parents=True, exist_ok=True)
+        if not self.main:
+            return None
+        for name in ("last.pt", "best.pt"):
+            ckpt.remove_stale_temp_files(self.out, name)
+        self._trim_metrics(self.start_iter)
+        (self.out / "config.yaml").write_text(dump(self.cfg))
+        from torch.utils.tensorboard import SummaryWriter
+
+        # purge_step drops TensorBoard events a killed run wrote after its last checkpoint
+        return SummaryWriter(str(self.out), purge_step=self.start_iter or None)
+
+    def _trim_metrics(self, upto: int) -> None:
+        """Keep metrics.csv rows up to iteration ``upto`` (all of them when it is 0 and the file is new)."""
+        path = self.out / "metrics.csv"
+        if not path.is_file():
+            return
+        with path.open(newline="") as f:
+            rows = [r for r in csv.DictReader(f) if r.get("iter", "").isdigit() and None not in r.values()]
+        keep = [r for r in rows if int(r["iter"]) <= upto]
+        tmp = path.with_name(".metrics.csv.tmp")
+        with tmp.open("w", newline="") as f:
+            w = csv.DictWriter(f, CSV_FIELDS, extrasaction="ignore")
+            w.writeheader()
+            w.writerows(keep)
+        os.replace(tmp, path)
 
     def train(self) -> dict:
         """Run to ``solver.max_iter``; returns the final summary (metrics per anchor set)."""
         s = self.cfg["solver"]
-        self.out.mkdir(parents=True, exist_ok=True)
-        writer = None
-        if self.main:
-            (self.out / "config.yaml").write_text(dump(self.cfg))
-            from torch.utils.tensorboard import SummaryWriter
-
-            writer = SummaryWriter(str(self.out))
+        writer = self._prepare_run_folder()
         t0 = time.time()
         self.model.train()
         bar = tqdm(total=s["max_iter"], initial=self.start_iter, desc="train", disable=not self.progress,
                    dynamic_ncols=True)
         it = self.start_iter
         try:
-            for images, targets in self._loader():
-                stats = self._step(it, images, targets)
+            for images, targets, bad in self._loader():
+                self._bad_images(bad)
+                stats = self._guarded_step(it, images, targets) if images else {}
                 if stats is None:
                     self._nonfinite(it)
                 it += 1
@@ -283,6 +380,7 @@ class Trainer:
                 writer.close()
         summary["wall_time_s"] = time.time() - t0
         summary["skipped_steps"] = self.skipped
+        summary["skipped_images"] = len(self.bad_images)
         return summary
 
     def _log(self, writer, it: int, stats: dict, seconds: float, metrics: dict | None = None) -> None:
@@ -303,7 +401,16 @@ class Trainer:
             w.writerow(row)
 
     def _evaluate(self, anchors=None) -> dict:
-        return evaluate(self.model, self.val_set, anchors, self.cfg["eval"]["batch_size"], progress=self.progress)
+        """Validation metrics; unreadable validation images are reported and left out (errors with fail_fast)."""
+        skipped = None if self.fail_fast else []
+        batch = self.cfg["eval"]["batch_size"]
+        try:
+            m = evaluate(self.model, self.val_set, anchors, batch, progress=self.progress, skipped=skipped)
+        except OutOfMemory:
+            raise OutOfMemory(out_of_memory_message("in validation", batch, "eval.batch_size=")) from None
+        for msg in skipped or []:
+            tqdm.write(f"skipped validation image: {msg}", file=sys.stderr)
+        return m
 
     def _periodic_eval(self, writer, it: int, seconds: float) -> None:
         if not (self.main and self.val_set):
@@ -337,6 +444,11 @@ class Trainer:
         return summary
 
 
-def train(cfg: dict, out_dir: str | Path, resume: bool = False, progress: bool = True) -> dict:
-    """Train a detector as ``cfg`` says; writes the run folder and returns the summary."""
-    return Trainer(cfg, out_dir, resume, progress).train()
+def train(cfg: dict, out_dir: str | Path, resume: bool = False, progress: bool = True,
+          fail_fast: bool = False) -> dict:
+    """Train a detector as ``cfg`` says; writes the run folder and returns the summary.
+
+    ``resume`` continues from ``out_dir/last.pt`` (from scratch if there is none yet);
+    ``fail_fast`` makes every record that would be skipped or repaired an error.
+    """
+    return Trainer(cfg, out_dir, resume, progress, fail_fast).train()

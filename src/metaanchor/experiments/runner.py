@@ -19,9 +19,9 @@ import hashlib
 import json
 import os
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable
 
 from metaanchor.anchors import AnchorSet
 from metaanchor.config import load_config, set_key
@@ -29,6 +29,20 @@ from metaanchor.config import load_config, set_key
 KEPT_METRICS = ("AP", "AP50", "AP75", "APs", "APm", "APl", "AR100")
 SPLIT_SEEDS = {"train": 0, "val": 1, "test": 2}  # synthetic seed offset of each split
 SYNTH_BASE_SIZE = 128  # the synthetic presets' object sizes are for 128 px images
+LOCK = "training.lock"  # holds the pid of the process training a run (several runners may share a cache)
+LOCK_POLL_S = 10.0
+
+
+def _alive(pid: int) -> bool:
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 @dataclass(frozen=True)
@@ -58,7 +72,7 @@ class Scale:
                 f"{self.batch_size}, SGD lr {self.lr}, cosine schedule")
 
 
-QUICK = Scale("quick", image_size=128, train_images=600, val_images=150, test_images=150, max_iter=300,
+QUICK = Scale("quick", image_size=128, train_images=600, val_images=150, test_images=150, max_iter=400,
               batch_size=16, backbone="tiny", fpn_channels=64, head_convs=2, hidden_dim=16, lr=0.02,
               warmup_iters=50)
 FULL = Scale("full", image_size=512, train_images=8000, val_images=1000, test_images=1000, max_iter=20000,
@@ -67,14 +81,23 @@ FULL = Scale("full", image_size=512, train_images=8000, val_images=1000, test_im
 
 
 def config_key(cfg: dict, root: Path) -> str:
-    """Hash of a resolved config, with dataset paths relative to ``root`` (16 hex digits)."""
-    c = copy.deepcopy(cfg)
-    for k in ("train", "val"):
-        if c["data"][k]:
-            p = Path(c["data"][k])
-            c["data"][k] = os.path.relpath(p, root) if p.is_absolute() else str(p)
-    c.pop("device", None)  # the same run on another device is the same experiment
-    return hashlib.sha1(json.dumps(c, sort_keys=True).encode()).hexdigest()[:16]
+    """Hash of a resolved config (16 hex digits).
+
+    Only the keys whose value differs from ``metaanchor.config.DEFAULTS`` count, so a
+    new config key added with a default keeps old runs valid; dataset paths are made
+    relative to ``root`` and the device is left out (the same run on another device).
+    A changed *default* is not seen: clear the cache after changing one.
+    """
+    from metaanchor.config import DEFAULTS, _flat
+
+    defaults = _flat(DEFAULTS)
+    flat = {k: v for k, v in _flat(copy.deepcopy(cfg)).items() if k not in defaults or defaults[k] != v}
+    for k in ("data.train", "data.val"):
+        if flat.get(k):
+            p = Path(flat[k])
+            flat[k] = os.path.relpath(p, root) if p.is_absolute() else str(p)
+    flat.pop("device", None)
+    return hashlib.sha1(json.dumps(flat, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
 def anchor_key(spec: str | AnchorSet) -> str:
@@ -118,6 +141,7 @@ class Runner:
         self._model_cache: tuple[str, object] | None = None
         self._datasets: dict[str, object] = {}
         self.trained = 0  # runs trained (not loaded from the cache) by this runner
+        self.eval_seconds = 0.0  # evaluation time of the evaluations asked for (cached ones included)
 
     # ------------------------------------------------------------------ data
     def dataset(self, distribution: str, split: str) -> Path:
@@ -167,18 +191,49 @@ class Runner:
         train_fn = self._train_fn
         if train_fn is None:
             from metaanchor.engine.train import train as train_fn
-        resume = (run_dir / "last.pt").is_file()
-        self.log(f"training {key}: head={cfg['model']['head']} anchors={cfg['anchors']['train']} "
-                 f"sample={cfg['anchors']['sample']} seed={cfg['seed']} data={Path(cfg['data']['train']).name}"
-                 + (" (resuming)" if resume else ""))
-        t0 = time.time()
-        summary = train_fn(cfg, run_dir, resume=resume, progress=False)
-        summary = dict(summary, key=key, wall_time_s=summary.get("wall_time_s", time.time() - t0))
-        run_dir.mkdir(parents=True, exist_ok=True)
-        summary_file.write_text(json.dumps(summary, indent=1, default=str))
+        if not self._lock(run_dir, key):  # another process trained it meanwhile
+            return Run(key, run_dir, cfg, json.loads(summary_file.read_text()))
+        try:
+            resume = (run_dir / "last.pt").is_file()
+            if not resume:  # leftovers of a run killed before its first checkpoint
+                for f in [run_dir / "metrics.csv", *run_dir.glob("events.out.tfevents.*")]:
+                    f.unlink(missing_ok=True)
+            self.log(f"training {key}: head={cfg['model']['head']} anchors={cfg['anchors']['train']} "
+                     f"sample={cfg['anchors']['sample']} seed={cfg['seed']} data={Path(cfg['data']['train']).name}"
+                     + (" (resuming)" if resume else ""))
+            t0 = time.time()
+            summary = train_fn(cfg, run_dir, resume=resume, progress=False)
+            summary = dict(summary, key=key, wall_time_s=summary.get("wall_time_s", time.time() - t0))
+            summary_file.write_text(json.dumps(summary, indent=1, default=str))
+        finally:
+            (run_dir / LOCK).unlink(missing_ok=True)
         self.trained += 1
         self.log(f"  done in {summary['wall_time_s']:.0f} s")
         return Run(key, run_dir, cfg, summary)
+
+    def _lock(self, run_dir: Path, key: str) -> bool:
+        """Take the run's lock (False: another process finished the run while we waited)."""
+        run_dir.mkdir(parents=True, exist_ok=True)
+        lock = run_dir / LOCK
+        while True:
+            try:
+                fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+            except FileExistsError:
+                try:
+                    pid = int(lock.read_text() or 0)
+                except (OSError, ValueError):
+                    pid = 0
+                if not _alive(pid):
+                    lock.unlink(missing_ok=True)
+                    continue
+                self.log(f"waiting for run {key} (being trained by process {pid})")
+                time.sleep(LOCK_POLL_S)
+                if (run_dir / "summary.json").is_file():
+                    return False
+                continue
+            with os.fdopen(fd, "w") as f:
+                f.write(str(os.getpid()))
+            return True
 
     # ------------------------------------------------------------ evaluation
     def _model(self, run: Run):
@@ -206,11 +261,13 @@ class Runner:
         if key not in cache:
             from metaanchor.engine.evaluate import evaluate
 
+            t0 = time.time()
             m = evaluate(self._model(run), self._data(Path(data_dir)), spec, self.scale.eval_batch, progress=False)
-            cache[key] = {k: m[k] for k in KEPT_METRICS} | {"anchors": str(spec)}
+            cache[key] = {k: m[k] for k in KEPT_METRICS} | {"anchors": str(spec), "eval_s": time.time() - t0}
             tmp = cache_file.with_suffix(".tmp")
             tmp.write_text(json.dumps(cache, indent=1))
             os.replace(tmp, cache_file)
+        self.eval_seconds += cache[key].get("eval_s", 0.0)
         return cache[key]
 
     def describe(self) -> dict:

@@ -1,0 +1,181 @@
+"""Experiment harness: cached runs, reports, anchor fitting and search."""
+
+import csv
+import json
+import math
+
+import numpy as np
+import pytest
+
+from metaanchor.anchor_search import (
+    anchor_fit_quality,
+    fit_anchors,
+    kmeans_shapes,
+    level_relative,
+    search_anchors,
+    spec_of,
+    standard_sizes,
+    write_anchor_file,
+)
+from metaanchor.anchors import AnchorSet
+from metaanchor.cli import main
+from metaanchor.experiments import report
+from metaanchor.experiments.runner import Run, Runner, Scale, config_key
+from metaanchor.experiments.suite import ANCHOR_SETS, Context, anchor_configs, cross_eval
+
+MICRO = Scale("micro", image_size=64, train_images=6, val_images=3, test_images=3, max_iter=2, batch_size=2,
+              backbone="tiny", fpn_channels=8, head_convs=1, hidden_dim=4, lr=0.01, warmup_iters=1, eval_batch=3)
+
+
+class CountingTrain:
+    def __init__(self):
+        self.calls = []
+
+    def __call__(self, cfg, out_dir, resume=False, progress=True):
+        self.calls.append((cfg["anchors"]["train"], cfg["seed"]))
+        return {"iterations": cfg["solver"]["max_iter"], "metrics": {}, "wall_time_s": 1.5}
+
+
+def test_runner_trains_each_config_once(tmp_path):
+    train = CountingTrain()
+    runner = Runner(tmp_path / "cache", MICRO, device="cpu", train_fn=train, log=lambda s: None)
+    first = runner.train(runner.config("metaanchor", "3x3", seed=0))
+    again = Runner(tmp_path / "cache", MICRO, device="cpu", train_fn=train, log=lambda s: None)
+    second = again.train(again.config("metaanchor", "3x3", seed=0))
+    assert train.calls == [("3x3", 0)]
+    assert first.key == second.key and second.summary["wall_time_s"] == 1.5
+    again.train(again.config("metaanchor", "3x3", seed=1))
+    again.train(again.config("metaanchor", "scales=4;ratios=1", seed=0))
+    assert train.calls == [("3x3", 0), ("3x3", 1), ("scales=4;ratios=1", 0)]
+
+
+def test_config_key_ignores_device_and_absolute_paths(tmp_path):
+    runner = Runner(tmp_path, MICRO, device="cpu", train_fn=CountingTrain(), log=lambda s: None)
+    cfg = runner.config("predefined", "1x1", seed=0, sample=False)
+    other = json.loads(json.dumps(cfg)) | {"device": "cuda"}
+    assert config_key(cfg, tmp_path) == config_key(other, tmp_path)
+    assert config_key(cfg, tmp_path) != config_key(runner.config("metaanchor", "1x1", seed=0), tmp_path)
+
+
+def test_real_micro_run_and_cached_evaluation(tmp_path, monkeypatch):
+    runner = Runner(tmp_path, MICRO, device="cpu", log=lambda s: None)
+    run = runner.train(runner.config("metaanchor", "1x1", seed=0))
+    assert run.checkpoint.is_file() and run.summary["iterations"] == 2
+    test = runner.dataset("default", "test")
+    m = runner.evaluate(run, test, "2x3")
+    assert set(m) >= {"AP", "AP50"} and 0.0 <= m["AP"] <= 1.0
+
+    def boom(*a, **k):
+        raise AssertionError("evaluated again instead of using the cache")
+
+    monkeypatch.setattr("metaanchor.engine.evaluate.evaluate", boom)
+    # another spelling of the same 6 shapes hits the same cache entry
+    same = runner.evaluate(run, test, f"scales=1,{2 ** 0.5!r};ratios=0.5,1,2")
+    assert same["AP"] == m["AP"]
+
+
+def test_report_files_contain_the_numbers(tmp_path):
+    rows = [{"seed": s, "model": k, "AP": v} for s, (k, v) in enumerate([("a", 0.25), ("a", 0.35), ("b", 0.5)])]
+    report.write_csv(rows, tmp_path / "runs.csv")
+    back = list(csv.DictReader((tmp_path / "runs.csv").open()))
+    assert [float(r["AP"]) for r in back] == [0.25, 0.35, 0.5]
+    assert report.fmt([0.25, 0.35]) == "0.300 ± 0.050" and report.fmt([0.5]) == "0.500"
+    g = report.group(rows, ("model",))
+    report.bar_plot({"x": {"a": g[("a",)], "b": g[("b",)]}}, tmp_path / "bars.png", "t")
+    report.heatmap(np.array([[0.1, 0.2], [0.3, math.nan]]), ["r1", "r2"], ["c1", "c2"], tmp_path / "hm.png", "t")
+    for f in ("bars.png", "hm.png"):
+        assert (tmp_path / f).read_bytes()[:4] == b"\x89PNG"
+
+
+class FakeRunner(Runner):
+    """Training and evaluation replaced by a table: AP depends on head, training and test anchors."""
+
+    def dataset(self, distribution, split):
+        return self.root / f"{distribution}-{split}"
+
+    def train(self, cfg):
+        key = config_key(cfg, self.root)
+        return Run(key, self.root / key, cfg, {"wall_time_s": 10.0})
+
+    def evaluate(self, run, data_dir, anchors=None):
+        base = {"1x1": 0.30, "1x3": 0.32, "3x3": 0.35, "5x5": 0.34}.get(anchors, 0.05)
+        bonus = 0.0 if run.cfg["model"]["head"] == "predefined" else 0.02
+        return {k: base + bonus + 0.002 * run.cfg["seed"] for k in ("AP", "AP50", "AP75", "APs", "APm", "APl")}
+
+
+def test_anchor_configs_report_states_measured_numbers(tmp_path):
+    ctx = Context(FakeRunner(tmp_path / "cache", MICRO, device="cpu", log=lambda s: None), [0, 1], tmp_path)
+    res = anchor_configs(ctx)
+    text = (tmp_path / "anchor-configs" / "README.md").read_text()
+    assert "| 3x3 | 9 | 0.351 ± 0.001 | 0.371 ± 0.001 | +0.020 |" in text  # means over seeds
+    assert res["held"] and "higher than the baseline's on 5 of 5" in res["claim"]
+    rows = list(csv.DictReader((tmp_path / "anchor-configs" / "runs.csv").open()))
+    assert len(rows) == 2 * 2 * len(ANCHOR_SETS)
+    assert (tmp_path / "anchor-configs" / "ap_by_anchor_set.png").is_file()
+    cross_eval(ctx)
+    assert (tmp_path / "cross-eval" / "heatmap_sampled.png").is_file()
+    assert "trained \\ evaluated" in (tmp_path / "cross-eval" / "README.md").read_text()
+
+
+def test_kmeans_recovers_known_shapes():
+    rng = np.random.default_rng(0)
+    truth = np.array([[0.5, 1.0], [1.0, 1.0], [1.6, 0.8]])
+    shapes = np.concatenate([t * np.exp(rng.normal(0, 0.03, (200, 2))) for t in truth])
+    fitted = kmeans_shapes(shapes, 3)
+    fitted = fitted[np.argsort(fitted[:, 0])]
+    assert np.all(np.abs(fitted / truth[np.argsort(truth[:, 0])] - 1) < 0.10)
+
+
+def test_fit_anchors_gives_level_relative_file_that_parses(tmp_path):
+    rng = np.random.default_rng(1)
+    # objects at P3 (~32 px) and P5 (~128 px) with the same two shapes relative to their level
+    rel = np.array([[0.7, 1.4], [1.4, 0.7]])
+    shapes = np.concatenate([r * s * np.exp(rng.normal(0, 0.02, (100, 2))) for r in rel for s in (32, 128)])
+    assert np.all(np.abs(level_relative(shapes) / np.repeat(rel, 200, 0) - 1) < 0.1)
+    fitted = fit_anchors(shapes, k=2)
+    got = sorted(fitted.shapes)
+    assert np.all(np.abs(np.array(got) / np.array(sorted(map(tuple, rel))) - 1) < 0.10)
+    path = write_anchor_file(fitted, tmp_path / "a.yaml", source="test")
+    assert AnchorSet.parse(str(path)) == fitted
+    path = write_anchor_file(fitted, tmp_path / "a.json")
+    assert AnchorSet.parse(str(path)).shapes == fitted.shapes
+    better, worse = anchor_fit_quality(shapes, fitted), anchor_fit_quality(shapes, "scales=4;ratios=1")
+    assert better["bpr"] == 1.0 and worse["bpr"] <= 0.5 and better["mean_iou"] > worse["mean_iou"]
+
+
+def test_standard_sizes_are_four_strides():
+    assert standard_sizes().tolist() == [32, 64, 128, 256, 512]
+
+
+def test_greedy_search_climbs_to_the_best_set_of_a_stub_scorer():
+    def score(spec):  # best: one anchor of scale sqrt(2), ratio 1; extra anchors cost a little
+        a = AnchorSet.parse(spec)
+        s = np.mean([math.sqrt(h * w) for h, w in a.shapes])
+        r = np.mean([abs(math.log2(h / w)) for h, w in a.shapes])
+        return -abs(math.log2(s) - 0.5) - r - 0.01 * len(a)
+
+    res = search_anchors(score, (1.0,), (1.0,), method="greedy", budget=40)
+    assert res.best[0] == spec_of((2 ** 0.5,), (1.0,))
+    assert res.best[1] == max(v for _, v in res.tried)
+    rnd = search_anchors(score, (1.0,), (1.0,), method="random", budget=10, seed=3)
+    assert len(rnd.tried) == 10 and rnd.best[1] == max(v for _, v in rnd.tried)
+
+
+def test_cli_anchors_fit_writes_anchor_file(tmp_path, synth_dirs, capsys):
+    train, _ = synth_dirs
+    out = tmp_path / "fit.yaml"
+    assert main(["anchors", "fit", "--data", str(train), "-k", "4", "--out", str(out)]) == 0
+    assert len(AnchorSet.parse(str(out)).shapes) == 4
+    assert "BPR@0.5" in capsys.readouterr().out
+
+
+def test_cli_experiment_unknown_name_is_user_error(capsys):
+    assert main(["experiment", "nope", "--quick"]) == 2
+    assert "unknown experiment 'nope'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("argv", [["anchors", "search", "--help"], ["experiment", "--help"]])
+def test_cli_help(argv):
+    with pytest.raises(SystemExit) as e:
+        main(argv)
+    assert e.value.code == 0
