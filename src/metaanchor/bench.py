@@ -247,10 +247,10 @@ def _train_step(model: nn.Module, opt, images, targets) -> Callable[[], None]:
 
 
 def bench_train(backbone: str, cfg: BenchConfig, device) -> dict:
-    """One SGD step (forward + loss + backward + step) at ``train_batch``, both models in train mode."""
+    """One SGD step (forward + loss + backward + step) at ``train_batch``, both in train mode; ours channels_last."""
     torch.manual_seed(1)
     models = {"ours": Detector(cfg.num_classes, backbone=backbone, fpn_channels=cfg.fpn_channels, head_convs=4,
-                               min_size=cfg.size, max_size=cfg.size).to(device),
+                               min_size=cfg.size, max_size=cfg.size).to(device).set_channels_last(),
               "tv": torchvision_retinanet(backbone, cfg.num_classes, cfg.size, cfg.fpn_channels).to(device)}
     images = _images(cfg, cfg.train_batch, device)
     g = torch.Generator().manual_seed(2)

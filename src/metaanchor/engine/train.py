@@ -182,7 +182,7 @@ class Trainer:
                         if cfg["data"]["val"] else None)
         torch.manual_seed(cfg["seed"])
         kwargs = model_kwargs(cfg, len(self.train_set.class_names), self.train_set.class_names)
-        self.model = Detector(**kwargs).to(self.device)
+        self.model = Detector(**kwargs).to(self.device).set_channels_last(s["channels_last"])
         self.base_anchors = self.model.train_anchors
         self.optimizer = self._build_optimizer()
         self.amp_dtype = None
