@@ -173,3 +173,16 @@ def test_grouped_nms_keeps_what_batched_nms_keeps():
     want = batched_nms(boxes, scores, groups, 0.5)
     assert len(got) > 1000  # above the single-call size, so the per-group path ran
     assert torch.equal(got, want)  # same boxes, same (score) order; scores are distinct
+
+
+def test_grouped_nms_with_few_large_groups_matches_batched_nms():
+    from metaanchor.postprocess import grouped_nms
+
+    g = torch.Generator().manual_seed(2)
+    n = 6000  # 3 groups of ~2000: the padded [G, M, M] tensor would be too big, so slices are used
+    xy = torch.rand(n, 2, generator=g) * 300
+    boxes = torch.cat([xy, xy + 5 + torch.rand(n, 2, generator=g) * 40], 1)
+    scores = torch.rand(n, generator=g)
+    groups = torch.randint(0, 3, (n,), generator=g)
+    got = grouped_nms(boxes, scores, groups, 0.5, max_padded=2 ** 20)
+    assert torch.equal(got, batched_nms(boxes, scores, groups, 0.5))

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import torch
 from torch import Tensor
-from torchvision.ops import batched_nms, clip_boxes_to_image
+from torchvision.ops import batched_nms, clip_boxes_to_image, nms
 
 from metaanchor.box_coder import BoxCoder
 
@@ -87,7 +87,8 @@ def grouped_nms(boxes: Tensor, scores: Tensor, groups: Tensor, iou_thresh: float
     torchvision on CPU runs one ``nms`` per group (640 for 8 images x 80 classes),
     so instead all groups run the same greedy NMS at once on a padded
     [G, M, M] IoU tensor (M = largest group): M vectorised steps, same result.
-    Falls back to ``batched_nms`` when that tensor would exceed ``max_padded``.
+    When that tensor would exceed ``max_padded`` (a few large groups), each
+    group's slice gets one ``nms`` call instead.
     """
     if len(boxes) <= max_single_call:
         return batched_nms(boxes, scores, groups, iou_thresh)
@@ -95,8 +96,9 @@ def grouped_nms(boxes: Tensor, scores: Tensor, groups: Tensor, iou_thresh: float
     order = order[torch.argsort(groups[order], stable=True)]  # by group, then score
     _, counts = torch.unique_consecutive(groups[order], return_counts=True)
     g, m = len(counts), int(counts.max())
-    if g * m * m > max_padded:
-        return batched_nms(boxes, scores, groups, iou_thresh)
+    if g * m * m > max_padded:  # a few large groups: one nms call per group slice
+        kept = torch.cat([sl[nms(boxes[sl], scores[sl], iou_thresh)] for sl in order.split(counts.tolist())])
+        return kept[torch.argsort(scores[kept], descending=True)]
     first = torch.cumsum(counts, 0) - counts
     group_of = torch.repeat_interleave(torch.arange(g, device=boxes.device), counts)
     slot = torch.arange(len(order), device=boxes.device) - first[group_of]
