@@ -12,9 +12,9 @@ from metaanchor.anchor_search import (
     fit_anchors,
     kmeans_shapes,
     level_relative,
+    level_sizes,
     search_anchors,
     spec_of,
-    standard_sizes,
     write_anchor_file,
 )
 from metaanchor.anchors import AnchorSet
@@ -143,8 +143,8 @@ def test_fit_anchors_gives_level_relative_file_that_parses(tmp_path):
     assert better["bpr"] == 1.0 and worse["bpr"] <= 0.5 and better["mean_iou"] > worse["mean_iou"]
 
 
-def test_standard_sizes_are_four_strides():
-    assert standard_sizes().tolist() == [32, 64, 128, 256, 512]
+def test_level_sizes_are_four_strides():
+    assert level_sizes().tolist() == [32, 64, 128, 256, 512]
 
 
 def test_greedy_search_climbs_to_the_best_set_of_a_stub_scorer():

@@ -24,17 +24,16 @@ from pathlib import Path
 
 import numpy as np
 
-from metaanchor.anchors import AnchorSet
+from metaanchor.anchors import ANCHOR_BASE, AnchorSet, standard_sizes
 from metaanchor.backbones import STRIDES
 from metaanchor.errors import UserError
 
-ANCHOR_BASE = 4.0  # standard box side = ANCHOR_BASE * stride, as in Detector
 POSITIVE_IOU = 0.5  # a box counts as recallable if some anchor reaches the matcher's fg IoU
 
 
-def standard_sizes(strides=STRIDES, base: float = ANCHOR_BASE) -> np.ndarray:
-    """Standard box side of each pyramid level: [L] pixels."""
-    return np.asarray([base * s for s in strides], dtype=np.float64)
+def level_sizes(strides=STRIDES, base: float = ANCHOR_BASE) -> np.ndarray:
+    """Standard box side of each pyramid level (as the Detector uses): [L] pixels."""
+    return np.asarray(standard_sizes(strides, base), dtype=np.float64)
 
 
 def shape_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -58,7 +57,7 @@ def box_shapes(dataset_dir: str | Path, images: str | Path | None = None) -> np.
 
 def level_relative(shapes: np.ndarray, sizes: np.ndarray | None = None) -> np.ndarray:
     """Divide each (h, w) box by the standard size of the level it overlaps best: [N, 2]."""
-    sizes = standard_sizes() if sizes is None else np.asarray(sizes, dtype=np.float64)
+    sizes = level_sizes() if sizes is None else np.asarray(sizes, dtype=np.float64)
     iou = shape_iou(shapes, np.stack([sizes, sizes], 1))  # [N, L]
     return shapes / sizes[iou.argmax(1)][:, None]
 
@@ -100,7 +99,7 @@ def anchor_fit_quality(shapes: np.ndarray, anchors: str | AnchorSet, sizes: np.n
     ``threshold`` IoU), ``mean_iou`` (mean best IoU) and ``anchors_per_box``
     (mean number of anchors above ``threshold``).
     """
-    sizes = standard_sizes() if sizes is None else np.asarray(sizes, dtype=np.float64)
+    sizes = level_sizes() if sizes is None else np.asarray(sizes, dtype=np.float64)
     aset = AnchorSet.parse(anchors)
     pixel = np.concatenate([s.numpy() for s in aset.sizes([float(v) for v in sizes])]).astype(np.float64)
     iou = shape_iou(np.asarray(shapes, dtype=np.float64), pixel)

@@ -28,11 +28,18 @@ from torch import Tensor
 
 from metaanchor.errors import AnchorSpecError
 
+# Each pyramid level's standard box is square with side ANCHOR_BASE * stride (RetinaNet: 32..512 for P3..P7).
+ANCHOR_BASE = 4.0
 # Ratio presets for the common SxR forms; other R use geometric spacing in [0.5, 2].
 RATIO_PRESETS = {1: [1.0], 3: [0.5, 1.0, 2.0], 5: [1 / 3, 0.5, 1.0, 2.0, 3.0]}
 MAX_PRESET = 16
 # Scales, ratios and shapes outside this range overflow float32 anchor sizes or their log codes.
 VALUE_RANGE = (1e-6, 1e6)
+
+
+def standard_sizes(strides, base: float = ANCHOR_BASE) -> list[float]:
+    """Standard box side of each pyramid level, in pixels: ``base * stride``."""
+    return [base * s for s in strides]
 
 
 def preset_scales(num: int) -> list[float]:

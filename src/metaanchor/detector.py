@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import copy
 from collections import OrderedDict
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
@@ -22,7 +23,7 @@ from torch.nn.utils.fusion import fuse_conv_bn_weights
 from torchvision.ops import FrozenBatchNorm2d
 
 from metaanchor import checkpoint as ckpt
-from metaanchor.anchors import AnchorSet, grid_anchors
+from metaanchor.anchors import ANCHOR_BASE, AnchorSet, grid_anchors, standard_sizes
 from metaanchor.backbones import STRIDES, build_backbone
 from metaanchor.box_coder import BoxCoder
 from metaanchor.errors import CheckpointError, UserError
@@ -57,7 +58,7 @@ class Detector(nn.Module):
                  head: str = "metaanchor", anchors: str | AnchorSet = "3x3", fpn_channels: int = 256,
                  head_convs: int = 4, head_norm: str = "none", hidden_dim: int = 32,
                  min_size: int = 512, max_size: int = 512,
-                 anchor_base: float = 4.0, fg_iou: float = 0.5, bg_iou: float = 0.4,
+                 anchor_base: float = ANCHOR_BASE, fg_iou: float = 0.5, bg_iou: float = 0.4,
                  reg_loss: str = "smooth_l1", score_thresh: float = 0.05, nms_thresh: float = 0.5,
                  topk_candidates: int = 1000, detections_per_img: int = 100,
                  backbone_weights: str | None = None, frozen_bn: bool = False):
@@ -84,7 +85,7 @@ class Detector(nn.Module):
         self.batcher = ImageBatcher(min_size, max_size, size_divisible=STRIDES[-1])
         self.backbone = build_backbone(backbone, fpn_channels, backbone_weights, frozen_bn)
         self.strides = list(STRIDES)
-        self.standard_sizes = [anchor_base * s for s in self.strides]
+        self.standard_sizes = standard_sizes(self.strides, anchor_base)
         if head == "predefined":
             k = anchors.num_anchors(len(self.strides))[0]
             self.head = PredefinedAnchorHead(fpn_channels, num_classes, k, head_convs, norm=head_norm)
@@ -195,22 +196,28 @@ class Detector(nn.Module):
             images = [images]
         device = next(self.parameters()).device
         tensors = [load_image(im) if not isinstance(im, Tensor) else im for im in images]
-        was_training, old_anchors, old_thresh = self.training, self.anchors, self.score_thresh
-        self.eval()
-        if anchors is not None:
-            self.set_anchors(anchors)
-        if score_thresh is not None:
-            self.score_thresh = score_thresh
-        try:
+        with self.evaluating(anchors, score_thresh):
             out = []
             for i in range(0, len(tensors), batch_size):
                 out += self([t.to(device) for t in tensors[i:i + batch_size]])
-            return [{k: v.cpu() for k, v in d.items()} for d in out]
+        return [{k: v.cpu() for k, v in d.items()} for d in out]
+
+    @contextmanager
+    def evaluating(self, anchors: str | AnchorSet | None = None, score_thresh: float | None = None):
+        """Eval mode, optionally with another anchor set and score threshold; all restored on exit."""
+        was_training, old_anchors, old_thresh = self.training, self.anchors, self.score_thresh
+        self.eval()
+        try:
+            if anchors is not None:
+                self.set_anchors(anchors)
+            if score_thresh is not None:
+                self.score_thresh = score_thresh
+            yield self
         finally:
-            self.train(was_training)
             self.score_thresh = old_thresh
             if anchors is not None:
                 self.set_anchors(old_anchors)
+            self.train(was_training)
 
     # --------------------------------------------------------------- checkpoints
     def checkpoint_payload(self) -> dict:

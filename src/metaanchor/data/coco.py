@@ -38,12 +38,7 @@ import numpy as np
 import torch
 
 from metaanchor.errors import DataError, UserError
-from metaanchor.io import array_to_tensor, read_rgb_array, to_rgb_array
-
-# The image decoders live in metaanchor.io; these names stay for older callers.
-load_rgb = read_rgb_array
-__all__ = ["CocoDataset", "collate", "load_coco_json", "load_rgb", "resolve_coco_paths", "to_rgb_array",
-           "validate_coco"]
+from metaanchor.io import array_to_tensor, read_rgb_array  # the one image reader
 
 log = logging.getLogger(__name__)
 

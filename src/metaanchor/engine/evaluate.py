@@ -78,12 +78,8 @@ def predict_dataset(model, dataset, anchors: str | AnchorSet | None = None, batc
     if batch_size < 1:
         raise UserError(f"batch size {batch_size}: must be at least 1")
     device = device or next(model.parameters()).device
-    was_training, old_anchors = model.training, model.anchors
-    model.eval()
-    if anchors is not None:
-        model.set_anchors(anchors)
     dets, ids = [], []
-    try:
+    with model.evaluating(anchors):
         for start in tqdm(range(0, len(dataset), batch_size), desc="eval", disable=not progress, leave=False):
             items = _load_items(dataset, range(start, min(start + batch_size, len(dataset))), skipped)
             if not items:
@@ -96,9 +92,6 @@ def predict_dataset(model, dataset, anchors: str | AnchorSet | None = None, batc
                 raise
             dets += [{k: v.cpu() for k, v in d.items()} for d in out]
             ids += [int(t["image_id"]) for _, t in items]
-    finally:
-        model.set_anchors(old_anchors)
-        model.train(was_training)
     return dets, ids
 
 
