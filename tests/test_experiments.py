@@ -21,7 +21,7 @@ from metaanchor.anchors import AnchorSet
 from metaanchor.cli import main
 from metaanchor.experiments import report
 from metaanchor.experiments.runner import Run, Runner, Scale, config_key
-from metaanchor.experiments.suite import ANCHOR_SETS, Context, anchor_configs, cross_eval
+from metaanchor.experiments.suite import ANCHOR_SETS, BAD, Context, _compare, anchor_configs, cross_eval
 
 MICRO = Scale("micro", image_size=64, train_images=6, val_images=3, test_images=3, max_iter=2, batch_size=2,
               backbone="tiny", fpn_channels=8, head_convs=1, hidden_dim=4, lr=0.01, warmup_iters=1, eval_batch=3)
@@ -87,8 +87,19 @@ def test_report_files_contain_the_numbers(tmp_path):
         assert (tmp_path / f).read_bytes()[:4] == b"\x89PNG"
 
 
+BASELINE_AP = {"1x1": 0.30, "1x3": 0.32, "3x3": 0.35, "5x5": 0.34}  # any other set (the bad one): 0.05
+
+
 class FakeRunner(Runner):
-    """Training and evaluation replaced by a table: AP depends on head, training and test anchors."""
+    """Training and evaluation replaced by a table: AP depends on head, training and test anchors.
+
+    The baseline scores ``BASELINE_AP``; MetaAnchor scores it plus ``bonus(anchor set)`` (by default +0.02,
+    +0.03 on the bad set, so its range over the sets is smaller: no exact tie decides "more robust");
+    every seed adds 0.002 to both."""
+
+    def __init__(self, *args, bonus=lambda spec: 0.03 if spec == BAD else 0.02, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.bonus = bonus
 
     def dataset(self, distribution, split):
         return self.root / f"{distribution}-{split}"
@@ -98,8 +109,8 @@ class FakeRunner(Runner):
         return Run(key, self.root / key, cfg, {"wall_time_s": 10.0})
 
     def evaluate(self, run, data_dir, anchors=None):
-        base = {"1x1": 0.30, "1x3": 0.32, "3x3": 0.35, "5x5": 0.34}.get(anchors, 0.05)
-        bonus = 0.0 if run.cfg["model"]["head"] == "predefined" else 0.02
+        base = BASELINE_AP.get(anchors, 0.05)
+        bonus = 0.0 if run.cfg["model"]["head"] == "predefined" else self.bonus(anchors)
         return {k: base + bonus + 0.002 * run.cfg["seed"] for k in ("AP", "AP50", "AP75", "APs", "APm", "APl")}
 
 
@@ -115,6 +126,39 @@ def test_anchor_configs_report_states_measured_numbers(tmp_path):
     cross_eval(ctx)
     assert (tmp_path / "cross-eval" / "heatmap_sampled.png").is_file()
     assert "trained \\ evaluated" in (tmp_path / "cross-eval" / "README.md").read_text()
+
+
+# MetaAnchor's AP minus the baseline's per anchor set (baseline range over the sets: 0.35 - 0.05 = 0.30)
+BETTER_AND_MORE_ROBUST = (lambda spec: 0.2 if spec == BAD else 0.02, True, (5, 0, 0))
+BETTER = (lambda spec: 0.03 if spec == BAD else 0.02, True, (5, 0, 0))  # range 0.29
+EQUAL = (lambda spec: 0.0, False, (0, 5, 0))
+WITHIN_NOISE = (lambda spec: 0.004, False, (0, 5, 0))  # below the TIE threshold
+WORSE = (lambda spec: -0.02, False, (0, 0, 5))
+BETTER_BUT_LESS_ROBUST = (lambda spec: -0.02 if spec == BAD else 0.02, False, (4, 0, 1))  # range 0.34 > 0.30
+MIXED = (lambda spec: 0.02 if spec in ("1x1", "1x3") else -0.02, False, (2, 0, 3))
+
+
+@pytest.mark.parametrize("bonus, held, counts", [BETTER_AND_MORE_ROBUST, BETTER, EQUAL, WITHIN_NOISE, WORSE,
+                                                 BETTER_BUT_LESS_ROBUST, MIXED],
+                         ids=["better-and-more-robust", "better", "equal", "within-noise", "worse",
+                              "better-but-less-robust", "mixed"])
+def test_anchor_configs_verdict_follows_the_measured_numbers(tmp_path, bonus, held, counts):
+    runner = FakeRunner(tmp_path / "cache", MICRO, device="cpu", log=lambda s: None, bonus=bonus)
+    res = anchor_configs(Context(runner, [0, 1], tmp_path))
+    higher, tied, lower = counts
+    assert (f"higher than the baseline's on {higher} of 5 anchor sets, tied on {tied} and lower on {lower}"
+            in res["claim"])
+    assert bool(res["held"]) == held
+    assert ("held here" in res["claim"]) is held and ("did not clearly hold" in res["claim"]) is not held
+    text = (tmp_path / "anchor-configs" / "README.md").read_text()
+    assert res["claim"] in text
+
+
+def test_ties_follow_the_seed_spread():
+    assert _compare([0.40, 0.40], [0.30, 0.30]) == "higher" and _compare([0.30, 0.30], [0.40, 0.40]) == "lower"
+    assert _compare([0.302, 0.302], [0.30, 0.30]) == "tied"  # below TIE
+    assert _compare([0.30, 0.50], [0.35, 0.35]) == "tied"  # 0.05 apart, seeds spread by 0.1
+    assert _compare([0.39, 0.41], [0.30, 0.30]) == "higher"  # 0.1 apart, spreads only 0.01
 
 
 def test_kmeans_recovers_known_shapes():
