@@ -1,20 +1,27 @@
-"""Checkpoint files: atomic writes, validated reads.
+"""Checkpoint files: atomic writes, validated reads, no code.
 
 A checkpoint is a dict saved with ``torch.save``:
     {"format": "metaanchor", "version": "0.1.0", "model_config": {...},
-     "model": state_dict, ...training state (optimizer, iteration, RNG) when written by training}
+     "model": state_dict, ...training state (optimizer, scaler, iteration) when written by training}
+
+It holds only tensors and plain values (dict, list, tuple, str, int, float, bool, None) and is read
+with ``torch.load(weights_only=True)``: a file someone hands you cannot run code when loaded
+(a pickle naming any other global is refused with a ``CheckpointError``).
 """
 
 from __future__ import annotations
 
+import errno
 import os
+import pickle
+import re
 import tempfile
 from pathlib import Path
 
 import torch
 from torch import nn
 
-from metaanchor.errors import CheckpointError
+from metaanchor.errors import CheckpointError, UserError
 
 FORMAT = "metaanchor"
 COMPATIBLE_MAJOR = 0
@@ -26,19 +33,83 @@ def model_payload(model_config: dict, state_dict: dict) -> dict:
     return {"format": FORMAT, "version": __version__, "model_config": model_config, "model": state_dict}
 
 
+class WriteError(UserError):
+    """An output file could not be written (read-only folder, disk full, ...); the message names it."""
+
+
+def write_error(path, e: OSError) -> WriteError:
+    """One line naming ``path`` and the cause of ``e`` (e.g. 'No space left on device')."""
+    cause = e.strerror or (errno.errorcode.get(e.errno, "") if e.errno else "") or str(e) or type(e).__name__
+    return WriteError(f"cannot write {path}: {cause}")
+
+
+def plain(obj, where: str = "checkpoint"):
+    """``obj`` as tensors and plain values only (what ``torch.load(weights_only=True)`` accepts):
+    dicts (an OrderedDict state dict too) become plain dicts, numpy scalars/arrays Python numbers/tensors,
+    paths strings; anything else is a bug in the caller (TypeError naming where it is)."""
+    if obj is None:
+        return None
+    for base in (bool, int, float, str):  # subclasses (IntEnum, numpy.float64, ...) to the base type
+        if isinstance(obj, base):
+            return base(obj)
+    if torch.is_tensor(obj):
+        return obj.detach()
+    if isinstance(obj, dict):
+        return {plain(k, where): plain(v, f"{where}[{k!r}]") for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        items = [plain(v, f"{where}[{i}]") for i, v in enumerate(obj)]
+        return items if isinstance(obj, list) else tuple(items)
+    if isinstance(obj, Path):
+        return str(obj)
+    import numpy as np
+
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, np.ndarray):
+        return torch.from_numpy(obj.copy())
+    raise TypeError(f"{where}: a {type(obj).__module__}.{type(obj).__qualname__} cannot be stored in a "
+                    "tensors-only checkpoint")
+
+
+def _umask() -> int:
+    """The process umask, read without changing it where the OS allows (Linux /proc), else set and restore."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def save(payload: dict, path: str | Path) -> None:
-    """Write atomically: a temp file in the same folder, fsync, then rename over ``path``."""
+    """Write atomically: a temp file in the same folder, fsync, then rename over ``path``.
+
+    Only tensors and plain values are stored (see ``plain``); the file gets the permissions
+    of any file the user creates (0666 less the umask), not mkstemp's 0600. An OSError
+    (read-only folder, disk full) raises ``WriteError`` naming ``path``, and leaves no temp file.
+    """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    payload = plain(payload)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as e:
+        raise write_error(path, e) from None
     try:
         with os.fdopen(fd, "wb") as f:
             torch.save(payload, f)
             f.flush()
             os.fsync(f.fileno())
+        os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         Path(tmp).unlink(missing_ok=True)
+        if isinstance(e, OSError):
+            raise write_error(path, e) from None
         raise
 
 
@@ -48,7 +119,10 @@ def load(path: str | Path, map_location="cpu") -> dict:
     if not path.is_file():
         raise CheckpointError(f"checkpoint {path}: file not found")
     try:
-        payload = torch.load(path, map_location=map_location, weights_only=False)
+        payload = torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as e:  # weights_only refused a global: it could run code
+        raise CheckpointError(f"checkpoint {path}: refused, not a tensors-only metaanchor checkpoint "
+                              f"({_forbidden(e)})") from None
     except Exception as e:  # noqa: BLE001 - truncated/corrupt files raise many types
         msg = str(e).splitlines()[0] if str(e) else type(e).__name__
         raise CheckpointError(f"checkpoint {path}: unreadable (truncated or not a checkpoint): {msg}") from None
@@ -64,6 +138,17 @@ def load(path: str | Path, map_location="cpu") -> dict:
         if not isinstance(payload.get(key), dict):
             raise CheckpointError(f"checkpoint {path}: missing or malformed entry {key!r}")
     return payload
+
+
+def _forbidden(e: Exception) -> str:
+    """The global a weights-only load refused, from torch's long multi-paragraph message."""
+    text = str(e)
+    m = re.search(r"Unsupported global: GLOBAL ([\w.]+)", text) or re.search(r"GLOBAL ([\w.]+)", text)
+    if m:
+        return f"its pickle names the global {m.group(1)}, which loading could run"
+    m = re.search(r"WeightsUnpickler error: ([^\n]+)", text)
+    detail = m.group(1) if m else (text.splitlines()[0] if text else type(e).__name__)
+    return f"its pickle uses something other than tensors and plain values: {detail[:200]}"
 
 
 def _describe(payload) -> str:
