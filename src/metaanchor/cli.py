@@ -44,6 +44,9 @@ def _add_eval(sub):
     p.add_argument("--images", help="image folder when --data is a JSON file")
     p.add_argument("--anchors", help="anchor SPEC to evaluate with (default: the training set)")
     p.add_argument("--json-out", help="write metrics as JSON (keys AP, AP50, AP75, APs, APm, APl, ...)")
+    p.add_argument("--save-json", metavar="FILE",
+                   help="also write the detections evaluated (COCO results format, the dataset's own image and "
+                        "category ids; loadable with pycocotools COCO.loadRes)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--skip-invalid", action="store_true",
@@ -55,8 +58,13 @@ def _add_eval(sub):
 
 def _add_predict(sub):
     p = sub.add_parser("predict", help="detect objects in images or folders, draw them",
-                       description="Detect objects with any anchor set; writes detections.json "
-                                   "(COCO results, plus file names) and one drawn PNG per image.")
+                       description="Detect objects with any anchor set; writes OUT/detections.json "
+                                   "(COCO results plus file names) and one drawn PNG per image. Loose files "
+                                   "have no dataset image ids: image_id numbers the images 1-based in the "
+                                   "order listed (folders sorted by name), and each record also has "
+                                   "file_name (the input path) and category (the class name). category_id "
+                                   "is the training dataset's own category id, kept in the checkpoint "
+                                   "(1..C for checkpoints that predate it).")
     p.add_argument("--checkpoint", required=True)
     p.add_argument("--anchors", help="anchor SPEC (default: the training set)")
     p.add_argument("--out", default="runs/predict", help="output folder")
@@ -235,8 +243,12 @@ def cmd_eval(args) -> int:
     if len(data.cat_ids) != model.num_classes:
         raise UserError(f"{data.ann_file}: has {len(data.cat_ids)} categories but checkpoint {args.checkpoint} "
                         f"was trained for {model.num_classes} ({', '.join(model.class_names)})")
-    skipped = None if args.fail_fast else []
-    m = evaluate(model, data, args.anchors, args.batch_size, progress=sys.stderr.isatty(), skipped=skipped)
+    if model.config.get("category_ids") and model.category_ids != data.cat_ids:
+        print(f"warning: checkpoint category ids {model.category_ids} differ from {data.ann_file}'s "
+              f"{data.cat_ids}; classes are matched by position", file=sys.stderr)
+    skipped, results = (None if args.fail_fast else []), []
+    m = evaluate(model, data, args.anchors, args.batch_size, progress=sys.stderr.isatty(), skipped=skipped,
+                 results=results)
     for msg in skipped or []:
         print(f"skipped: {msg}", file=sys.stderr)
     if skipped:
@@ -247,9 +259,39 @@ def cmd_eval(args) -> int:
     if args.json_out:
         out = {k: m[k] for k in METRIC_KEYS} | {"per_class": m["per_class"],
                                                "anchors": args.anchors or model.anchors.spec}
-        Path(args.json_out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json_out).write_text(json.dumps(out, indent=2))
+        _write_atomic(args.json_out, lambda f: f.write(json.dumps(out, indent=2).encode()))
+    if args.save_json:
+        _write_atomic(args.save_json, lambda f: f.write(json.dumps(results).encode()))
+        print(f"wrote {len(results)} detections (COCO results) to {args.save_json}")
     return 0
+
+
+def _write_atomic(path: str | Path, write) -> Path:
+    """Write ``path`` through ``write(binary file)``: a temp file in the same folder, then a rename.
+
+    Never leaves a partial file; an OSError (read-only folder, disk full, a file in the way)
+    becomes a UserError naming the path and the cause.
+    """
+    import os
+    import tempfile
+
+    path, tmp = Path(path), None
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+        return path
+    except BaseException as e:
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
+        if not isinstance(e, OSError):
+            raise
+        where = f" ({e.filename})" if e.filename and str(e.filename) != str(path) else ""
+        raise UserError(f"{path}: cannot write: {e.strerror or e}{where}") from None
 
 
 def _image_files(inputs: list[str]) -> list[Path]:
@@ -284,7 +326,7 @@ def cmd_predict(args) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     results, failed = [], []
-    cat_ids = list(range(1, model.num_classes + 1))
+    name_of = dict(zip(model.category_ids, model.class_names))
     for i, f in enumerate(tqdm(files, desc="predict", disable=None)):
         try:
             image = load_image(f)
@@ -295,8 +337,8 @@ def cmd_predict(args) -> int:
             failed.append(str(f))
             continue
         det = _predict_one(model, image, args)
-        for r in to_coco_results([det], [i], cat_ids):
-            results.append(r | {"file_name": str(f), "category": model.class_names[r["category_id"] - 1]})
+        for r in to_coco_results([det], [i + 1], model.category_ids):  # loose files: 1-based, in input order
+            results.append(r | {"file_name": str(f), "category": name_of[r["category_id"]]})
         draw_detections(image, det, model.class_names, args.score_thresh).save(out / f"{f.stem}.png")
     (out / "detections.json").write_text(json.dumps(results, indent=1))
     print(f"{len(results)} detections in {len(files) - len(failed)} images -> {out}/detections.json, "

@@ -238,8 +238,12 @@ def load_config(path: str | Path | None = None, overrides: list[str] | tuple = (
     return validate(cfg)
 
 
-def model_kwargs(cfg: dict, num_classes: int, class_names: list[str] | None) -> dict:
-    """Map a config onto ``Detector`` arguments (the one place that does)."""
+def model_kwargs(cfg: dict, num_classes: int, class_names: list[str] | None,
+                 category_ids: list[int] | None = None) -> dict:
+    """Map a config onto ``Detector`` arguments (the one place that does).
+
+    ``class_names`` and ``category_ids`` come from the training dataset (kept in the checkpoint).
+    """
     m, inp = cfg["model"], cfg["input"]
     return dict(num_classes=num_classes, class_names=class_names, backbone=m["backbone"], head=m["head"],
                 anchors=cfg["anchors"]["train"], fpn_channels=m["fpn_channels"], head_convs=m["head_convs"],
@@ -247,7 +251,7 @@ def model_kwargs(cfg: dict, num_classes: int, class_names: list[str] | None) -> 
                 max_size=inp["max_size"] or inp["size"],
                 fg_iou=m["fg_iou"], bg_iou=m["bg_iou"], reg_loss=m["reg_loss"],
                 score_thresh=cfg["eval"]["score_thresh"], backbone_weights=m["backbone_weights"],
-                frozen_bn=m["frozen_bn"])
+                frozen_bn=m["frozen_bn"], category_ids=category_ids)
 
 
 def dump(cfg: dict) -> str:

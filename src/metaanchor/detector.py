@@ -43,6 +43,8 @@ class Detector(nn.Module):
     Args:
         num_classes: number of object classes C.
         class_names: C names (default "class0".. ).
+        category_ids: the C dataset category ids that labels 0..C-1 stand for (COCO ``category_id``
+            in written results; default 1..C, also for checkpoints that predate this field).
         backbone: ``tiny`` or ``resnet18/34/50/101``; ``backbone_weights`` a local file.
         head: ``metaanchor`` (data-independent generator), ``metaanchor-dd``
             (data-dependent) or ``predefined`` (classic RetinaNet baseline).
@@ -61,7 +63,8 @@ class Detector(nn.Module):
                  anchor_base: float = ANCHOR_BASE, fg_iou: float = 0.5, bg_iou: float = 0.4,
                  reg_loss: str = "smooth_l1", score_thresh: float = 0.05, nms_thresh: float = 0.5,
                  topk_candidates: int = 1000, detections_per_img: int = 100,
-                 backbone_weights: str | None = None, frozen_bn: bool = False):
+                 backbone_weights: str | None = None, frozen_bn: bool = False,
+                 category_ids: list[int] | None = None):
         super().__init__()
         if head not in HEADS:
             raise UserError(f"model.head={head!r} is unknown; choose one of {', '.join(HEADS)}")
@@ -71,6 +74,12 @@ class Detector(nn.Module):
             raise UserError(f"model.reg_loss={reg_loss!r} is unknown; choose one of {', '.join(REG_LOSSES)}")
         if class_names is not None and len(class_names) != num_classes:
             raise UserError(f"{len(class_names)} class names given for num_classes={num_classes}")
+        if category_ids is not None:
+            category_ids = list(category_ids)
+            if (len(category_ids) != num_classes or len(set(category_ids)) != num_classes
+                    or not all(isinstance(c, int) and not isinstance(c, bool) for c in category_ids)):
+                raise UserError(f"category ids {category_ids}: need {num_classes} distinct integers "
+                                f"(one per class)")
         anchors = AnchorSet.parse(anchors)
         self.config = dict(num_classes=num_classes, class_names=list(class_names or []) or None, backbone=backbone,
                            head=head, anchors=anchors.to_dict(), fpn_channels=fpn_channels,
@@ -78,9 +87,11 @@ class Detector(nn.Module):
                            min_size=min_size, max_size=max_size,
                            anchor_base=anchor_base, fg_iou=fg_iou, bg_iou=bg_iou, reg_loss=reg_loss,
                            score_thresh=score_thresh, nms_thresh=nms_thresh, topk_candidates=topk_candidates,
-                           detections_per_img=detections_per_img, backbone_weights=None, frozen_bn=frozen_bn)
+                           detections_per_img=detections_per_img, backbone_weights=None, frozen_bn=frozen_bn,
+                           category_ids=category_ids)
         self.num_classes = num_classes
         self.class_names = list(class_names) if class_names else [f"class{i}" for i in range(num_classes)]
+        self.category_ids = category_ids or list(range(1, num_classes + 1))
         self.head_type = head
         self.batcher = ImageBatcher(min_size, max_size, size_divisible=STRIDES[-1])
         self.backbone = build_backbone(backbone, fpn_channels, backbone_weights, frozen_bn)
@@ -222,7 +233,7 @@ class Detector(nn.Module):
     # --------------------------------------------------------------- checkpoints
     def checkpoint_payload(self) -> dict:
         """Everything ``from_checkpoint`` needs: config, class names, anchors, weights."""
-        return ckpt.model_payload(self.config | {"class_names": self.class_names,
+        return ckpt.model_payload(self.config | {"class_names": self.class_names, "category_ids": self.category_ids,
                                                  "anchors": self.train_anchors.to_dict()},
                                   self.state_dict())
 

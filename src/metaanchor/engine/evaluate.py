@@ -96,14 +96,19 @@ def predict_dataset(model, dataset, anchors: str | AnchorSet | None = None, batc
 
 
 def evaluate(model, dataset, anchors: str | AnchorSet | None = None, batch_size: int = 8,
-             progress: bool = True, skipped: list[str] | None = None) -> dict:
+             progress: bool = True, skipped: list[str] | None = None,
+             results: list[dict] | None = None) -> dict:
     """COCO metrics of ``model`` on a ``CocoDataset`` (optionally with another anchor set).
 
     With ``skipped`` a list, unreadable images are left out of the evaluation (ground truth
-    included) and reported there; otherwise the first one raises ``DataError``.
+    included) and reported there; otherwise the first one raises ``DataError``. With ``results``
+    a list, the detections evaluated are appended to it as COCO result records (the dataset's own
+    image and category ids, as ``COCO.loadRes`` takes them).
     """
     dets, ids = predict_dataset(model, dataset, anchors, batch_size, progress=progress, skipped=skipped)
     if not ids and len(dataset):
         raise DataError(f"none of the {len(dataset)} images could be read; first: {skipped[0] if skipped else '?'}")
-    results = to_coco_results(dets, ids, dataset.cat_ids)
-    return coco_metrics(dataset.coco, results, ids)
+    records = to_coco_results(dets, ids, dataset.cat_ids)
+    if results is not None:
+        results.extend(records)
+    return coco_metrics(dataset.coco, records, ids)

@@ -181,7 +181,8 @@ class Trainer:
         self.val_set = (load_dataset(cfg, "val", self.skip_invalid)
                         if cfg["data"]["val"] else None)
         torch.manual_seed(cfg["seed"])
-        kwargs = model_kwargs(cfg, len(self.train_set.class_names), self.train_set.class_names)
+        kwargs = model_kwargs(cfg, len(self.train_set.class_names), self.train_set.class_names,
+                              getattr(self.train_set, "cat_ids", None))
         self.model = Detector(**kwargs).to(self.device).set_channels_last(s["channels_last"])
         self.base_anchors = self.model.train_anchors
         self.optimizer = self._build_optimizer()

@@ -1,0 +1,127 @@
+"""What `predict` and `eval --save-json` write: the dataset's own image and category ids, never an input
+overwritten, distinct drawings for same-named inputs, and write failures as one-line user errors (exit 2)
+without partial files. `cli.main` runs in-process, as in test_bad_inputs."""
+
+import json
+
+import pytest
+import torch
+from conftest import tiny_detector
+from pycocotools.coco import COCO
+
+from metaanchor.cli import main
+from metaanchor.data.synth import synth_config, write_synth_dataset
+from metaanchor.detector import Detector
+
+CAT_IDS = [1, 7, 90]
+TINY = ["model.backbone=tiny", "model.fpn_channels=16", "model.head_convs=1", "model.hidden_dim=8",
+        "input.size=64", "solver.batch_size=2", "device=cpu", "log.period=1"]
+
+
+def cli(capsys, *args):
+    code = main([str(a) for a in args])
+    out, err = capsys.readouterr()
+    return code, out, err.strip().splitlines()
+
+
+@pytest.fixture(scope="module")
+def odd_ids_dataset(tmp_path_factory):
+    """A 4-image dataset whose category ids are 1, 7, 90 and whose image ids are 13, 23, 33, 43."""
+    root = write_synth_dataset(tmp_path_factory.mktemp("odd") / "ds", 4, synth_config("default", seed=4),
+                               progress=False)
+    data = json.loads((root / "annotations.json").read_text())
+    cat = {c["id"]: CAT_IDS[k] for k, c in enumerate(data["categories"])}
+    img = {im["id"]: 10 * im["id"] + 3 for im in data["images"]}
+    for c in data["categories"]:
+        c["id"] = cat[c["id"]]
+    for im in data["images"]:
+        im["id"] = img[im["id"]]
+    for a in data["annotations"]:
+        a["category_id"], a["image_id"] = cat[a["category_id"]], img[a["image_id"]]
+    (root / "annotations.json").write_text(json.dumps(data))
+    return root
+
+
+@pytest.fixture(scope="module")
+def odd_ckpt(tmp_path_factory):
+    """A checkpoint that keeps the dataset's category ids; score_thresh 0 so an untrained model detects."""
+    path = tmp_path_factory.mktemp("ckpt") / "m.pt"
+    tiny_detector(class_names=["circle", "square", "triangle"], category_ids=CAT_IDS, score_thresh=0.0).save(path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def plain_ckpt(tmp_path_factory):
+    path = tmp_path_factory.mktemp("ckpt") / "plain.pt"
+    tiny_detector(class_names=["a", "b", "c"]).save(path)
+    return path
+
+
+def predict(capsys, ckpt, out, *inputs):
+    return cli(capsys, "predict", "--checkpoint", ckpt, "--device", "cpu", "--score-thresh", 0, "--out", out,
+               *inputs)
+
+
+# ------------------------------------------------------------------------------------------ issue 11: ids
+def test_training_keeps_the_datasets_category_ids(capsys, tmp_path, odd_ids_dataset):
+    run = tmp_path / "run"
+    code, _, err = cli(capsys, "train", "--no-progress", "--out", run, f"data.train={odd_ids_dataset}", *TINY,
+                       "solver.max_iter=1")
+    assert code == 0, err
+    model = Detector.from_checkpoint(run / "last.pt")
+    assert model.category_ids == CAT_IDS
+    cats = json.loads((odd_ids_dataset / "annotations.json").read_text())["categories"]
+    assert model.class_names == [c["name"] for c in cats]
+
+
+def test_old_checkpoint_without_category_ids_falls_back_to_1_to_C(tmp_path, plain_ckpt):
+    payload = torch.load(plain_ckpt, weights_only=False)
+    payload["model_config"].pop("category_ids", None)
+    torch.save(payload, tmp_path / "old.pt")
+    assert Detector.from_checkpoint(tmp_path / "old.pt").category_ids == [1, 2, 3]
+
+
+def test_category_ids_must_fit_num_classes():
+    from metaanchor.errors import UserError
+
+    with pytest.raises(UserError, match="category ids"):
+        tiny_detector(category_ids=[1, 2])
+    with pytest.raises(UserError, match="category ids"):
+        tiny_detector(category_ids=[1, 1, 2])
+
+
+def test_predict_writes_the_checkpoints_category_ids_and_file_numbering(capsys, tmp_path, odd_ckpt,
+                                                                        odd_ids_dataset):
+    imgs = sorted((odd_ids_dataset / "images").iterdir())[:2]
+    out = tmp_path / "pred"
+    code, stdout, err = predict(capsys, odd_ckpt, out, *imgs)
+    assert code == 0, err
+    dets = json.loads((out / "detections.json").read_text())
+    assert dets and {d["category_id"] for d in dets} <= set(CAT_IDS)
+    assert len({d["category_id"] for d in dets}) > 1
+    names = dict(zip(CAT_IDS, ["circle", "square", "triangle"]))
+    assert all(d["category"] == names[d["category_id"]] for d in dets)
+    # loose files: 1-based image ids in input order, with the file name beside them
+    assert {(d["image_id"], d["file_name"]) for d in dets} <= {(1, str(imgs[0])), (2, str(imgs[1]))}
+    assert {d["image_id"] for d in dets} == {1, 2}
+
+
+def test_predict_help_documents_the_numbering(capsys):
+    with pytest.raises(SystemExit):
+        main(["predict", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "image_id" in text and "1-based" in text and "category" in text
+
+
+def test_eval_save_json_uses_the_datasets_ids(capsys, tmp_path, odd_ckpt, odd_ids_dataset):
+    saved = tmp_path / "out" / "dets.json"
+    code, _, err = cli(capsys, "eval", "--checkpoint", odd_ckpt, "--data", odd_ids_dataset, "--device", "cpu",
+                       "--save-json", saved)
+    assert code == 0, err
+    dets = json.loads(saved.read_text())
+    assert dets and {d["category_id"] for d in dets} <= set(CAT_IDS)
+    assert {d["image_id"] for d in dets} == {13, 23, 33, 43}
+    gt = COCO(str(odd_ids_dataset / "annotations.json"))
+    res = gt.loadRes(str(saved))  # pycocotools accepts it against the dataset
+    assert set(res.getImgIds()) <= set(gt.getImgIds()) and len(res.getAnnIds()) == len(dets)
+    assert [p.name for p in saved.parent.iterdir()] == ["dets.json"]  # no temp file left
