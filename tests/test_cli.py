@@ -53,7 +53,7 @@ def test_synth_train_eval_predict_end_to_end(tmp_path):
     dets = json.loads((pred / "detections.json").read_text())
     assert {Path(d["file_name"]).name for d in dets} <= {"000000.png", "000001.png"}
     assert all(len(d["bbox"]) == 4 and 0.05 <= d["score"] <= 1 for d in dets)
-    assert sorted(f.name for f in pred.glob("*.png")) == ["000000.png", "000001.png"]
+    assert sorted(f.name for f in pred.glob("*.png")) == ["000000_det.png", "000001_det.png"]
 
 
 @pytest.mark.parametrize("args,fragment", [

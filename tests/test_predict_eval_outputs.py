@@ -2,11 +2,17 @@
 overwritten, distinct drawings for same-named inputs, and write failures as one-line user errors (exit 2)
 without partial files. `cli.main` runs in-process, as in test_bad_inputs."""
 
+import errno
+import hashlib
 import json
+import os
+import shutil
+import tempfile
 
 import pytest
 import torch
 from conftest import tiny_detector
+from PIL import Image
 from pycocotools.coco import COCO
 
 from metaanchor.cli import main
@@ -125,3 +131,103 @@ def test_eval_save_json_uses_the_datasets_ids(capsys, tmp_path, odd_ckpt, odd_id
     res = gt.loadRes(str(saved))  # pycocotools accepts it against the dataset
     assert set(res.getImgIds()) <= set(gt.getImgIds()) and len(res.getAnnIds()) == len(dets)
     assert [p.name for p in saved.parent.iterdir()] == ["dets.json"]  # no temp file left
+
+
+# ------------------------------------------------------------------------- issue 12: never overwrite an input
+def _hashes(folder):
+    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.iterdir())}
+
+
+def test_predict_into_the_input_folder_leaves_inputs_untouched(capsys, tmp_path, odd_ckpt, odd_ids_dataset):
+    folder = tmp_path / "imgs"
+    shutil.copytree(odd_ids_dataset / "images", folder)
+    before = _hashes(folder)
+    code, stdout, err = predict(capsys, odd_ckpt, folder, folder)
+    assert code == 0, err
+    after = _hashes(folder)
+    assert {k: after[k] for k in before} == before
+    drawings = sorted(set(after) - set(before) - {"detections.json"})
+    assert len(drawings) == len(before)
+    for name in drawings:
+        assert str(folder / name) in stdout  # what was written is printed
+    # a second run into the same folder must not take the first run's drawings as inputs to overwrite either
+    code, _, err = predict(capsys, odd_ckpt, folder, *[folder / n for n in before])
+    assert code == 0, err
+    assert {k: _hashes(folder)[k] for k in before} == before
+
+
+def test_same_stem_inputs_get_distinct_drawings(capsys, tmp_path, odd_ckpt):
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    Image.new("RGB", (64, 64), (200, 10, 10)).save(tmp_path / "a" / "x.jpg")
+    Image.new("RGB", (64, 48), (10, 200, 10)).save(tmp_path / "b" / "x.png")
+    out = tmp_path / "pred"
+    code, stdout, err = predict(capsys, odd_ckpt, out, tmp_path / "a" / "x.jpg", tmp_path / "b" / "x.png")
+    assert code == 0, err
+    drawings = sorted(out.glob("*.png"))
+    assert len(drawings) == 2
+    assert sorted(Image.open(p).size for p in drawings) == [(64, 48), (64, 64)]
+    for p in drawings:
+        assert str(p) in stdout
+
+
+# ---------------------------------------------------------------------- issue 12: write failures are exit 2
+def test_predict_out_naming_a_file_is_a_user_error(capsys, tmp_path, odd_ckpt, odd_ids_dataset):
+    target = tmp_path / "taken"
+    target.write_text("keep me")
+    img = next((odd_ids_dataset / "images").iterdir())
+    code, _, err = predict(capsys, odd_ckpt, target, img)
+    assert code == 2 and len(err) == 1, err
+    assert err[0].startswith("metaanchor predict: error: ") and str(target) in err[0] and "not a folder" in err[0]
+    assert target.read_text() == "keep me"
+
+
+@pytest.mark.parametrize("code_, word", [(errno.ENOSPC, "No space left on device"),
+                                         (errno.EROFS, "Read-only file system")])
+def test_predict_write_failure_is_exit_2_without_partial_files(capsys, tmp_path, monkeypatch, odd_ckpt,
+                                                              odd_ids_dataset, code_, word):
+    """Running as root, chmod 0o555 does not stop writes, so the OS error is simulated where data is flushed."""
+    out = tmp_path / "pred"
+    out.mkdir()
+    real_fsync = os.fsync
+
+    def failing_fsync(fd):
+        if os.readlink(f"/proc/self/fd/{fd}").startswith(str(out)):
+            raise OSError(code_, os.strerror(code_))
+        return real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", failing_fsync)
+    img = next((odd_ids_dataset / "images").iterdir())
+    code, _, err = predict(capsys, odd_ckpt, out, img)
+    assert code == 2 and len(err) == 1, err
+    assert err[0].startswith("metaanchor predict: error: ") and str(out) in err[0] and word in err[0]
+    assert list(out.iterdir()) == []  # no partial drawing, detections.json or temp file
+
+
+def test_predict_unwritable_folder_is_exit_2(capsys, tmp_path, monkeypatch, odd_ckpt, odd_ids_dataset):
+    out = tmp_path / "ro"
+    out.mkdir()
+    real_mkstemp = tempfile.mkstemp
+
+    def read_only(*a, dir=None, **kw):
+        if dir is not None and str(dir).startswith(str(out)):
+            raise OSError(errno.EROFS, os.strerror(errno.EROFS), str(dir))
+        return real_mkstemp(*a, dir=dir, **kw)
+
+    monkeypatch.setattr(tempfile, "mkstemp", read_only)
+    img = next((odd_ids_dataset / "images").iterdir())
+    code, _, err = predict(capsys, odd_ckpt, out, img)
+    assert code == 2 and len(err) == 1 and "Read-only file system" in err[0] and str(out) in err[0], err
+    assert list(out.iterdir()) == []
+
+
+def test_predict_with_every_image_unreadable_is_exit_2(capsys, tmp_path, odd_ckpt):
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    for name in ("a.png", "b.jpg"):
+        (folder / name).write_bytes(b"not an image")
+    out = tmp_path / "pred"
+    code, _, err = predict(capsys, odd_ckpt, out, folder)
+    assert code == 2, err
+    assert err[-1].startswith("metaanchor predict: error: ") and "2" in err[-1] and "unreadable" in err[-1]
+    assert not (out / "detections.json").exists()

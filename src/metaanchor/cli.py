@@ -59,7 +59,9 @@ def _add_eval(sub):
 def _add_predict(sub):
     p = sub.add_parser("predict", help="detect objects in images or folders, draw them",
                        description="Detect objects with any anchor set; writes OUT/detections.json "
-                                   "(COCO results plus file names) and one drawn PNG per image. Loose files "
+                                   "(COCO results plus file names) and one drawn PNG per image, "
+                                   "OUT/<stem>_det.png (<stem>_det-1.png, -2, ... when names clash; an input "
+                                   "file is never overwritten, also with OUT the input folder). Loose files "
                                    "have no dataset image ids: image_id numbers the images 1-based in the "
                                    "order listed (folders sorted by name), and each record also has "
                                    "file_name (the input path) and category (the class name). category_id "
@@ -216,11 +218,11 @@ def print_summary(summary: dict, out) -> None:
 
 
 def _load_model(checkpoint: str, device: str):
-    from metaanchor.detector import Detector
     from metaanchor.engine.train import resolve_device
+    from metaanchor.families import load_detector
 
     dev = resolve_device(device)
-    return Detector.from_checkpoint(checkpoint, map_location=dev).to(dev)
+    return load_detector(checkpoint, map_location=dev).to(dev)
 
 
 def _check_anchors_and_batch(args) -> None:
@@ -322,9 +324,9 @@ def cmd_predict(args) -> int:
     if not 0.0 <= args.score_thresh <= 1.0:
         raise UserError(f"--score-thresh {args.score_thresh}: must be in 0..1")
     files = _image_files(args.inputs)
+    out = _output_folder(args.out)
+    drawings = _drawing_paths(files, out)
     model = _load_model(args.checkpoint, args.device)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
     results, failed = [], []
     name_of = dict(zip(model.category_ids, model.class_names))
     for i, f in enumerate(tqdm(files, desc="predict", disable=None)):
@@ -339,11 +341,45 @@ def cmd_predict(args) -> int:
         det = _predict_one(model, image, args)
         for r in to_coco_results([det], [i + 1], model.category_ids):  # loose files: 1-based, in input order
             results.append(r | {"file_name": str(f), "category": name_of[r["category_id"]]})
-        draw_detections(image, det, model.class_names, args.score_thresh).save(out / f"{f.stem}.png")
-    (out / "detections.json").write_text(json.dumps(results, indent=1))
-    print(f"{len(results)} detections in {len(files) - len(failed)} images -> {out}/detections.json, "
-          f"{out}/*.png" + (f"; {len(failed)} unreadable images skipped" if failed else ""))
+        drawn = draw_detections(image, det, model.class_names, args.score_thresh)
+        _write_atomic(drawings[i], lambda fh, drawn=drawn: drawn.save(fh, format="PNG"))
+        tqdm.write(f"{f} -> {drawings[i]}")
+    if len(failed) == len(files):
+        raise UserError(f"nothing to predict: all {len(files)} images were unreadable (first: {failed[0]})")
+    _write_atomic(out / "detections.json", lambda fh: fh.write(json.dumps(results, indent=1).encode()))
+    print(f"{len(results)} detections in {len(files) - len(failed)} images -> {out / 'detections.json'}"
+          + (f"; {len(failed)} unreadable images skipped" if failed else ""))
     return 0
+
+
+def _output_folder(folder: str) -> Path:
+    """``--out`` as an existing or new folder; a file in the way or an unwritable place is a UserError."""
+    out = Path(folder)
+    if out.exists() and not out.is_dir():
+        raise UserError(f"--out {out}: exists and is not a folder")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise UserError(f"--out {out}: cannot create the folder: {e.strerror or e}") from None
+    return out
+
+
+def _drawing_paths(files: list[Path], out: Path) -> list[Path]:
+    """One distinct drawing per input: OUT/<stem>_det.png, or <stem>_det-1.png, -2, ... on a clash.
+
+    Never an input file (compared after resolving links and ``..``), never another input's drawing.
+    """
+    inputs = {f.resolve() for f in files}
+    if (out / "detections.json").resolve() in inputs:
+        raise UserError(f"--out {out}: would overwrite the input {out / 'detections.json'}")
+    taken, paths = set(inputs), []
+    for f in files:
+        k = 0
+        while (path := out / (f"{f.stem}_det.png" if k == 0 else f"{f.stem}_det-{k}.png")).resolve() in taken:
+            k += 1
+        taken.add(path.resolve())
+        paths.append(path)
+    return paths
 
 
 def _predict_one(model, image, args) -> dict:
