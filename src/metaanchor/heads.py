@@ -109,7 +109,13 @@ class MetaAnchorHead(_RetinaHead):
     One generator per branch, shared by all levels. With ``data_dim > 0`` the
     generators are data-dependent: r(x) is the global average of the pyramid
     features ([B, in]), mapped by W12 inside the generator.
-    Generated weights are cached per anchor set in eval mode (data-independent).
+    Generated weights are cached per anchor set when no gradient is recorded
+    (data-independent generators only). The cache holds a copy of the generator
+    parameters and is used only while they are still equal to it (same dtype,
+    device and values), so in-place edits (optimizer steps, ``.data``,
+    ``load_state_dict``) and ``.to()``/``.double()`` can never serve stale weights.
+    Comparing (one extra copy of the generator parameters in memory, 25 MB for 80
+    classes and 256 channels) measured ~4x cheaper than generating on 2 CPU cores.
     """
 
     def __init__(self, in_channels: int, num_classes: int, num_convs: int = 4, hidden_dim: int = 32,
@@ -137,8 +143,17 @@ class MetaAnchorHead(_RetinaHead):
         """codes [K, 2] (and data [B, in]) -> cls weight/bias and reg weight/bias, stacked over K."""
         return (*self.cls_generator(codes, data), *self.reg_generator(codes, data))
 
-    def _version(self) -> tuple:
-        return tuple(p._version for p in self.parameters())
+    def _generator_params(self) -> list[Tensor]:
+        return [p for g in (self.cls_generator, self.reg_generator) for p in g.parameters()]
+
+    def _cache_hit(self) -> bool:
+        snap = self._cache.get("snapshot")
+        if snap is None:
+            return False
+        now = self._generator_params()
+        return len(snap) == len(now) and all(
+            a.dtype == b.dtype and a.device == b.device and a.shape == b.shape and torch.equal(a, b)
+            for a, b in zip(snap, now))
 
     def level_params(self, features):
         if len(self.codes) != len(features):
@@ -148,14 +163,16 @@ class MetaAnchorHead(_RetinaHead):
         if self.data_dependent:
             data = torch.stack([f.mean(dim=(2, 3)) for f in features]).mean(0)  # r(x): [B, in]
         cacheable = data is None and not torch.is_grad_enabled()
-        if cacheable and self._cache.get("version") == (self._version(), device):
+        if cacheable and self._cache_hit():
             return self._cache["params"]
+        self._cache.clear()
+        dtype = self.cls_generator.weight.dtype
         params, seen = [], {}
         for c in self.codes:  # levels with identical codes share one generation
             key = tuple(c.flatten().tolist())
             if key not in seen:
-                seen[key] = self.generate(c.to(device), data)
+                seen[key] = self.generate(c.to(device=device, dtype=dtype), data)
             params.append(seen[key])
         if cacheable:
-            self._cache = {"version": (self._version(), device), "params": params}
+            self._cache = {"snapshot": [p.detach().clone() for p in self._generator_params()], "params": params}
         return params
