@@ -6,6 +6,9 @@ schedule, optimiser state and data order as an uninterrupted run.
 
 Multi-GPU / multi-node: launch with ``torchrun --nproc-per-node N -m metaanchor train ...``;
 ``solver.batch_size`` is the total batch, split over the processes.
+
+Ctrl-C (SIGINT) or SIGTERM during training finishes the current iteration, saves ``last.pt``
+(rank 0; every process stops at the same iteration) and exits with code 130; a second signal stops at once.
 """
 
 from __future__ import annotations
@@ -13,7 +16,9 @@ from __future__ import annotations
 import csv
 import math
 import os
+import signal
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -28,7 +33,6 @@ from metaanchor.anchors import AnchorSet
 from metaanchor.config import dump, model_kwargs
 from metaanchor.data.augment import Compose, PhotometricJitter, RandomHorizontalFlip
 from metaanchor.data.coco import CocoDataset, collate
-from metaanchor.detector import Detector
 from metaanchor.engine.evaluate import METRIC_KEYS, evaluate
 from metaanchor.errors import (
     CheckpointError,
@@ -39,12 +43,57 @@ from metaanchor.errors import (
     is_out_of_memory,
     out_of_memory_message,
 )
+from metaanchor.families import build_detector
 
-CSV_FIELDS = ["iter", "lr", "loss", "cls", "box", "skipped", "seconds"] + list(METRIC_KEYS)
+CSV_FIELDS = ["iter", "lr", "loss", "cls", "box", "obj", "skipped", "seconds"] + list(METRIC_KEYS)  # obj: YOLOv2
 
 
 class NonFiniteLoss(UserError):
     """Training produced a NaN/inf loss (stop mode)."""
+
+
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+class StopSignals:
+    """While active, SIGINT/SIGTERM only set ``signum``; the loop stops at its next iteration boundary.
+
+    A second signal, or one while ``deferred`` is off, raises KeyboardInterrupt at once. Installed only
+    in the main thread (elsewhere signals cannot be caught: ``signum`` stays None); the previous
+    handlers come back on exit.
+    """
+
+    def __init__(self, deferred: bool = True):
+        self.signum: int | None = None
+        self.deferred = deferred
+        self._previous: dict = {}
+
+    def __enter__(self) -> StopSignals:
+        if threading.current_thread() is threading.main_thread():
+            for sig in STOP_SIGNALS:
+                self._previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler if handler is not None else signal.SIG_DFL)
+        self._previous.clear()
+
+    def _handle(self, signum, frame) -> None:
+        if self.signum is not None or not self.deferred:
+            raise KeyboardInterrupt
+        self.signum = signum
+
+    @property
+    def name(self) -> str:
+        return signal.Signals(self.signum).name if self.signum else "stop signal (another process)"
+
+
+def _ignore_stop_signals(_worker_id: int) -> None:
+    """DataLoader workers leave Ctrl-C/SIGTERM (sent to the whole process group) to the main process,
+    which saves and then shuts them down; a worker dying first would fail the batch being fetched."""
+    for sig in STOP_SIGNALS:
+        signal.signal(sig, signal.SIG_IGN)
 
 
 def resolve_device(name: str) -> torch.device:
@@ -183,7 +232,8 @@ class Trainer:
         torch.manual_seed(cfg["seed"])
         kwargs = model_kwargs(cfg, len(self.train_set.class_names), self.train_set.class_names,
                               getattr(self.train_set, "cat_ids", None))
-        self.model = Detector(**kwargs).to(self.device).set_channels_last(s["channels_last"])
+        self.model = build_detector(cfg["model"]["arch"], **kwargs).to(self.device)
+        self.model.set_channels_last(s["channels_last"])
         self.base_anchors = self.model.train_anchors
         self.optimizer = self._build_optimizer()
         self.amp_dtype = None
@@ -247,7 +297,8 @@ class Trainer:
                                    self.cfg["seed"], self.rank, self.world)
         workers = self.cfg["data"]["workers"]
         return DataLoader(data, batch_sampler=batches, num_workers=workers, collate_fn=collate_train,
-                          persistent_workers=False, pin_memory=self.device.type == "cuda")
+                          persistent_workers=False, pin_memory=self.device.type == "cuda",
+                          worker_init_fn=_ignore_stop_signals if workers else None)
 
     def _step(self, it: int, images, targets) -> dict | None:
         a = self.cfg["anchors"]
@@ -356,26 +407,15 @@ class Trainer:
         self.model.train()
         bar = tqdm(total=s["max_iter"], initial=self.start_iter, desc="train", disable=not self.progress,
                    dynamic_ncols=True)
-        it = self.start_iter
         try:
-            for images, targets, bad in self._loader():
-                self._bad_images(bad)
-                stats = self._guarded_step(it, images, targets) if images else {}
-                if stats is None:
-                    self._nonfinite(it)
-                it += 1
-                bar.update(1)
-                if stats and self.main:
-                    bar.set_postfix(loss=f"{stats['loss']:.3f}")
-                    if it % self.cfg["log"]["period"] == 0 or it == s["max_iter"]:
-                        self._log(writer, it, stats, time.time() - t0)
-                if self.cfg["eval"]["period"] and it % self.cfg["eval"]["period"] == 0 and it < s["max_iter"]:
-                    self._periodic_eval(writer, it, time.time() - t0)
-                if it % self.cfg["checkpoint"]["period"] == 0 or it == s["max_iter"]:
-                    self._save("last.pt", it)
-            bar.close()
-            self.model.set_anchors(self.base_anchors)
-            summary = self._final_eval(writer, it, time.time() - t0)
+            with StopSignals() as stop:
+                it = self._loop(writer, bar, stop, t0)
+                stop.deferred = False  # last.pt is saved: from here on a signal interrupts at once
+                if stop.signum is not None:
+                    raise KeyboardInterrupt
+                bar.close()
+                self.model.set_anchors(self.base_anchors)
+                summary = self._final_eval(writer, it, time.time() - t0)
         finally:
             if writer:
                 writer.close()
@@ -383,6 +423,52 @@ class Trainer:
         summary["skipped_steps"] = self.skipped
         summary["skipped_images"] = len(self.bad_images)
         return summary
+
+    def _stop_requested(self, stop: StopSignals) -> bool:
+        """Whether any process got a stop signal; under DDP all processes agree (one all-reduce)."""
+        if not self.distributed:
+            return stop.signum is not None
+        flag = torch.tensor([float(stop.signum is not None)], device=self.device)
+        dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+        return bool(flag.item())
+
+    def _stop(self, stop: StopSignals, it: int, saved: bool) -> None:
+        """Save ``last.pt`` at iteration ``it`` (rank 0; the others wait for it) and raise KeyboardInterrupt."""
+        last = self.out / "last.pt"
+        try:
+            if not saved:
+                self._save("last.pt", it)
+        finally:
+            if self.distributed:  # no process exits (and has its launcher kill rank 0) before the save
+                dist.barrier()
+        if self.main:
+            tqdm.write(f"{stop.name} at iteration {it}: saved {last}; "
+                       "--resume continues from there", file=sys.stderr)
+        raise KeyboardInterrupt
+
+    def _loop(self, writer, bar, stop: StopSignals, t0: float) -> int:
+        """Iterations ``start_iter..max_iter``; stops (saving) at the first boundary after a signal."""
+        s = self.cfg["solver"]
+        it = self.start_iter
+        for images, targets, bad in self._loader():
+            self._bad_images(bad)
+            stats = self._guarded_step(it, images, targets) if images else {}
+            if stats is None:
+                self._nonfinite(it)
+            it += 1
+            bar.update(1)
+            if stats and self.main:
+                bar.set_postfix(loss=f"{stats['loss']:.3f}")
+                if it % self.cfg["log"]["period"] == 0 or it == s["max_iter"]:
+                    self._log(writer, it, stats, time.time() - t0)
+            if self.cfg["eval"]["period"] and it % self.cfg["eval"]["period"] == 0 and it < s["max_iter"]:
+                self._periodic_eval(writer, it, time.time() - t0)
+            saved = it % self.cfg["checkpoint"]["period"] == 0 or it == s["max_iter"]
+            if saved:
+                self._save("last.pt", it)
+            if self._stop_requested(stop):
+                self._stop(stop, it, saved)
+        return it
 
     def _log(self, writer, it: int, stats: dict, seconds: float, metrics: dict | None = None) -> None:
         lr = self.optimizer.param_groups[0]["lr"]
@@ -452,4 +538,5 @@ def train(cfg: dict, out_dir: str | Path, resume: bool = False, progress: bool =
     ``resume`` continues from ``out_dir/last.pt`` (from scratch if there is none yet);
     ``fail_fast`` makes every record that would be skipped or repaired an error.
     """
-    return Trainer(cfg, out_dir, resume, progress, fail_fast).train()
+    with StopSignals(deferred=False):  # SIGTERM, like Ctrl-C, ends in KeyboardInterrupt (CLI exit code 130)
+        return Trainer(cfg, out_dir, resume, progress, fail_fast).train()
