@@ -263,12 +263,12 @@ def cmd_fit(args) -> int:
 def cmd_search(args) -> int:
     """``metaanchor anchors search``: search anchor sets on a validation split with a trained checkpoint."""
     from metaanchor.data.coco import CocoDataset
-    from metaanchor.detector import Detector
     from metaanchor.engine.evaluate import evaluate
     from metaanchor.engine.train import resolve_device
+    from metaanchor.families import load_detector
 
     dev = resolve_device(args.device)
-    model = Detector.from_checkpoint(args.checkpoint, map_location=dev).to(dev)
+    model = load_detector(args.checkpoint, map_location=dev).to(dev)
     if model.head_type == "predefined":
         raise UserError(f"{args.checkpoint}: a predefined-anchor model cannot take other anchor sets; "
                         "anchor search needs a MetaAnchor checkpoint")

@@ -29,6 +29,7 @@ DEFAULTS: dict = {
         "workers": 0,
     },
     "model": {
+        "arch": "retinanet",  # retinanet | yolov2 (metaanchor.families.ARCHS)
         "backbone": "tiny",
         "backbone_weights": None,
         "frozen_bn": False,
@@ -79,6 +80,7 @@ DEFAULTS: dict = {
 
 CHOICES = {
     "device": None,
+    "model.arch": ("retinanet", "yolov2"),  # tuple(metaanchor.families.ARCHS); a test keeps them equal
     "model.head": ("metaanchor", "metaanchor-dd", "predefined"),
     "model.backbone": ("tiny", "resnet18", "resnet34", "resnet50", "resnet101"),
     "model.reg_loss": ("smooth_l1", "l1", "giou"),

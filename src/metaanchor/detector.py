@@ -56,6 +56,8 @@ class Detector(nn.Module):
             head_norm: ``none`` (RetinaNet) or ``gn`` (GroupNorm in the towers).
     """
 
+    arch = "retinanet"  # registry name (metaanchor.families.ARCHS)
+
     def __init__(self, num_classes: int, class_names: list[str] | None = None, backbone: str = "tiny",
                  head: str = "metaanchor", anchors: str | AnchorSet = "3x3", fpn_channels: int = 256,
                  head_convs: int = 4, head_norm: str = "none", hidden_dim: int = 32,
@@ -240,14 +242,25 @@ class Detector(nn.Module):
     @classmethod
     def from_config(cls, config: dict) -> Detector:
         cfg = dict(config)
+        cfg.pop("arch", None)  # the family's registry name (metaanchor.families), not an argument
         cfg["anchors"] = AnchorSet.from_dict(cfg["anchors"]) if isinstance(cfg.get("anchors"), dict) \
             else cfg.get("anchors", "3x3")
         return cls(**cfg)
 
     @classmethod
     def from_checkpoint(cls, path: str | Path, map_location: str | torch.device = "cpu") -> Detector:
-        """Rebuild a detector from a checkpoint file written by training or ``save``."""
-        payload = ckpt.load(path, map_location)
+        """Rebuild a detector from a checkpoint file written by training or ``save``.
+
+        Only checkpoints of this family (``arch``); ``metaanchor.families.load_detector`` loads any."""
+        return cls.from_payload(ckpt.load(path, map_location), path)
+
+    @classmethod
+    def from_payload(cls, payload: dict, path: str | Path = "(in memory)") -> Detector:
+        """Rebuild a detector from a checkpoint dict read by ``checkpoint.load`` (``path`` names it in errors)."""
+        arch = payload["model_config"].get("arch", "retinanet")
+        if arch != cls.arch:
+            raise CheckpointError(f"checkpoint {path}: holds a model.arch={arch} model, not {cls.arch}; "
+                                  "load it with metaanchor.families.load_detector")
         try:
             model = cls.from_config(payload["model_config"])
         except UserError as e:

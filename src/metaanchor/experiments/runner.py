@@ -238,11 +238,11 @@ class Runner:
     # ------------------------------------------------------------ evaluation
     def _model(self, run: Run):
         if self._model_cache is None or self._model_cache[0] != run.key:
-            from metaanchor.detector import Detector
             from metaanchor.engine.train import resolve_device
+            from metaanchor.families import load_detector
 
             dev = resolve_device(self.device)
-            self._model_cache = (run.key, Detector.from_checkpoint(run.checkpoint, map_location=dev).to(dev))
+            self._model_cache = (run.key, load_detector(run.checkpoint, map_location=dev).to(dev))
         return self._model_cache[1]
 
     def _data(self, path: Path):
