@@ -166,3 +166,51 @@ def test_a_full_disk_while_saving_is_one_line_and_leaves_no_temp_file(where, tmp
     with pytest.raises(UserError, match=f"cannot write {tmp_path / 'm.pt'}: No space left on device"):
         tiny_detector().save(tmp_path / "m.pt")
     assert list(tmp_path.iterdir()) == []
+
+
+def _failing(real, errno_, match):
+    """``real`` that raises OSError(errno_) when its first path argument's name contains ``match``."""
+    def fake(*args, **kwargs):
+        target = args[1] if real is os.replace else args[0]
+        if match in os.fspath(getattr(target, "name", target)):
+            raise OSError(errno_, os.strerror(errno_))
+        return real(*args, **kwargs)
+    return fake
+
+
+@pytest.mark.parametrize("what, culprit, err", [
+    ("checkpoint data", "last.pt", errno.ENOSPC),  # torch.save into the temp file
+    ("checkpoint rename", "last.pt", errno.EROFS),
+    ("config.yaml", "config.yaml", errno.EROFS),
+    ("metrics.csv", "metrics.csv", errno.ENOSPC),
+])
+def test_train_on_a_full_disk_or_read_only_folder_is_one_line_exit_2(what, culprit, err, data, tmp_path,
+                                                                      monkeypatch, capsys):
+    from pathlib import Path
+
+    if what == "checkpoint data":
+        def full(obj, f, *args, **kwargs):
+            f.write(b"partial")
+            raise OSError(err, os.strerror(err))
+        monkeypatch.setattr(torch, "save", full)
+    elif what in ("checkpoint rename", "config.yaml"):
+        monkeypatch.setattr(os, "replace", _failing(os.replace, err, culprit))
+    else:
+        monkeypatch.setattr(Path, "open", _failing(Path.open, err, culprit))
+    run = tmp_path / "run"
+    argv = ["train", "--no-progress", "--out", str(run), f"data.train={data}", *TINY, "solver.max_iter=2"]
+    assert main(argv) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert lines == [f"metaanchor train: error: cannot write {run / culprit}: {os.strerror(err)}"], lines
+    assert not [p.name for p in run.iterdir() if p.name.endswith(".tmp")]
+    if what != "metrics.csv":
+        assert not (run / culprit).exists()  # nothing partial where a complete file is expected
+
+
+def test_an_unwritable_output_folder_is_one_line_exit_2(data, tmp_path, capsys):
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    argv = ["train", "--no-progress", "--out", str(blocker / "run"), f"data.train={data}", *TINY, "solver.max_iter=1"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == f"metaanchor train: error: cannot write {blocker / 'run'}: Not a directory", err

@@ -16,6 +16,7 @@ import os
 import pickle
 import re
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
@@ -41,6 +42,28 @@ def write_error(path, e: OSError) -> WriteError:
     """One line naming ``path`` and the cause of ``e`` (e.g. 'No space left on device')."""
     cause = e.strerror or (errno.errorcode.get(e.errno, "") if e.errno else "") or str(e) or type(e).__name__
     return WriteError(f"cannot write {path}: {cause}")
+
+
+@contextmanager
+def writing(path):
+    """Turn an OSError (read-only folder, disk full, ...) in the block into a one-line WriteError naming ``path``."""
+    try:
+        yield
+    except OSError as e:
+        raise write_error(path, e) from None
+
+
+def write_text(path: str | Path, text: str) -> None:
+    """Write a text file atomically (``.NAME.tmp`` beside it, then rename); a failure leaves no partial file."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp")
+    with writing(path):
+        try:
+            tmp.write_text(text)
+            os.replace(tmp, path)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
 
 
 def plain(obj, where: str = "checkpoint"):

@@ -199,12 +199,13 @@ def lr_factor(it: int, solver: dict) -> float:
     return f * 0.1 ** sum(it >= s * solver["max_iter"] for s in solver["steps"])
 
 
-def load_dataset(cfg: dict, split: str, skip_invalid: bool) -> CocoDataset:
+def load_dataset(cfg: dict, split: str, skip_invalid: bool, fail_fast: bool = False) -> CocoDataset:
     """``data.<split>`` (a dataset folder, or a JSON file with ``data.<split>_images``)."""
     path = cfg["data"][split]
     if not path:
         raise ConfigError(f"config key data.{split} is not set: give a dataset folder (data.{split}=DIR)")
-    return CocoDataset(path, cfg["data"][f"{split}_images"], skip_invalid=skip_invalid)
+    return CocoDataset(path, cfg["data"][f"{split}_images"], skip_invalid=skip_invalid, fail_fast=fail_fast,
+                       max_image_pixels=cfg["data"].get("max_image_pixels"))
 
 
 class Trainer:
@@ -226,8 +227,8 @@ class Trainer:
         s = cfg["solver"]
         if s["batch_size"] % self.world:
             raise ConfigError(f"solver.batch_size={s['batch_size']} is not divisible by {self.world} processes")
-        self.train_set = load_dataset(cfg, "train", self.skip_invalid)
-        self.val_set = (load_dataset(cfg, "val", self.skip_invalid)
+        self.train_set = load_dataset(cfg, "train", self.skip_invalid, fail_fast)
+        self.val_set = (load_dataset(cfg, "val", self.skip_invalid, fail_fast)
                         if cfg["data"]["val"] else None)
         torch.manual_seed(cfg["seed"])
         kwargs = model_kwargs(cfg, len(self.train_set.class_names), self.train_set.class_names,
@@ -371,18 +372,25 @@ class Trainer:
             raise
 
     def _prepare_run_folder(self):
-        """Clean what a killed run left (temp checkpoints, log rows past the checkpoint); open the logs."""
-        self.out.mkdir(parents=True, exist_ok=True)
+        """Clean what a killed run left (temp checkpoints, log rows past the checkpoint); open the logs.
+
+        A folder that cannot be written (read-only, disk full) is a one-line ``WriteError`` naming the file."""
+        with ckpt.writing(self.out):
+            self.out.mkdir(parents=True, exist_ok=True)
         if not self.main:
             return None
-        for name in ("last.pt", "best.pt"):
-            ckpt.remove_stale_temp_files(self.out, name)
+        with ckpt.writing(self.out):
+            for name in ("last.pt", "best.pt"):
+                ckpt.remove_stale_temp_files(self.out, name)
+            for name in (".metrics.csv.tmp", ".config.yaml.tmp"):
+                (self.out / name).unlink(missing_ok=True)
         self._trim_metrics(self.start_iter)
-        (self.out / "config.yaml").write_text(dump(self.cfg))
+        ckpt.write_text(self.out / "config.yaml", dump(self.cfg))
         from torch.utils.tensorboard import SummaryWriter
 
         # purge_step drops TensorBoard events a killed run wrote after its last checkpoint
-        return SummaryWriter(str(self.out), purge_step=self.start_iter or None)
+        with ckpt.writing(self.out):
+            return SummaryWriter(str(self.out), purge_step=self.start_iter or None)
 
     def _trim_metrics(self, upto: int) -> None:
         """Keep metrics.csv rows up to iteration ``upto`` (all of them when it is 0 and the file is new)."""
@@ -393,11 +401,16 @@ class Trainer:
             rows = [r for r in csv.DictReader(f) if r.get("iter", "").isdigit() and None not in r.values()]
         keep = [r for r in rows if int(r["iter"]) <= upto]
         tmp = path.with_name(".metrics.csv.tmp")
-        with tmp.open("w", newline="") as f:
-            w = csv.DictWriter(f, CSV_FIELDS, extrasaction="ignore")
-            w.writeheader()
-            w.writerows(keep)
-        os.replace(tmp, path)
+        with ckpt.writing(path):
+            try:
+                with tmp.open("w", newline="") as f:
+                    w = csv.DictWriter(f, CSV_FIELDS, extrasaction="ignore")
+                    w.writeheader()
+                    w.writerows(keep)
+                os.replace(tmp, path)
+            except BaseException:
+                tmp.unlink(missing_ok=True)
+                raise
 
     def train(self) -> dict:
         """Run to ``solver.max_iter``; returns the final summary (metrics per anchor set)."""
@@ -418,7 +431,8 @@ class Trainer:
                 summary = self._final_eval(writer, it, time.time() - t0)
         finally:
             if writer:
-                writer.close()
+                with ckpt.writing(self.out):
+                    writer.close()
         summary["wall_time_s"] = time.time() - t0
         summary["skipped_steps"] = self.skipped
         summary["skipped_images"] = len(self.bad_images)
@@ -472,16 +486,19 @@ class Trainer:
 
     def _log(self, writer, it: int, stats: dict, seconds: float, metrics: dict | None = None) -> None:
         lr = self.optimizer.param_groups[0]["lr"]
-        for k, v in stats.items():
-            writer.add_scalar(f"train/{k}", v, it)
-        writer.add_scalar("train/lr", lr, it)
+        with ckpt.writing(self.out):  # TensorBoard event file
+            for k, v in stats.items():
+                writer.add_scalar(f"train/{k}", v, it)
+            writer.add_scalar("train/lr", lr, it)
+            for k in METRIC_KEYS if metrics else ():
+                writer.add_scalar(f"val/{k}", metrics[k], it)
         row = {"iter": it, "lr": f"{lr:.6g}", "skipped": self.skipped, "seconds": f"{seconds:.1f}",
                **{k: f"{v:.5f}" for k, v in stats.items()}}
         if metrics:
             row.update({k: f"{metrics[k]:.5f}" for k in METRIC_KEYS})
         path = self.out / "metrics.csv"
         new = not path.exists()
-        with path.open("a", newline="") as f:
+        with ckpt.writing(path), path.open("a", newline="") as f:
             w = csv.DictWriter(f, CSV_FIELDS)
             if new:
                 w.writeheader()
@@ -504,8 +521,6 @@ class Trainer:
             return
         self.model.set_anchors(self.base_anchors)
         m = self._evaluate()
-        for k in METRIC_KEYS:
-            writer.add_scalar(f"val/{k}", m[k], it)
         self._log(writer, it, {}, seconds, m)
         if m["AP"] > self.best_ap:
             self.best_ap = m["AP"]
@@ -522,8 +537,6 @@ class Trainer:
                 continue
             summary["metrics"][spec] = self._evaluate(spec)
         m = summary["metrics"][self.base_anchors.spec]
-        for k in METRIC_KEYS:
-            writer.add_scalar(f"val/{k}", m[k], it)
         self._log(writer, it, {}, seconds, m)
         if m["AP"] > self.best_ap:
             self.best_ap = m["AP"]
