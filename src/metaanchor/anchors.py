@@ -33,6 +33,11 @@ ANCHOR_BASE = 4.0
 # Ratio presets for the common SxR forms; other R use geometric spacing in [0.5, 2].
 RATIO_PRESETS = {1: [1.0], 3: [0.5, 1.0, 2.0], 5: [1 / 3, 0.5, 1.0, 2.0, 3.0]}
 MAX_PRESET = 16
+# Size bounds for every SPEC form (presets, scales/ratios, files, API): anchors per position and levels
+# (one head conv has K x C channels), and the size of an anchor file read into memory.
+MAX_ANCHORS = 64
+MAX_LEVELS = 16
+MAX_FILE_BYTES = 1_000_000
 # Scales, ratios and shapes outside this range overflow float32 anchor sizes or their log codes.
 VALUE_RANGE = (1e-6, 1e6)
 
@@ -79,9 +84,27 @@ def _number_list(text: str, spec: str, what: str) -> list[float]:
     return [_number(p, spec, what[:-1]) for p in parts]
 
 
+def _check_count(n: int, where: str) -> None:
+    if n > MAX_ANCHORS:
+        raise AnchorSpecError(f"{where}: {n} anchors per position; at most {MAX_ANCHORS}")
+
+
+def _check_num_levels(n: int, where: str) -> None:
+    if n > MAX_LEVELS:
+        raise AnchorSpecError(f"{where}: {n} levels; at most {MAX_LEVELS}")
+
+
+def _check_product(spec: str, num_scales: int, num_ratios: int) -> None:
+    n = num_scales * num_ratios
+    if n > MAX_ANCHORS:
+        raise AnchorSpecError(f"anchor SPEC {spec!r}: {num_scales} scales x {num_ratios} ratios = {n} anchors "
+                              f"per position; at most {MAX_ANCHORS}")
+
+
 def _check_shapes(shapes, where: str) -> list[tuple[float, float]]:
     if not isinstance(shapes, (list, tuple)) or len(shapes) == 0:
         raise AnchorSpecError(f"{where}: expected a non-empty list of [h, w] pairs, got {shapes!r}")
+    _check_count(len(shapes), where)
     out = []
     for i, pair in enumerate(shapes):
         if not isinstance(pair, (list, tuple)) or len(pair) != 2:
@@ -115,6 +138,7 @@ class AnchorSet:
         if per_level is not None:
             if not isinstance(per_level, (list, tuple)) or not per_level:
                 raise AnchorSpecError(f"anchor levels: expected a non-empty list of levels, got {per_level!r}")
+            _check_num_levels(len(per_level), "anchor levels")
             self.per_level = [_check_shapes(s, f"anchor level {i}") for i, s in enumerate(per_level)]
         self.spec = spec or self._default_spec()
 
@@ -145,6 +169,7 @@ class AnchorSet:
         for name, v in (("scales", s), ("ratios", r)):
             if not 1 <= v <= MAX_PRESET:
                 raise AnchorSpecError(f"anchor SPEC {spec!r}: number of {name} {v} must be in 1..{MAX_PRESET}")
+        _check_product(spec, s, r)
         return cls(shapes_from_scales_ratios(preset_scales(s), preset_ratios(r)), spec=f"{s}x{r}")
 
     @classmethod
@@ -163,12 +188,16 @@ class AnchorSet:
                 raise AnchorSpecError(f"anchor SPEC {spec!r}: {key} given twice")
             seen.add(key)
             values[key] = _number_list(val, spec, key)
+        _check_product(spec, len(values["scales"]), len(values["ratios"]))
         return cls(shapes_from_scales_ratios(values["scales"], values["ratios"]), spec=spec)
 
     @classmethod
     def _from_file(cls, path: Path) -> AnchorSet:
         if not path.is_file():
             raise AnchorSpecError(f"anchor file {path}: not found")
+        size = path.stat().st_size
+        if size > MAX_FILE_BYTES:
+            raise AnchorSpecError(f"anchor file {path}: {size} bytes; at most {MAX_FILE_BYTES}")
         try:
             text = path.read_text()
             if path.suffix == ".json":
@@ -189,6 +218,7 @@ class AnchorSet:
         levels = data["levels"]
         if not isinstance(levels, list) or not levels:
             raise AnchorSpecError(f"anchor file {path}: 'levels' must be a non-empty list of [h, w] lists")
+        _check_num_levels(len(levels), f"anchor file {path}")
         per_level = [_check_shapes(s, f"anchor file {path}: level {i}") for i, s in enumerate(levels)]
         return cls(per_level=per_level, spec=str(path))
 

@@ -97,6 +97,12 @@ def _add_data(sub):
     c.add_argument("--dst", required=True, help="destination folder")
     c.add_argument("--dst-format", required=True, choices=["coco", "voc", "yolo"])
     c.add_argument("--images", help="image folder of the source, when not beside it")
+    c.add_argument("--split", metavar="NAME",
+                   help="VOC sources: convert only the images of the official split ImageSets/Main/NAME.txt")
+    c.add_argument("--skip-invalid", action="store_true",
+                   help="drop (and count) bad records, e.g. images whose file_name leaves the images folder")
+    c.add_argument("--fail-fast", action="store_true",
+                   help="make every skipped record, and one image file under two image ids, an error")
     c.set_defaults(func=cmd_data_convert)
 
 
@@ -396,12 +402,11 @@ def _predict_one(model, image, args) -> dict:
 
 
 def cmd_data_synth(args) -> int:
-    from metaanchor.data.synth import synth_config, write_synth_dataset
+    from metaanchor.data.synth import check_num_images, synth_config, write_synth_dataset
 
     extra = {"seed": args.seed} if args.seed is not None else {}
     cfg = synth_config(args.distribution, **extra)
-    if args.images < 1:
-        raise UserError(f"--images {args.images}: must be at least 1")
+    check_num_images(args.images, "--images")
     path = write_synth_dataset(args.out, args.images, cfg)
     print(f"wrote {args.images} images to {path}")
     return 0
@@ -410,8 +415,17 @@ def cmd_data_synth(args) -> int:
 def cmd_data_convert(args) -> int:
     from metaanchor.data.formats import convert
 
-    dst = convert(args.src, args.src_format, args.dst, args.dst_format, images_dir=args.images)
-    print(f"converted {args.src} ({args.src_format}) -> {dst} ({args.dst_format})")
+    skipped: dict[str, int] = {}
+    dst = convert(args.src, args.src_format, args.dst, args.dst_format, images_dir=args.images, split=args.split,
+                  skip_invalid=args.skip_invalid, fail_fast=args.fail_fast, skipped=skipped)
+    split = f" split {args.split}" if args.split else ""
+    print(f"converted {args.src}{split} ({args.src_format}) -> {dst} ({args.dst_format})")
+    n_img = skipped.pop("unsafe_file_name", 0)
+    if n_img:
+        print(f"skipped {n_img} image(s) (unsafe_file_name: {n_img})")
+    if skipped:
+        print(f"skipped or repaired {sum(skipped.values())} annotation(s) ("
+              + ", ".join(f"{k}: {v}" for k, v in skipped.items()) + ")")
     return 0
 
 

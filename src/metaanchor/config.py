@@ -27,6 +27,7 @@ DEFAULTS: dict = {
         "val_images": None,
         "skip_invalid": False,  # drop (and count) bad annotations instead of failing
         "workers": 0,
+        "max_image_pixels": 50_000_000,  # images above width*height are refused from their header (bombs)
     },
     "model": {
         "arch": "retinanet",  # retinanet | yolov2 (metaanchor.families.ARCHS)
@@ -92,12 +93,26 @@ CHOICES = {
 
 # Numeric ranges: (low, high, low is exclusive). Checked for every source of values.
 _POSITIVE, _NON_NEGATIVE, _UNIT = (0, None, True), (0, None, False), (0, 1, False)
+# Upper bounds of sizes and counts: beyond them a run exhausts memory or never ends.
+MAX_ITERS = 10**8
+MAX_BATCH = 1024
+MAX_INPUT_SIZE = 4096  # px, short side (input.max_size: twice that)
+MAX_CHANNELS = 4096
+MAX_IMAGE_PIXELS_LIMIT = 1_000_000_000  # = metaanchor.io.MAX_IMAGE_PIXELS_LIMIT
 RANGES = {
-    **dict.fromkeys(("solver.max_iter", "solver.batch_size", "solver.lr", "input.size", "log.period",
-                     "checkpoint.period", "eval.batch_size", "model.fpn_channels", "model.hidden_dim"), _POSITIVE),
-    **dict.fromkeys(("seed", "data.workers", "model.head_convs", "input.max_size", "input.photometric",
-                     "solver.momentum", "solver.weight_decay", "solver.warmup_iters", "solver.clip_grad",
-                     "anchors.scale_jitter", "anchors.ratio_jitter", "eval.period"), _NON_NEGATIVE),
+    **dict.fromkeys(("solver.lr",), _POSITIVE),
+    **dict.fromkeys(("solver.max_iter", "log.period", "checkpoint.period"), (0, MAX_ITERS, True)),
+    **dict.fromkeys(("solver.batch_size", "eval.batch_size"), (0, MAX_BATCH, True)),
+    **dict.fromkeys(("model.fpn_channels", "model.hidden_dim"), (0, MAX_CHANNELS, True)),
+    "input.size": (0, MAX_INPUT_SIZE, True),
+    "input.max_size": (0, 2 * MAX_INPUT_SIZE, False),
+    "data.max_image_pixels": (0, MAX_IMAGE_PIXELS_LIMIT, True),
+    "seed": (0, 2**32 - 1, False),
+    "data.workers": (0, 256, False),
+    "model.head_convs": (0, 16, False),
+    **dict.fromkeys(("solver.warmup_iters", "eval.period"), (0, MAX_ITERS, False)),
+    **dict.fromkeys(("input.photometric", "solver.momentum", "solver.weight_decay", "solver.clip_grad",
+                     "anchors.scale_jitter", "anchors.ratio_jitter"), _NON_NEGATIVE),
     **dict.fromkeys(("input.hflip", "model.fg_iou", "model.bg_iou", "eval.score_thresh"), _UNIT),
 }
 LIST_ITEMS = {"solver.steps": float, "anchors.eval": str}
@@ -110,7 +125,10 @@ def _check_range(key: str, value) -> None:
         return
     low, high, exclusive = RANGES[key]
     if value < low or (exclusive and value == low) or (high is not None and value > high):
-        allowed = f"> {low}" if exclusive else (f">= {low}" if high is None else f"in {low}..{high}")
+        if exclusive:
+            allowed = f"> {low}" if high is None else f"> {low} and <= {high}"
+        else:
+            allowed = f">= {low}" if high is None else f"in {low}..{high}"
         raise ConfigError(f"config key {key}: {value!r} is out of range; allowed: {allowed}")
 
 

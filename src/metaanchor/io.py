@@ -4,10 +4,21 @@ Any PIL-readable file becomes 8-bit RGB: grayscale and palette images are
 expanded, alpha is dropped, 16-bit and 32-bit integer images are scaled from
 0..65535 (float images are clipped to 0..255). A missing, unreadable, corrupt or
 truncated file is a ``DataError`` whose message starts with the file's path.
+
+Decompression bombs: the pixel count is checked from the header, before any
+decoding, against ``max_pixels`` (default :data:`MAX_IMAGE_PIXELS`, or the
+environment variable ``METAANCHOR_MAX_IMAGE_PIXELS``; config key
+``data.max_image_pixels`` for training).
+
+Paths from dataset records go through :func:`path_inside`, the one check that a
+record's ``file_name`` stays inside its folder (readers and writers alike).
 """
 
 from __future__ import annotations
 
+import os
+import re
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -15,8 +26,10 @@ import torch
 from PIL import Image, UnidentifiedImageError
 from torch import Tensor
 
-from metaanchor.errors import DataError
+from metaanchor.errors import DataError, UserError
 
+MAX_IMAGE_PIXELS = 50_000_000  # default cap on width * height of any decoded image (50 MP, 150 MB as RGB)
+MAX_IMAGE_PIXELS_LIMIT = 1_000_000_000  # the largest cap a user may set
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 _SIXTEEN_BIT = ("I;16", "I;16B", "I;16L", "I;16N")
 # Every way PIL tells us a file is not a (complete) image.
@@ -46,10 +59,82 @@ def to_rgb(img: Image.Image) -> Image.Image:
     return Image.fromarray(to_rgb_array(img), "RGB")
 
 
-def read_rgb_array(path: str | Path) -> np.ndarray:
-    """Decode an image file fully to ``[H, W, 3]`` uint8 RGB; ``DataError`` names the file."""
+def unsafe_name_reason(name: str) -> str | None:
+    """Why ``name`` cannot be a relative file path inside a folder (lexically), or None if it can.
+
+    Rejects NUL bytes, absolute paths (``/x``, ``\\x``, ``C:x``), any ``..`` component
+    (with ``/`` or ``\\`` separators) and names whose last component is empty or ``.``.
+    """
+    if "\x00" in name:
+        return "contains a NUL character"
+    if name.startswith(("/", "\\")) or re.match(r"[A-Za-z]:", name):
+        return "is an absolute path"
+    parts = re.split(r"[/\\]", name)
+    if ".." in parts:
+        return "goes up with '..'"
+    if parts[-1] in ("", "."):
+        return "does not name a file"
+    return None
+
+
+def path_inside(root: str | Path, name: str, what: str) -> Path:
+    """``root / name``, checked to stay inside ``root``; else ``DataError`` starting with ``what``.
+
+    The name must pass :func:`unsafe_name_reason` and, with symlinks resolved,
+    must still lie inside ``root`` (so neither ``../x``, ``/x`` nor a symlink
+    pointing elsewhere can make a reader or writer leave the folder).
+    """
+    root = Path(root)
+    reason = unsafe_name_reason(name)
+    if reason is None:
+        try:
+            real, real_root = (root / name).resolve(), root.resolve()
+        except (OSError, RuntimeError) as exc:  # symlink loops, too-long names
+            reason = f"cannot be resolved ({exc})"
+        else:
+            if not real.is_relative_to(real_root):
+                reason = f"resolves to {real}, outside {root}"
+    if reason is not None:
+        raise DataError(f"{what}: file_name {name!r} {reason}; file paths must stay inside their folder")
+    return root / name
+
+
+def default_max_pixels() -> int:
+    """The pixel cap: ``METAANCHOR_MAX_IMAGE_PIXELS`` if set, else :data:`MAX_IMAGE_PIXELS`."""
+    text = os.environ.get("METAANCHOR_MAX_IMAGE_PIXELS")
+    if text is None or not text.strip():
+        return MAX_IMAGE_PIXELS
     try:
-        with Image.open(path) as img:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if not 1 <= value <= MAX_IMAGE_PIXELS_LIMIT:
+        raise UserError(f"METAANCHOR_MAX_IMAGE_PIXELS={text!r}: must be an integer in 1..{MAX_IMAGE_PIXELS_LIMIT}")
+    return value
+
+
+def _check_pixels(img: Image.Image, path, max_pixels: int | None) -> None:
+    cap = default_max_pixels() if max_pixels is None else max_pixels
+    w, h = img.size
+    if w * h > cap:
+        raise DataError(f"{path}: image is {w}x{h} ({w * h / 1e6:.1f} MP), above the {cap / 1e6:.1f} MP limit; "
+                        "raise it with data.max_image_pixels=N (train) or the environment variable "
+                        "METAANCHOR_MAX_IMAGE_PIXELS=N")
+
+
+def read_rgb_array(path: str | Path, max_pixels: int | None = None) -> np.ndarray:
+    """Decode an image file fully to ``[H, W, 3]`` uint8 RGB; ``DataError`` names the file.
+
+    Images above ``max_pixels`` (default :func:`default_max_pixels`) are refused
+    from their header, before decoding.
+    """
+    try:
+        with warnings.catch_warnings():
+            # our own cap (checked next) replaces PIL's DecompressionBombWarning
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            img = Image.open(path)
+        with img:
+            _check_pixels(img, path, max_pixels)
             img.load()
             return to_rgb_array(img)
     except FileNotFoundError:
@@ -61,15 +146,18 @@ def read_rgb_array(path: str | Path) -> np.ndarray:
         raise DataError(f"{path}: cannot read image (corrupt, truncated or not an image): {detail}") from None
 
 
-def read_image(path: str | Path) -> Image.Image:
+def read_image(path: str | Path, max_pixels: int | None = None) -> Image.Image:
     """Open an image file fully as an RGB PIL image; ``DataError`` names a bad file."""
-    return Image.fromarray(read_rgb_array(path), "RGB")
+    return Image.fromarray(read_rgb_array(path, max_pixels), "RGB")
 
 
 def image_size(path: str | Path) -> tuple[int, int]:
     """(width, height) from the image header only; ``DataError`` names the file."""
     try:
-        with Image.open(path) as img:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # nothing is decoded here
+            img = Image.open(path)
+        with img:
             return img.size
     except FileNotFoundError:
         raise DataError(f"{path}: image file not found") from None
@@ -89,8 +177,8 @@ def pil_to_tensor(img: Image.Image) -> Tensor:
     return array_to_tensor(to_rgb_array(img))
 
 
-def load_image(image) -> Tensor:
-    """A path or PIL image -> [3, H, W] float32 in [0, 1]."""
+def load_image(image, max_pixels: int | None = None) -> Tensor:
+    """A path or PIL image -> [3, H, W] float32 in [0, 1] (files above ``max_pixels`` refused undecoded)."""
     if isinstance(image, Image.Image):
         return pil_to_tensor(image)
-    return array_to_tensor(read_rgb_array(image))
+    return array_to_tensor(read_rgb_array(image, max_pixels))

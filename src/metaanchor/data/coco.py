@@ -10,7 +10,13 @@ Validation rules (each message names the file and the record):
   ``categories``; at least one image and one category;
 - images need an integer ``id`` (unique), a string ``file_name`` and positive
   integer ``width``/``height``; categories need a unique integer ``id`` and a
-  ``name``. Problems here are always errors (nothing sensible to skip);
+  ``name``. Problems here are always errors (nothing sensible to skip), except
+  a ``file_name`` that leaves the images folder (absolute, ``..``, NUL, or with
+  ``images_dir`` given a symlink pointing outside; see ``io.path_inside``):
+  with ``skip_invalid=True`` that image and its annotations are dropped and
+  counted (``unsafe_file_name``, ``annotation_of_skipped_image``);
+- one file under two image ids is a logged warning naming both ids, or with
+  ``fail_fast=True`` an error;
 - annotations need a unique integer ``id``, a known ``image_id`` and
   ``category_id`` and a ``bbox`` of 4 finite numbers with positive width and
   height; boxes may stick out of the image by up to ``BOX_TOLERANCE`` px (they
@@ -38,7 +44,7 @@ import numpy as np
 import torch
 
 from metaanchor.errors import DataError, UserError
-from metaanchor.io import array_to_tensor, read_rgb_array  # the one image reader
+from metaanchor.io import array_to_tensor, path_inside, read_rgb_array, unsafe_name_reason  # the one image reader
 
 log = logging.getLogger(__name__)
 
@@ -104,8 +110,13 @@ def _check_top_level(data: Any, report: _Report) -> None:
         report.fatal("dataset has no categories")
 
 
-def _check_images(images: list, report: _Report) -> dict[int, dict]:
+def _check_images(images: list, report: _Report, images_dir: Path | None,
+                  fail_fast: bool) -> tuple[dict[int, dict], set[int]]:
+    """(image id -> image, ids of images dropped for an unsafe file_name)."""
     by_id: dict[int, dict] = {}
+    dropped: set[int] = set()
+    by_file: dict[str, int] = {}
+    duplicates: list[str] = []
     for k, img in enumerate(images):
         where = f"images[{k}]" + (f" (image id {img.get('id')})" if isinstance(img, dict) else "")
         if not isinstance(img, dict):
@@ -120,7 +131,30 @@ def _check_images(images: list, report: _Report) -> dict[int, dict]:
             if not _is_int(img.get(key)) or img[key] <= 0:
                 report.fatal(f"{where}: '{key}' must be a positive integer, got {img.get(key)!r}")
         by_id[img["id"]] = img
-    return by_id
+        name = img["file_name"]
+        try:
+            if images_dir is not None:
+                path_inside(images_dir, name, f"image id {img['id']}")
+            elif (reason := unsafe_name_reason(name)) is not None:
+                raise DataError(f"image id {img['id']}: file_name {name!r} {reason}; "
+                                "file paths must stay inside their folder")
+        except DataError as exc:
+            report.bad("unsafe_file_name", str(exc))
+            dropped.add(img["id"])
+            continue
+        key = os.path.normpath(name)
+        if key in by_file:
+            message = f"image ids {by_file[key]} and {img['id']} use the same file {key!r}"
+            if fail_fast:
+                report.fatal(message + " (--fail-fast)")
+            duplicates.append(message)
+        else:
+            by_file[key] = img["id"]
+    if duplicates:
+        more = f" (and {len(duplicates) - 5} more)" if len(duplicates) > 5 else ""
+        log.warning("%s: %d image record(s) repeat a file of another image id: %s%s", report.source,
+                    len(duplicates), "; ".join(duplicates[:5]), more)
+    return by_id, dropped
 
 
 def _check_categories(categories: list, report: _Report) -> list[dict]:
@@ -202,27 +236,41 @@ def _check_annotation(ann: Any, k: int, images: dict[int, dict], cat_ids: set[in
 
 
 def validate_coco(data: Any, source: str | os.PathLike = "<annotations>",
-                  skip_invalid: bool = False) -> tuple[dict, dict[str, int], list[str]]:
+                  skip_invalid: bool = False, fail_fast: bool = False,
+                  images_dir: str | os.PathLike | None = None) -> tuple[dict, dict[str, int], list[str]]:
     """Check a COCO dict; return ``(clean_dict, skipped_counts, warnings)``.
 
     ``source`` names the file in messages. Raises ``DataError`` on the first
-    problem unless ``skip_invalid`` (which only applies to annotations).
+    problem unless ``skip_invalid`` (which applies to annotations and to
+    unsafe image file names). ``fail_fast`` makes a file listed under two
+    image ids an error (else a warning). With ``images_dir`` each file name is
+    also resolved (symlinks) and must stay inside it.
     """
     report = _Report(source, skip_invalid)
     _check_top_level(data, report)
-    images = _check_images(data["images"], report)
+    images, dropped = _check_images(data["images"], report, None if images_dir is None else Path(images_dir),
+                                    fail_fast)
     categories = _check_categories(data["categories"], report)
     cat_ids = {c["id"] for c in categories}
     seen: set[int] = set()
     annotations = []
     for k, ann in enumerate(data["annotations"]):
+        if dropped and isinstance(ann, dict) and _is_int(ann.get("image_id")) and ann["image_id"] in dropped:
+            report.skipped["annotation_of_skipped_image"] += 1
+            continue
         clean = _check_annotation(ann, k, images, cat_ids, seen, report)
         if clean is not None:
             annotations.append(clean)
-    if report.skipped:
+    if dropped:
+        log.warning("%s: skipped %d image(s) whose file_name leaves the images folder, with their %d "
+                    "annotation(s) (data.skip_invalid); first: %s", source, len(dropped),
+                    report.skipped["annotation_of_skipped_image"], report.warnings[0])
+    n_ann = sum(n for r, n in report.skipped.items() if r not in ("unsafe_file_name", "annotation_of_skipped_image"))
+    if n_ann:
         log.warning("%s: skipped or repaired %d annotation(s) (data.skip_invalid): %s; first: %s", source,
-                    sum(report.skipped.values()), dict(report.skipped), report.warnings[0])
-    clean_data = {**data, "images": list(data["images"]), "annotations": annotations,
+                    n_ann, dict(report.skipped), report.warnings[len(dropped)])
+    clean_data = {**data, "images": [img for img in data["images"] if img["id"] not in dropped],
+                  "annotations": annotations,
                   "categories": categories}
     return clean_data, dict(report.skipped), report.warnings
 
@@ -254,10 +302,13 @@ class CocoDataset(torch.utils.data.Dataset):
     """
 
     def __init__(self, path: str | os.PathLike, images_dir: str | os.PathLike | None = None,
-                 skip_invalid: bool = False, transforms=None):
+                 skip_invalid: bool = False, transforms=None, fail_fast: bool = False,
+                 max_image_pixels: int | None = None):
         self.ann_file, self.images_dir = resolve_coco_paths(path, images_dir)
+        self.max_image_pixels = max_image_pixels  # None: metaanchor.io's default cap
         raw = load_coco_json(self.ann_file)
-        data, self.skipped, self.warnings = validate_coco(raw, self.ann_file, skip_invalid)
+        data, self.skipped, self.warnings = validate_coco(raw, self.ann_file, skip_invalid and not fail_fast,
+                                                          fail_fast, self.images_dir)
         self.transforms = transforms
         self.cat_ids = [c["id"] for c in data["categories"]]
         self.class_names = [c["name"] for c in data["categories"]]
@@ -284,12 +335,14 @@ class CocoDataset(torch.utils.data.Dataset):
         return len(self.images)
 
     def image_path(self, index: int) -> Path:
-        return self.images_dir / self.images[index]["file_name"]
+        """The image file, checked (again, at read time) to lie inside ``images_dir``."""
+        info = self.images[index]
+        return path_inside(self.images_dir, info["file_name"], f"{self.ann_file}: image id {info['id']}")
 
     def __getitem__(self, index: int):
         info = self.images[index]
         path = self.image_path(index)
-        arr = read_rgb_array(path)
+        arr = read_rgb_array(path, self.max_image_pixels)
         if arr.shape[:2] != (info["height"], info["width"]):
             raise DataError(
                 f"{path}: image is {arr.shape[1]}x{arr.shape[0]} but {self.ann_file.name} "

@@ -18,6 +18,12 @@ Conventions:
   readers; images get ids ``1..N`` in sorted file-name order.
 - :func:`convert` writes a self-contained dataset folder: images are hard-linked
   (or copied when linking is impossible) into ``dst/images``.
+- Every path built from a record's ``file_name`` (image reads, links, label and
+  XML writes) goes through :func:`metaanchor.io.path_inside`: absolute names,
+  ``..`` and symlinks leaving the folder are errors naming the record, so
+  nothing outside ``dst`` is ever written or deleted.
+- VOC sources honour the official split with ``split=NAME``
+  (``ImageSets/Main/NAME.txt``).
 """
 
 from __future__ import annotations
@@ -33,7 +39,7 @@ from pathlib import Path
 
 from metaanchor.data.coco import load_coco_json, resolve_coco_paths, validate_coco
 from metaanchor.errors import DataError, UserError
-from metaanchor.io import IMAGE_SUFFIXES, image_size
+from metaanchor.io import IMAGE_SUFFIXES, image_size, path_inside
 
 log = logging.getLogger(__name__)
 
@@ -58,16 +64,24 @@ def write_coco(coco_dict: dict, path: str | os.PathLike) -> Path:
     return path
 
 
-def read_coco(path: str | os.PathLike, skip_invalid: bool = False) -> dict:
-    """Read and validate a COCO JSON file (or dataset folder's annotations.json)."""
+def read_coco(path: str | os.PathLike, skip_invalid: bool = False, fail_fast: bool = False,
+              images_dir: str | os.PathLike | None = None, skipped: dict | None = None) -> dict:
+    """Read and validate a COCO JSON file (or dataset folder's annotations.json).
+
+    With ``images_dir`` file names are also resolved and must stay inside it;
+    ``skipped`` (if given) receives the skip counts (see ``validate_coco``).
+    """
     path = Path(path)
     ann_file = path / "annotations.json" if path.is_dir() else path
-    data, _, _ = validate_coco(load_coco_json(ann_file), ann_file, skip_invalid)
+    data, counts, _ = validate_coco(load_coco_json(ann_file), ann_file, skip_invalid and not fail_fast,
+                                    fail_fast, images_dir)
+    if skipped is not None:
+        skipped.update(counts)
     return data
 
 
 def _build_coco(records: list[tuple[Path, str, int, int, list[dict]]],
-                class_names: list[str]) -> dict:
+                class_names: list[str], source: Path | None = None, fail_fast: bool = False) -> dict:
     """Validated COCO dict from ``(source file, file_name, width, height, [ann])`` records.
 
     Each ann is ``{label, bbox: [x, y, w, h], iscrowd}``; problems are reported
@@ -75,7 +89,7 @@ def _build_coco(records: list[tuple[Path, str, int, int, list[dict]]],
     """
     categories = [{"id": k + 1, "name": n} for k, n in enumerate(class_names)]
     images, annotations = [], []
-    for image_id, (source, file_name, width, height, anns) in enumerate(records, start=1):
+    for image_id, (record_source, file_name, width, height, anns) in enumerate(records, start=1):
         image = {"id": image_id, "file_name": file_name, "width": width, "height": height}
         mine = []
         for ann in anns:
@@ -84,10 +98,13 @@ def _build_coco(records: list[tuple[Path, str, int, int, list[dict]]],
                          "category_id": ann["label"] + 1, "bbox": [x, y, w, h],
                          "area": w * h, "iscrowd": ann.get("iscrowd", 0)})
         one = {"images": [image], "annotations": mine, "categories": categories}
-        clean, _, _ = validate_coco(one, source)
+        clean, _, _ = validate_coco(one, record_source)
         images.append(image)
         annotations.extend(clean["annotations"])
-    return {"images": images, "annotations": annotations, "categories": categories}
+    data = {"images": images, "annotations": annotations, "categories": categories}
+    if source is not None:  # across records: one file under two image ids warns (fails with fail_fast)
+        validate_coco(data, source, fail_fast=fail_fast)
+    return data
 
 
 def _label_names(coco_dict: dict) -> tuple[dict[int, int], list[str]]:
@@ -127,6 +144,12 @@ def _num(value: float) -> str:
     return str(int(rounded)) if rounded == int(rounded) else f"{rounded:.3f}".rstrip("0")
 
 
+def _output_path(root: Path, file_name: str, suffix: str, what: str) -> Path:
+    """``root / file_name`` with ``suffix``, checked to stay inside ``root`` (see ``io.path_inside``)."""
+    path_inside(root, file_name, what)
+    return path_inside(root, Path(file_name).with_suffix(suffix).as_posix(), what)
+
+
 # --------------------------------------------------------------------------- Pascal VOC
 
 
@@ -152,7 +175,7 @@ def write_voc(coco_dict: dict, out_ann_dir: str | os.PathLike) -> Path:
             for key, value in (("xmin", x + 1), ("ymin", y + 1), ("xmax", x + w), ("ymax", y + h)):
                 ET.SubElement(box, key).text = _num(value)
         ET.indent(root)
-        xml_path = out / Path(img["file_name"]).with_suffix(".xml")
+        xml_path = _output_path(out, img["file_name"], ".xml", f"image id {img['id']}")
         xml_path.parent.mkdir(parents=True, exist_ok=True)
         ET.ElementTree(root).write(xml_path, encoding="utf-8", xml_declaration=True)
     return out
@@ -191,7 +214,7 @@ def _parse_voc_file(xml_path: Path, images_dir: Path | None) -> tuple[str, int, 
         width = int(_voc_number(size, "width", xml_path))
         height = int(_voc_number(size, "height", xml_path))
     elif images_dir is not None:
-        width, height = image_size(images_dir / file_name)
+        width, height = image_size(path_inside(images_dir, file_name, str(xml_path)))
     else:
         raise DataError(f"{xml_path}: missing <size> and no images directory to read it from")
     objects = []
@@ -208,21 +231,34 @@ def _parse_voc_file(xml_path: Path, images_dir: Path | None) -> tuple[str, int, 
 
 
 def read_voc(ann_dir: str | os.PathLike, images_dir: str | os.PathLike | None = None,
-             class_names: list[str] | None = None) -> dict:
-    """COCO dict from every ``*.xml`` under ``ann_dir`` (sorted, recursive).
+             class_names: list[str] | None = None, ids: list[str] | None = None,
+             fail_fast: bool = False) -> dict:
+    """COCO dict from every ``*.xml`` under ``ann_dir`` (sorted, recursive), or from ``ids``.
 
-    Class names come from ``class_names``, else ``ann_dir/classes.txt``, else the
-    sorted set of object names. ``images_dir`` is only read for files without <size>.
+    ``ids`` (e.g. from :func:`voc_split_ids`) restricts reading to
+    ``ann_dir/<id>.xml`` in that order. Class names come from ``class_names``,
+    else ``ann_dir/classes.txt``, else the sorted set of object names of every
+    XML in ``ann_dir`` (all of them even with ``ids``, so the splits of one
+    dataset share category ids). ``images_dir`` is only read for files without <size>.
     """
     ann_dir = Path(ann_dir)
-    files = sorted(ann_dir.rglob("*.xml"))
+    every = sorted(ann_dir.rglob("*.xml"))
+    if ids is None:
+        files = every
+    else:
+        files = [path_inside(ann_dir, f"{i}.xml", f"image id {i!r}") for i in ids]
+        for i, f in zip(ids, files):
+            if not f.is_file():
+                raise DataError(f"image id {i!r} of the split has no annotation file {f}")
     if not files:
         raise DataError(f"{ann_dir}: no VOC .xml annotation files")
     parsed = [_parse_voc_file(p, Path(images_dir) if images_dir else None) for p in files]
     if class_names is None:
         classes_txt = ann_dir / "classes.txt"
-        class_names = (_read_class_names(classes_txt) if classes_txt.is_file()
-                       else sorted({o["name"] for *_, objs in parsed for o in objs}))
+        names = {o["name"] for *_, objs in parsed for o in objs}
+        if ids is not None:
+            names |= {n for f in every for n in _voc_object_names(f)}
+        class_names = _read_class_names(classes_txt) if classes_txt.is_file() else sorted(names)
     label_of = {n: k for k, n in enumerate(class_names)}
     records = []
     for xml_path, (file_name, width, height, objs) in zip(files, parsed):
@@ -232,7 +268,38 @@ def read_voc(ann_dir: str | os.PathLike, images_dir: str | os.PathLike | None = 
                                 f"known: {', '.join(class_names)}")
             obj["label"] = label_of[obj["name"]]
         records.append((xml_path, file_name, width, height, objs))
-    return _build_coco(records, list(class_names))
+    return _build_coco(records, list(class_names), ann_dir, fail_fast)
+
+
+def _voc_object_names(xml_path: Path) -> set[str]:
+    try:
+        root = ET.parse(xml_path).getroot()
+    except (ET.ParseError, OSError):
+        return set()  # reported when (if) the file is read as part of a split
+    return {(o.findtext("name") or "").strip() for o in root.iter("object")} - {""}
+
+
+def voc_split_ids(root: str | os.PathLike, split: str) -> list[str]:
+    """Image ids of ``root/ImageSets/Main/<split>.txt`` (first token of each line).
+
+    ``UserError`` for an unknown split lists the available ones.
+    """
+    main = Path(root) / "ImageSets" / "Main"
+    if not main.is_dir():
+        raise UserError(f"--split {split}: {root} has no ImageSets/Main folder")
+    available = sorted(p.stem for p in main.glob("*.txt"))
+    common = [a for a in available if "_" not in a] or available  # not VOC's per-class <class>_<split> files
+    split_file = path_inside(main, f"{split}.txt", "--split")
+    if not split_file.is_file():
+        raise UserError(f"--split {split}: no {split_file}; available: {', '.join(common) or 'none'}")
+    try:
+        lines = split_file.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise DataError(f"{split_file}: cannot read: {exc}") from None
+    ids = [line.split()[0] for line in lines if line.strip()]
+    if not ids:
+        raise DataError(f"{split_file}: no image ids")
+    return ids
 
 
 # --------------------------------------------------------------------------- YOLO
@@ -248,7 +315,7 @@ def write_yolo(coco_dict: dict, out_dir: str | os.PathLike) -> Path:
     crowd = 0
     written: dict[Path, str] = {}
     for img in coco_dict["images"]:
-        txt = out / "labels" / Path(img["file_name"]).with_suffix(".txt")
+        txt = _output_path(out / "labels", img["file_name"], ".txt", f"image id {img['id']}")
         if txt in written:
             raise DataError(f"images {written[txt]!r} and {img['file_name']!r} map to the "
                             f"same YOLO label file {txt}")
@@ -369,10 +436,11 @@ def _locate(src: Path, fmt: str, images_dir: Path | None) -> tuple[Path, Path]:
     return ann, Path(images_dir)
 
 
-def _link_images(file_names: Iterable[str], src_dir: Path, dst_dir: Path) -> None:
-    """Hard-link (or copy) each image from ``src_dir`` into ``dst_dir``."""
-    for name in file_names:
-        src, dst = src_dir / name, dst_dir / name
+def _link_images(images: Iterable[dict], src_dir: Path, dst_dir: Path) -> None:
+    """Hard-link (or copy) each image from ``src_dir`` into ``dst_dir`` (both paths checked to stay inside)."""
+    for img in images:
+        name, what = img["file_name"], f"image id {img['id']}"
+        src, dst = path_inside(src_dir, name, what), path_inside(dst_dir, name, what)
         if not src.is_file():
             raise DataError(f"{src}: image file not found")
         if dst.exists():
@@ -387,7 +455,8 @@ def _link_images(file_names: Iterable[str], src_dir: Path, dst_dir: Path) -> Non
 
 
 def convert(src: str | os.PathLike, src_format: str, dst: str | os.PathLike, dst_format: str,
-            images_dir: str | os.PathLike | None = None) -> Path:
+            images_dir: str | os.PathLike | None = None, split: str | None = None,
+            skip_invalid: bool = False, fail_fast: bool = False, skipped: dict | None = None) -> Path:
     """Convert a dataset between ``coco``, ``voc`` and ``yolo``; return ``dst``.
 
     Sources: coco = dataset folder or JSON (+ ``images_dir``); voc = folder with
@@ -396,20 +465,29 @@ def convert(src: str | os.PathLike, src_format: str, dst: str | os.PathLike, dst
     ``src/JPEGImages``. ``dst`` becomes a self-contained folder: coco ->
     ``annotations.json``; voc -> ``Annotations/``; yolo -> ``labels/`` +
     ``classes.txt``; all with ``images/``.
+
+    ``split`` (VOC sources only) converts the images of
+    ``ImageSets/Main/<split>.txt``. ``skip_invalid`` drops (and counts into
+    ``skipped``) COCO records that can be skipped, among them images whose
+    file name leaves the images folder; ``fail_fast`` makes every such record
+    and a file listed under two image ids an error.
     """
     for fmt in (src_format, dst_format):
         if fmt not in FORMATS:
             raise UserError(f"unknown dataset format {fmt!r}; allowed: {', '.join(FORMATS)}")
+    if split is not None and src_format != "voc":
+        raise UserError(f"--split {split}: only VOC sources have splits (ImageSets/Main/NAME.txt)")
     src, dst = Path(src), Path(dst)
     ann, img_dir = _locate(src, src_format, Path(images_dir) if images_dir else None)
     if src_format == "coco":
-        data = read_coco(ann)
+        data = read_coco(ann, skip_invalid, fail_fast, img_dir, skipped)
     elif src_format == "voc":
-        data = read_voc(ann, img_dir)
+        ids = None if split is None else voc_split_ids(src if (src / "Annotations").is_dir() else src.parent, split)
+        data = read_voc(ann, img_dir, ids=ids, fail_fast=fail_fast)
     else:
         data = read_yolo(ann, img_dir)
     dst.mkdir(parents=True, exist_ok=True)
-    _link_images((img["file_name"] for img in data["images"]), img_dir, dst / "images")
+    _link_images(data["images"], img_dir, dst / "images")
     if dst_format == "coco":
         write_coco(data, dst / "annotations.json")
     elif dst_format == "voc":

@@ -47,6 +47,17 @@ BACKGROUNDS: tuple[str, ...] = ("texture", "plain")
 MAX_OCCLUDED = 0.5  # largest fraction of an object's box area that later boxes may cover
 _PLACEMENT_TRIES = 30
 _MIN_SIDE = 2  # pixels; smallest box side ever drawn
+# Upper bounds: an unbounded size would exhaust memory or run (practically) forever.
+MAX_IMAGE_SIZE = 4096  # px per side
+MAX_OBJECTS = 100  # per image
+MAX_SEED = 2**32 - 1
+MAX_IMAGES = 1_000_000  # per written dataset
+
+
+def check_num_images(num_images: int, name: str = "num_images") -> None:
+    """``UserError`` unless ``1 <= num_images <= MAX_IMAGES``."""
+    if not 1 <= num_images <= MAX_IMAGES:
+        raise UserError(f"{name} {num_images}: must be in 1..{MAX_IMAGES}")
 
 
 @dataclass
@@ -79,15 +90,17 @@ class SynthConfig:
     def validate(self) -> None:
         """Raise ``UserError`` naming the first inconsistent field."""
         checks = [
-            (self.image_size >= 16, f"image_size must be >= 16, got {self.image_size}"),
+            (16 <= self.image_size <= MAX_IMAGE_SIZE,
+             f"image_size must be in 16..{MAX_IMAGE_SIZE}, got {self.image_size}"),
             (1 <= self.num_classes <= len(SHAPES),
              f"num_classes must be in 1..{len(SHAPES)}, got {self.num_classes}"),
             (0 < self.min_size <= self.max_size,
              f"need 0 < min_size <= max_size, got {self.min_size}, {self.max_size}"),
             (0 < self.min_ratio <= self.max_ratio,
              f"need 0 < min_ratio <= max_ratio, got {self.min_ratio}, {self.max_ratio}"),
-            (1 <= self.min_objects <= self.max_objects,
-             f"need 1 <= min_objects <= max_objects, got {self.min_objects}, {self.max_objects}"),
+            (1 <= self.min_objects <= self.max_objects <= MAX_OBJECTS,
+             f"need 1 <= min_objects <= max_objects <= {MAX_OBJECTS}, got {self.min_objects}, {self.max_objects}"),
+            (0 <= self.seed <= MAX_SEED, f"seed must be in 0..{MAX_SEED}, got {self.seed}"),
             (self.background in BACKGROUNDS,
              f"background must be one of {', '.join(BACKGROUNDS)}, got {self.background!r}"),
         ]
@@ -343,6 +356,7 @@ def write_synth_dataset(out_dir: str | os.PathLike, num_images: int, cfg: SynthC
     """
     if num_images < 1:
         raise UserError(f"synthetic dataset needs at least 1 image, got {num_images}")
+    check_num_images(num_images)
     cfg = cfg if cfg is not None else SynthConfig()
     out = Path(out_dir)
     try:
