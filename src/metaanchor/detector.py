@@ -152,7 +152,7 @@ class Detector(nn.Module):
             return detection_loss(cls_logits, box_deltas, anchors, scaled, self.matcher, self.box_coder,
                                   self.reg_loss)
         level_sizes = [h * w * k for (h, w), k in zip(shapes, self.anchors.num_anchors(len(shapes)))]
-        dets = postprocess(cls_logits, box_deltas, anchors, level_sizes, tuple(batch.shape[-2:]), self.box_coder,
+        dets = postprocess(cls_logits, box_deltas, anchors, level_sizes, sizes, self.box_coder,  # per-image sizes
                            self.score_thresh, self.nms_thresh, self.topk_candidates, self.detections_per_img)
         for d, s, img in zip(dets, scales, images):
             d["boxes"] = d["boxes"] / _xyxy_scale(s, batch.device)

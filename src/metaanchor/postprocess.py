@@ -1,20 +1,22 @@
 """Batched post-processing: top-k per level, score threshold, decode, NMS, top detections.
 
 No Python loop over images: candidates of the whole batch go through one
-grouped NMS keyed by (image, class) (``grouped_nms``).
+grouped NMS keyed by (image, class) (``grouped_nms``). Each image is handled
+within its own size, not the padded batch canvas, so its detections do not
+depend on the other images of the batch.
 """
 
 from __future__ import annotations
 
 import torch
 from torch import Tensor
-from torchvision.ops import batched_nms, clip_boxes_to_image, nms
+from torchvision.ops import batched_nms, nms
 
 from metaanchor.box_coder import BoxCoder
 
 
 def postprocess(cls_logits: Tensor, box_deltas: Tensor, anchors: Tensor, level_sizes: list[int],
-                image_size: tuple[int, int], box_coder: BoxCoder, score_thresh: float = 0.05,
+                image_sizes, box_coder: BoxCoder, score_thresh: float = 0.05,
                 nms_thresh: float = 0.5, topk_candidates: int = 1000,
                 detections_per_img: int = 100) -> list[dict[str, Tensor]]:
     """Turn head outputs into detections.
@@ -22,26 +24,32 @@ def postprocess(cls_logits: Tensor, box_deltas: Tensor, anchors: Tensor, level_s
     Args:
         cls_logits: [B, A, C]; box_deltas: [B, A, 4]; anchors: [A, 4].
         level_sizes: anchors per level (sum = A), for the per-level top-k.
-        image_size: (H, W) of the padded batch, for clipping.
+        image_sizes: each image's (h, w) inside the padded batch, [B, 2] (tensor or list of pairs),
+            or one (H, W) for all. Anchors centred outside an image (in its padding) are ignored,
+            and boxes are clipped to the image before NMS.
     Returns:
         per image {"boxes": [D, 4] x1y1x2y2, "scores": [D], "labels": [D] int64}, in batch pixels.
     """
     b, _, c = cls_logits.shape
+    sizes = torch.as_tensor(image_sizes, dtype=anchors.dtype, device=anchors.device).reshape(-1, 2).expand(b, 2)
+    centre = (anchors[:, :2] + anchors[:, 2:]) / 2  # [A, 2] (x, y)
+    inside = (centre[None, :, 0] < sizes[:, 1:2]) & (centre[None, :, 1] < sizes[:, 0:1])  # [B, A]
     scores_all, idx_all = [], []
     start = 0
     for n in level_sizes:  # per-level top-k over (anchor, class), all images at once
-        top_s, top_i = anchor_topk(cls_logits[:, start:start + n], topk_candidates)
+        top_s, top_i = anchor_topk(cls_logits[:, start:start + n], topk_candidates, inside[:, start:start + n])
         scores_all.append(top_s)
         idx_all.append(top_i + start * c)
         start += n
     logits, flat_idx = torch.cat(scores_all, 1), torch.cat(idx_all, 1)  # [B, S]
     scores = torch.sigmoid(logits.float())
-    keep = scores > score_thresh
+    keep = (scores > score_thresh) & (logits > float("-inf"))
     img_idx = torch.arange(b, device=scores.device)[:, None].expand_as(scores)[keep]
     flat_idx, scores = flat_idx[keep], scores[keep]
     anchor_idx, labels = flat_idx // c, flat_idx % c
     boxes = box_coder.decode(box_deltas[img_idx, anchor_idx], anchors[anchor_idx])
-    boxes = clip_boxes_to_image(boxes, image_size)
+    upper = sizes.flip(1).repeat(1, 2).to(boxes.dtype)[img_idx]  # [N, 4] (w, h, w, h) of each box's image
+    boxes = torch.minimum(boxes.clamp(min=0), upper)
 
     keep = grouped_nms(boxes, scores, img_idx * c + labels, nms_thresh)  # sorted by score
     keep = keep[torch.argsort(img_idx[keep], stable=True)]  # group by image, score order kept
@@ -55,11 +63,12 @@ def postprocess(cls_logits: Tensor, box_deltas: Tensor, anchors: Tensor, level_s
             zip(boxes[keep].split(counts), scores[keep].split(counts), labels[keep].split(counts))]
 
 
-def anchor_topk(logits: Tensor, k: int) -> tuple[Tensor, Tensor]:
+def anchor_topk(logits: Tensor, k: int, valid: Tensor | None = None) -> tuple[Tensor, Tensor]:
     """Top-k over (anchor, class) pairs of each image, without scanning everything twice.
 
     Args:
         logits: [B, N, C] class logits of N anchors.
+        valid: optional [B, N] bool; pairs of other anchors get -inf.
     Returns:
         values [B, k'] and flat indices [B, k'] into the N*C pairs (k' = min(k, N*C)), unsorted.
 
@@ -69,11 +78,20 @@ def anchor_topk(logits: Tensor, k: int) -> tuple[Tensor, Tensor]:
     about 4x slower). Values are exact; among tied scores another index may win.
     """
     b, n, c = logits.shape
+    neg_inf = float("-inf")
     if n <= k or c == 1:
+        if valid is not None:
+            logits = logits.masked_fill(~valid[..., None], neg_inf)
         flat = logits.reshape(b, -1)
         return flat.topk(min(k, flat.shape[1]), dim=1, sorted=False)
-    best_anchor = logits.amax(dim=2).topk(k, dim=1, sorted=False).indices  # [B, k]
-    pool = torch.gather(logits, 1, best_anchor[..., None].expand(-1, -1, c)).reshape(b, -1)  # [B, k*C]
+    best = logits.amax(dim=2)  # [B, N]
+    if valid is not None:
+        best = best.masked_fill(~valid, neg_inf)
+    best_anchor = best.topk(k, dim=1, sorted=False).indices  # [B, k]
+    pool = torch.gather(logits, 1, best_anchor[..., None].expand(-1, -1, c))  # [B, k, C]
+    if valid is not None:  # fewer than k valid anchors: the invalid ones picked must not win
+        pool = pool.masked_fill(~torch.gather(valid, 1, best_anchor)[..., None], neg_inf)
+    pool = pool.reshape(b, -1)  # [B, k*C]
     values, pos = pool.topk(k, dim=1, sorted=False)
     return values, torch.gather(best_anchor, 1, pos // c) * c + pos % c
 
