@@ -352,3 +352,13 @@ def test_convert_api_reports_skips(world):
     skipped: dict = {}
     convert(src, "coco", world / "out" / "dst", "coco", skip_invalid=True, skipped=skipped)
     assert skipped == {"unsafe_file_name": 1, "annotation_of_skipped_image": 1}
+
+
+def test_eval_fail_fast_refuses_one_file_under_two_image_ids(world, capsys):
+    from conftest import tiny_detector
+
+    src = _write_coco(world / "src", [(1, "good.png"), (2, "good.png")])
+    ckpt = world / "model.pt"
+    tiny_detector(num_classes=1).save(ckpt)
+    code, _, err = cli(capsys, "eval", "--checkpoint", ckpt, "--data", src, "--fail-fast", "--device", "cpu")
+    assert code == 2 and "image ids 1 and 2 use the same file 'good.png'" in err[0], err

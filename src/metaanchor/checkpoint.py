@@ -143,9 +143,14 @@ def load(path: str | Path, map_location="cpu") -> dict:
         raise CheckpointError(f"checkpoint {path}: file not found")
     try:
         payload = torch.load(path, map_location=map_location, weights_only=True)
-    except pickle.UnpicklingError as e:  # weights_only refused a global: it could run code
+    except pickle.UnpicklingError as e:
+        forbidden = _forbidden(e)
+        if forbidden is None:  # not a pickle at all (text, random bytes)
+            raise CheckpointError(f"checkpoint {path}: unreadable (truncated or not a checkpoint): "
+                                  f"{_unpickler_detail(e)}") from None
+        # weights_only refused a global: loading it could run code
         raise CheckpointError(f"checkpoint {path}: refused, not a tensors-only metaanchor checkpoint "
-                              f"({_forbidden(e)})") from None
+                              f"({forbidden})") from None
     except Exception as e:  # noqa: BLE001 - truncated/corrupt files raise many types
         msg = str(e).splitlines()[0] if str(e) else type(e).__name__
         raise CheckpointError(f"checkpoint {path}: unreadable (truncated or not a checkpoint): {msg}") from None
@@ -163,15 +168,18 @@ def load(path: str | Path, map_location="cpu") -> dict:
     return payload
 
 
-def _forbidden(e: Exception) -> str:
-    """The global a weights-only load refused, from torch's long multi-paragraph message."""
+def _forbidden(e: Exception) -> str | None:
+    """The global a weights-only load refused, from torch's long multi-paragraph message (None: no global)."""
+    m = re.search(r"Unsupported global: GLOBAL ([\w.]+)", str(e)) or re.search(r"GLOBAL ([\w.]+)", str(e))
+    return f"its pickle names the global {m.group(1)}, which loading could run" if m else None
+
+
+def _unpickler_detail(e: Exception) -> str:
+    """The one informative line of torch's weights-only error (e.g. 'Unsupported operand 110')."""
     text = str(e)
-    m = re.search(r"Unsupported global: GLOBAL ([\w.]+)", text) or re.search(r"GLOBAL ([\w.]+)", text)
-    if m:
-        return f"its pickle names the global {m.group(1)}, which loading could run"
-    m = re.search(r"WeightsUnpickler error: ([^\n]+)", text)
-    detail = m.group(1) if m else (text.splitlines()[0] if text else type(e).__name__)
-    return f"its pickle uses something other than tensors and plain values: {detail[:200]}"
+    m = re.search(r"WeightsUnpickler error:\s*([^\n]+)", text)
+    detail = m.group(1).strip() if m else (text.splitlines()[0] if text else type(e).__name__)
+    return detail[:200]
 
 
 def _describe(payload) -> str:
