@@ -1,14 +1,21 @@
 """Outputs that must not depend on things they should not: the batch, stale caches, undefined COCO metrics,
 and anchor-search inputs the search cannot take (issues 11 and 12)."""
 
+import csv
+import json
+
+import pytest
 import torch
 import torch.nn.functional as F
 from conftest import tiny_detector
 from torch import nn
 
+from metaanchor.anchor_search import search_anchors
 from metaanchor.anchors import AnchorSet
 from metaanchor.backbones import STRIDES
 from metaanchor.box_coder import BoxCoder
+from metaanchor.cli import main, print_summary
+from metaanchor.data.synth import synth_config, write_synth_dataset
 from metaanchor.heads import MetaAnchorHead
 from metaanchor.postprocess import postprocess
 
@@ -155,3 +162,63 @@ def test_postprocess_clips_each_image_before_nms_and_ignores_its_padding():
     # one (H, W) for the whole batch still works (every image fills the canvas)
     whole = postprocess(logits, deltas, anchors, [3], (40, 256), coder, 0.05, 0.5, 1000, 100)
     torch.testing.assert_close(whole[0]["boxes"], out[1]["boxes"])
+
+
+# ---------------------------------------------------------------- undefined COCO metrics (issue 11)
+TINY = ["model.backbone=tiny", "model.fpn_channels=16", "model.head_convs=1", "model.hidden_dim=8",
+        "input.size=64", "solver.batch_size=2", "device=cpu", "log.period=1"]
+
+
+def _strict_json(text):
+    def refuse(name):
+        raise AssertionError(f"{name} in JSON")
+    return json.loads(text, parse_constant=refuse)
+
+
+@pytest.fixture(scope="module")
+def small_objects(tmp_path_factory):
+    """Boxes of 12-32 px only: no large objects, so APl and ARl are undefined."""
+    return write_synth_dataset(tmp_path_factory.mktemp("small") / "ds", 6, synth_config("small", seed=5),
+                               progress=False)
+
+
+@pytest.mark.parametrize("score_thresh", [0.0, 0.999], ids=["detections", "no-detections"])
+def test_undefined_metrics_are_null_in_json_and_na_in_printed_output(tmp_path, capsys, small_objects, score_thresh):
+    ckpt = tmp_path / "m.pt"
+    tiny_detector(class_names=["a", "b", "c"], score_thresh=score_thresh).save(ckpt)
+    out = tmp_path / "m.json"
+    assert main(["eval", "--checkpoint", str(ckpt), "--data", str(small_objects), "--device", "cpu",
+                 "--json-out", str(out)]) == 0
+    m = _strict_json(out.read_text())
+    assert m["APl"] is None and m["ARl"] is None
+    for k in ("AP", "AP50", "APs", "AR100"):
+        assert isinstance(m[k], float) and 0.0 <= m[k] <= 1.0
+    printed = capsys.readouterr().out
+    assert "-1.000" not in printed
+    if score_thresh == 0.0:  # pycocotools' summary is printed
+        assert [ln.split("=")[-1].strip() for ln in printed.splitlines() if "area= large" in ln] == ["n/a"] * 2
+
+
+def test_training_table_csv_and_best_checkpoint_with_undefined_metrics(tmp_path, capsys, small_objects):
+    out = tmp_path / "run"
+    assert main(["train", "--out", str(out), "--no-progress", f"data.train={small_objects}",
+                 f"data.val={small_objects}", "solver.max_iter=2", "eval.score_thresh=0.0", *TINY]) == 0
+    rows = list(csv.DictReader((out / "metrics.csv").open()))
+    assert rows[-1]["APl"] == rows[-1]["ARl"] == "" and rows[-1]["AP"] != ""
+    assert (out / "best.pt").is_file()
+    table = capsys.readouterr().out.splitlines()
+    header = next(i for i, ln in enumerate(table) if ln.startswith("anchors") and ln.rstrip().endswith("APl"))
+    assert table[header + 1].split()[-1] == "n/a"
+
+
+def test_print_summary_shows_undefined_metrics_as_na(capsys):
+    m = {"AP": 0.25, "AP50": 0.5, "AP75": 0.2, "APs": 0.1, "APm": None, "APl": None}
+    print_summary({"iterations": 3, "wall_time_s": 1.0, "metrics": {"3x3": m}}, "runs/x")
+    row = capsys.readouterr().out.splitlines()[-1].split()
+    assert row == ["3x3", "0.250", "0.500", "0.200", "0.100", "n/a", "n/a"]
+
+
+def test_anchor_search_scores_an_undefined_ap_as_worst():
+    scores = {"scales=1;ratios=1": None}
+    res = search_anchors(lambda spec: scores.get(spec, 0.1), (1.0,), (1.0,), budget=4)
+    assert res.tried[0][1] == float("-inf") and res.best[1] == 0.1

@@ -185,6 +185,7 @@ def search_anchors(score: Callable[[str], float], init_scales=(1.0, 2 ** (1 / 3)
     scored again; sets with more than ``max_anchors`` anchors are skipped. ``candidates``
     ((scales, ratios) pairs, e.g. presets) are scored right after the initial set, and the
     greedy search starts from the best of them all (so a bad initial set does not trap it).
+    A score of None (AP undefined: no ground truth) counts as -inf.
     """
     if method not in ("greedy", "random"):
         raise UserError(f"search method {method!r}: choose greedy or random")
@@ -194,7 +195,8 @@ def search_anchors(score: Callable[[str], float], init_scales=(1.0, 2 ** (1 / 3)
         spec = spec_of(scales, ratios)
         if spec in seen or len(scales) * len(ratios) > max_anchors or len(result.tried) >= budget:
             return seen.get(spec)
-        seen[spec] = float(score(spec))
+        value = score(spec)
+        seen[spec] = float("-inf") if value is None else float(value)
         result.tried.append((spec, seen[spec]))
         if log:
             log(f"[{len(result.tried):>3}/{budget}] {seen[spec]:.4f}  {spec}")
@@ -274,8 +276,15 @@ def cmd_search(args) -> int:
                         "anchor search needs a MetaAnchor checkpoint")
     data = CocoDataset(args.data, args.images)
     start = args.start or model.train_anchors.spec
-    res = search_anchors(lambda spec: evaluate(model, data, spec, args.batch_size, progress=False)["AP"],
-                         *scales_ratios_of(start), method=args.method, budget=args.budget, seed=args.seed,
+
+    def score(spec: str) -> float:
+        ap = evaluate(model, data, spec, args.batch_size, progress=False)["AP"]
+        if ap is None:
+            raise UserError(f"{args.data}: no ground-truth boxes, so AP is undefined; anchor search needs a "
+                            "validation split with boxes")
+        return ap
+
+    res = search_anchors(score, *scales_ratios_of(start), method=args.method, budget=args.budget, seed=args.seed,
                          candidates=preset_candidates(), log=print)
     print(f"\n{'#':>3}  {'AP':>7}  anchor set")
     for i, (spec, ap) in enumerate(sorted(res.tried, key=lambda t: -t[1])):

@@ -215,12 +215,15 @@ def cmd_train(args) -> int:
 
 
 def print_summary(summary: dict, out) -> None:
+    from metaanchor.engine.evaluate import fmt_metric
+
     rows = summary.get("metrics", {})
     print(f"\ntrained {summary['iterations']} iterations in {summary['wall_time_s']:.0f} s -> {out}")
     if rows:
         print(f"{'anchors':<14}{'AP':>8}{'AP50':>8}{'AP75':>8}{'APs':>8}{'APm':>8}{'APl':>8}")
         for spec, m in rows.items():
-            print(f"{spec:<14}" + "".join(f"{m[k]:>8.3f}" for k in ("AP", "AP50", "AP75", "APs", "APm", "APl")))
+            print(f"{spec:<14}" + "".join(f"{fmt_metric(m[k]):>8}" for k in ("AP", "AP50", "AP75", "APs", "APm",
+                                                                              "APl")))
 
 
 def _load_model(checkpoint: str, device: str):
@@ -243,7 +246,7 @@ def _check_anchors_and_batch(args) -> None:
 
 def cmd_eval(args) -> int:
     from metaanchor.data.coco import CocoDataset
-    from metaanchor.engine.evaluate import METRIC_KEYS, evaluate
+    from metaanchor.engine.evaluate import METRIC_KEYS, evaluate, fmt_metric
 
     _check_anchors_and_batch(args)
     model = _load_model(args.checkpoint, args.device)
@@ -263,7 +266,7 @@ def cmd_eval(args) -> int:
         print(f"evaluated {len(data) - len(skipped)} of {len(data)} images; {len(skipped)} unreadable images "
               "left out (their ground truth too)", file=sys.stderr)
     print(m["summary"].rstrip())
-    print("per-class AP: " + ", ".join(f"{k} {v:.3f}" for k, v in m["per_class"].items()))
+    print("per-class AP: " + ", ".join(f"{k} {fmt_metric(v)}" for k, v in m["per_class"].items()))
     if args.json_out:
         out = {k: m[k] for k in METRIC_KEYS} | {"per_class": m["per_class"],
                                                "anchors": args.anchors or model.anchors.spec}

@@ -18,6 +18,7 @@ from metaanchor.config import load_config, set_key
 from metaanchor.data.coco import CocoDataset
 from metaanchor.data.synth import synth_config, write_synth_dataset
 from metaanchor.detector import Detector
+from metaanchor.engine.evaluate import fmt_metric
 from metaanchor.engine.train import train
 from metaanchor.visualize import detection_grid, draw_detections, plot_anchor_sets
 
@@ -63,6 +64,6 @@ def run_demo(config: str, out: str, unseen: str, overrides: list[str]) -> dict:
     print(f"{'anchor set':<24}{'AP':>8}{'AP50':>8}{'AP75':>8}")
     for spec, m in metrics.items():
         label = f"{spec} ({'training' if spec == seen else 'never seen'})"
-        print(f"{label:<24}{m['AP']:>8.3f}{m['AP50']:>8.3f}{m['AP75']:>8.3f}")
+        print(f"{label:<24}" + "".join(f"{fmt_metric(m[k]):>8}" for k in ("AP", "AP50", "AP75")))
     print(f"\ncheckpoint: {out / 'last.pt'}\npictures:   {out / 'demo.png'}, {out / 'anchors.png'}")
     return metrics

@@ -14,6 +14,13 @@ from metaanchor.anchors import AnchorSet
 from metaanchor.errors import DataError, OutOfMemory, UserError, is_out_of_memory, out_of_memory_message
 
 METRIC_KEYS = ("AP", "AP50", "AP75", "APs", "APm", "APl", "AR1", "AR10", "AR100", "ARs", "ARm", "ARl")
+AREA_OF = dict(zip(METRIC_KEYS, 2 * (("all",) * 3 + ("small", "medium", "large"))))  # the area range of each
+AREA_RANGES = {"all": (0, 1e10), "small": (0, 32 ** 2), "medium": (32 ** 2, 96 ** 2), "large": (96 ** 2, 1e10)}
+
+
+def fmt_metric(value, spec: str = ".3f") -> str:
+    """A metric for printing: ``n/a`` when it is undefined (None, e.g. APl with no large objects)."""
+    return "n/a" if value is None else format(value, spec)
 
 
 def to_coco_results(dets: list[dict], image_ids: list[int], cat_ids: list[int]) -> list[dict]:
@@ -29,9 +36,16 @@ def to_coco_results(dets: list[dict], image_ids: list[int], cat_ids: list[int]) 
 
 
 def coco_metrics(coco_gt, results: list[dict], image_ids: list[int] | None = None) -> dict:
-    """Run COCOeval quietly; returns METRIC_KEYS plus ``per_class`` AP and the printed summary."""
+    """Run COCOeval quietly; returns METRIC_KEYS plus ``per_class`` AP and the printed summary.
+
+    A metric pycocotools cannot define (its -1: no ground truth in that area range, e.g. APl
+    when the split has no large objects; a class without boxes) is None, printed as ``n/a``.
+    """
     if not results:
-        return {k: 0.0 for k in METRIC_KEYS} | {"per_class": {}, "summary": "no detections"}
+        areas = _gt_areas(coco_gt, image_ids)
+        defined = {a: any(lo <= x <= hi for x in areas) for a, (lo, hi) in AREA_RANGES.items()}
+        return {k: (0.0 if defined[AREA_OF[k]] else None) for k in METRIC_KEYS} | {"per_class": {},
+                                                                                   "summary": "no detections"}
     buf = io.StringIO()
     with contextlib.redirect_stdout(buf):
         coco_dt = coco_gt.loadRes(results)
@@ -41,16 +55,22 @@ def coco_metrics(coco_gt, results: list[dict], image_ids: list[int] | None = Non
         ev.evaluate()
         ev.accumulate()
         ev.summarize()
-    metrics = {k: float(max(v, 0.0)) for k, v in zip(METRIC_KEYS, ev.stats)}
+    metrics = {k: (float(v) if v >= 0 else None) for k, v in zip(METRIC_KEYS, ev.stats)}
     per_class = {}
     precision = ev.eval["precision"]  # [T, R, K, A, M]
     for k, cat_id in enumerate(ev.params.catIds):
         p = precision[:, :, k, 0, -1]
         p = p[p > -1]
-        per_class[coco_gt.cats[cat_id]["name"]] = float(np.mean(p)) if p.size else float("nan")
+        per_class[coco_gt.cats[cat_id]["name"]] = float(np.mean(p)) if p.size else None
     metrics["per_class"] = per_class
-    metrics["summary"] = buf.getvalue()
+    metrics["summary"] = buf.getvalue().replace("] = -1.000", "] =    n/a")
     return metrics
+
+
+def _gt_areas(coco_gt, image_ids: list[int] | None) -> list[float]:
+    """Areas of the ground-truth boxes COCOeval counts (not crowd, not ignored)."""
+    ids = coco_gt.getAnnIds(imgIds=list(image_ids)) if image_ids is not None else coco_gt.getAnnIds()
+    return [a.get("area", 0.0) for a in coco_gt.loadAnns(ids) if not a.get("iscrowd", 0) and not a.get("ignore", 0)]
 
 
 def _load_items(dataset, indices, skipped: list[str] | None) -> list:

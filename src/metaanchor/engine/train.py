@@ -33,7 +33,7 @@ from metaanchor.anchors import AnchorSet
 from metaanchor.config import dump, model_kwargs
 from metaanchor.data.augment import Compose, PhotometricJitter, RandomHorizontalFlip
 from metaanchor.data.coco import CocoDataset, collate
-from metaanchor.engine.evaluate import METRIC_KEYS, evaluate
+from metaanchor.engine.evaluate import METRIC_KEYS, evaluate, fmt_metric
 from metaanchor.errors import (
     CheckpointError,
     ConfigError,
@@ -491,11 +491,12 @@ class Trainer:
                 writer.add_scalar(f"train/{k}", v, it)
             writer.add_scalar("train/lr", lr, it)
             for k in METRIC_KEYS if metrics else ():
-                writer.add_scalar(f"val/{k}", metrics[k], it)
+                if metrics[k] is not None:  # None: undefined (e.g. APl without large objects)
+                    writer.add_scalar(f"val/{k}", metrics[k], it)
         row = {"iter": it, "lr": f"{lr:.6g}", "skipped": self.skipped, "seconds": f"{seconds:.1f}",
                **{k: f"{v:.5f}" for k, v in stats.items()}}
         if metrics:
-            row.update({k: f"{metrics[k]:.5f}" for k in METRIC_KEYS})
+            row.update({k: "" if metrics[k] is None else f"{metrics[k]:.5f}" for k in METRIC_KEYS})
         path = self.out / "metrics.csv"
         new = not path.exists()
         with ckpt.writing(path), path.open("a", newline="") as f:
@@ -522,10 +523,10 @@ class Trainer:
         self.model.set_anchors(self.base_anchors)
         m = self._evaluate()
         self._log(writer, it, {}, seconds, m)
-        if m["AP"] > self.best_ap:
+        if m["AP"] is not None and m["AP"] > self.best_ap:  # None: no ground truth at all
             self.best_ap = m["AP"]
             self._save("best.pt", it)
-        tqdm.write(f"iter {it}: AP {m['AP']:.4f} AP50 {m['AP50']:.4f}")
+        tqdm.write(f"iter {it}: AP {fmt_metric(m['AP'], '.4f')} AP50 {fmt_metric(m['AP50'], '.4f')}")
 
     def _final_eval(self, writer, it: int, seconds: float) -> dict:
         summary = {"iterations": it, "metrics": {}}
@@ -538,7 +539,7 @@ class Trainer:
             summary["metrics"][spec] = self._evaluate(spec)
         m = summary["metrics"][self.base_anchors.spec]
         self._log(writer, it, {}, seconds, m)
-        if m["AP"] > self.best_ap:
+        if m["AP"] is not None and m["AP"] > self.best_ap:
             self.best_ap = m["AP"]
             self._save("best.pt", it)
         return summary

@@ -22,10 +22,10 @@ def mean_spread(values: list[float]) -> tuple[float, float]:
 
 
 def fmt(values: list[float], digits: int = 3) -> str:
-    """``0.412 ± 0.013`` (mean ± half-range) or ``0.412`` for one value."""
+    """``0.412 ± 0.013`` (mean ± half-range) or ``0.412`` for one value; ``n/a`` when none is defined."""
     m, s = mean_spread(values)
     if math.isnan(m):
-        return "-"
+        return "n/a"
     return f"{m:.{digits}f}" if len(values) < 2 else f"{m:.{digits}f} ± {s:.{digits}f}"
 
 

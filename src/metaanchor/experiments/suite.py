@@ -247,8 +247,8 @@ def search(ctx: Context) -> dict:
     report.bar_plot({label(a): {k: ap[(label(a), k)] for k in kinds} for a in SEARCH_FROM}, d / "test_ap.png",
                     "test AP: training set vs fitted vs searched set")
     body = [[label(a)] + [report.fmt(ap[(label(a), k)]) for k in kinds] for a in SEARCH_FROM]
-    found = "\n".join(f"- trained with {label(a)}, seed {s}: `{x['spec']}` (val AP {x['val_AP']:.3f}, test AP "
-                      f"{x['AP']:.3f})" for a in SEARCH_FROM for s in ctx.seeds for x in rows
+    found = "\n".join(f"- trained with {label(a)}, seed {s}: `{x['spec']}` (val AP {report.fmt([x['val_AP']])}, "
+                      f"test AP {report.fmt([x['AP']])})" for a in SEARCH_FROM for s in ctx.seeds for x in rows
                       if x["trained_with"] == label(a) and x["seed"] == s and x["anchors"] == "searched")
     verdicts = [_compare(ap[(label(a), "searched")], ap[(label(a), "training set")]) for a in SEARCH_FROM]
     held = "lower" not in verdicts and "higher" in verdicts
