@@ -250,7 +250,8 @@ def cmd_eval(args) -> int:
 
     _check_anchors_and_batch(args)
     model = _load_model(args.checkpoint, args.device)
-    data = CocoDataset(args.data, args.images, skip_invalid=args.skip_invalid and not args.fail_fast)
+    data = CocoDataset(args.data, args.images, skip_invalid=args.skip_invalid and not args.fail_fast,
+                       fail_fast=args.fail_fast)
     if len(data.cat_ids) != model.num_classes:
         raise UserError(f"{data.ann_file}: has {len(data.cat_ids)} categories but checkpoint {args.checkpoint} "
                         f"was trained for {model.num_classes} ({', '.join(model.class_names)})")
