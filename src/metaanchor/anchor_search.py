@@ -171,9 +171,12 @@ def _neighbours(scales: tuple, ratios: tuple, step: float) -> list[tuple[tuple, 
     return out
 
 
+MAX_SEARCH_ANCHORS = 25  # largest set (scales x ratios) the search scores
+
+
 def search_anchors(score: Callable[[str], float], init_scales=(1.0, 2 ** (1 / 3), 2 ** (2 / 3)),
                    init_ratios=(0.5, 1.0, 2.0), method: str = "greedy", budget: int = 20, seed: int = 0,
-                   step: float = 0.25, max_anchors: int = 25, candidates: list[tuple] = (),
+                   step: float = 0.25, max_anchors: int = MAX_SEARCH_ANCHORS, candidates: list[tuple] = (),
                    log: Callable[[str], None] | None = None) -> SearchResult:
     """Search anchor sets (scales x ratios, level-relative) maximising ``score(spec)``.
 
@@ -189,6 +192,11 @@ def search_anchors(score: Callable[[str], float], init_scales=(1.0, 2 ** (1 / 3)
     """
     if method not in ("greedy", "random"):
         raise UserError(f"search method {method!r}: choose greedy or random")
+    if budget < 1:
+        raise UserError(f"search budget {budget}: must be at least 1")
+    if len(init_scales) * len(init_ratios) > max_anchors:
+        raise UserError(f"initial set: {len(init_scales)} scales x {len(init_ratios)} ratios = "
+                        f"{len(init_scales) * len(init_ratios)} anchors, more than the search allows ({max_anchors})")
     result, seen = SearchResult(), {}
 
     def try_set(scales, ratios) -> float | None:
@@ -262,6 +270,15 @@ def cmd_fit(args) -> int:
     return 0
 
 
+def _searchable_start(start: str, what: str) -> None:
+    """The search moves in (scales x ratios); refuse a start whose grid exceeds MAX_SEARCH_ANCHORS."""
+    scales, ratios = scales_ratios_of(start)
+    n = len(scales) * len(ratios)
+    if n > MAX_SEARCH_ANCHORS:
+        raise UserError(f"{what}: as scales x ratios it is {len(scales)} x {len(ratios)} = {n} anchors, but the "
+                        f"search allows at most {MAX_SEARCH_ANCHORS}; start from a smaller set such as 3x3")
+
+
 def cmd_search(args) -> int:
     """``metaanchor anchors search``: search anchor sets on a validation split with a trained checkpoint."""
     from metaanchor.data.coco import CocoDataset
@@ -269,13 +286,19 @@ def cmd_search(args) -> int:
     from metaanchor.engine.train import resolve_device
     from metaanchor.families import load_detector
 
+    if args.budget < 1:
+        raise UserError(f"--budget {args.budget}: must be at least 1")
+    if args.start:
+        _searchable_start(args.start, f"--start {args.start}")
     dev = resolve_device(args.device)
     model = load_detector(args.checkpoint, map_location=dev).to(dev)
     if model.head_type == "predefined":
         raise UserError(f"{args.checkpoint}: a predefined-anchor model cannot take other anchor sets; "
                         "anchor search needs a MetaAnchor checkpoint")
-    data = CocoDataset(args.data, args.images)
     start = args.start or model.train_anchors.spec
+    if not args.start:
+        _searchable_start(start, f"the checkpoint's training anchors ({start}); pass --start")
+    data = CocoDataset(args.data, args.images)
 
     def score(spec: str) -> float:
         ap = evaluate(model, data, spec, args.batch_size, progress=False)["AP"]
