@@ -31,6 +31,7 @@ from torch import Tensor, nn
 from torchvision.models._utils import IntermediateLayerGetter
 from torchvision.ops import FrozenBatchNorm2d
 
+from metaanchor.anchor_search import box_shapes, fit_anchors
 from metaanchor.anchors import ANCHOR_BASE, AnchorSet, standard_sizes
 from metaanchor.backbones import BACKBONES, RESNETS, TinyBackbone, _load_backbone_weights
 from metaanchor.box_coder import BBOX_XFORM_CLIP
@@ -329,7 +330,5 @@ def fit_yolo_anchors(dataset_dir, k: int = 5, images=None, seed: int = 0, scale:
     resizes the images). The shapes are relative to the standard box (``anchor_base * 32``):
     an anchor set for ``YoloV2Detector(anchors=...)`` or an anchor file (``write_anchor_file``).
     """
-    from metaanchor.anchor_search import box_shapes, fit_anchors
-
     shapes = box_shapes(dataset_dir, images) * scale
     return fit_anchors(shapes, k=k, seed=seed, sizes=[anchor_base * STRIDE])
