@@ -8,6 +8,7 @@
 __version__ = "0.1.0"
 
 from metaanchor.anchors import AnchorSet
-from metaanchor.detector import Detector
+from metaanchor.families import load_detector
+from metaanchor.families.retinanet import RetinaNetDetector as Detector
 
-__all__ = ["AnchorSet", "Detector", "__version__"]
+__all__ = ["AnchorSet", "Detector", "__version__", "load_detector"]

@@ -292,7 +292,7 @@ def cmd_search(args) -> int:
         _searchable_start(args.start, f"--start {args.start}")
     dev = resolve_device(args.device)
     model = load_detector(args.checkpoint, map_location=dev).to(dev)
-    if model.head_type == "predefined":
+    if not model.takes_any_anchors:
         raise UserError(f"{args.checkpoint}: a predefined-anchor model cannot take other anchor sets; "
                         "anchor search needs a MetaAnchor checkpoint")
     start = args.start or model.train_anchors.spec

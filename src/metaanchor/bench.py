@@ -30,7 +30,7 @@ from dataclasses import asdict, dataclass, field
 import torch
 from torch import nn
 
-from metaanchor.detector import Detector
+from metaanchor.families.retinanet import RetinaNetDetector as Detector
 
 SETTINGS = {"default": 0.05, "many": 0.0}
 HEADLINE_SETTING = "many"
@@ -193,7 +193,7 @@ def _infer(model: nn.Module, images) -> Callable[[], object]:
 
 def postprocess_share(model: Detector, images, repeats: int = 2) -> float:
     """Fraction of our end-to-end inference time spent after the head (anchors, decode, NMS, rescale)."""
-    from metaanchor import detector as det_mod
+    from metaanchor.families import retinanet as det_mod
 
     spent = []
     real = det_mod.postprocess

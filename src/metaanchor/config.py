@@ -15,7 +15,12 @@ from pathlib import Path
 
 import yaml
 
+from metaanchor.backbones import BACKBONES
 from metaanchor.errors import ConfigError
+from metaanchor.families import ARCHS
+from metaanchor.families.base import HEADS
+from metaanchor.heads import NORMS
+from metaanchor.losses import REG_LOSSES
 
 DEFAULTS: dict = {
     "seed": 0,
@@ -81,11 +86,11 @@ DEFAULTS: dict = {
 
 CHOICES = {
     "device": None,
-    "model.arch": ("retinanet", "yolov2"),  # tuple(metaanchor.families.ARCHS); a test keeps them equal
-    "model.head": ("metaanchor", "metaanchor-dd", "predefined"),
-    "model.backbone": ("tiny", "resnet18", "resnet34", "resnet50", "resnet101"),
-    "model.reg_loss": ("smooth_l1", "l1", "giou"),
-    "model.head_norm": ("none", "gn"),
+    "model.arch": tuple(ARCHS),
+    "model.head": HEADS,
+    "model.backbone": BACKBONES,
+    "model.reg_loss": REG_LOSSES,
+    "model.head_norm": NORMS,
     "solver.schedule": ("cosine", "step"),
     "solver.nonfinite": ("stop", "skip"),
 }

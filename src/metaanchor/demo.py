@@ -17,9 +17,9 @@ from metaanchor.anchors import AnchorSet
 from metaanchor.config import load_config, set_key
 from metaanchor.data.coco import CocoDataset
 from metaanchor.data.synth import synth_config, write_synth_dataset
-from metaanchor.detector import Detector
 from metaanchor.engine.evaluate import fmt_metric
 from metaanchor.engine.train import train
+from metaanchor.families.retinanet import RetinaNetDetector as Detector
 from metaanchor.visualize import detection_grid, draw_detections, plot_anchor_sets
 
 DEMO_TRAIN_IMAGES = 800

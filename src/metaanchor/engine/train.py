@@ -303,7 +303,7 @@ class Trainer:
 
     def _step(self, it: int, images, targets) -> dict | None:
         a = self.cfg["anchors"]
-        if a["sample"] and self.model.head_type != "predefined":
+        if a["sample"] and self.model.takes_any_anchors:
             self.model.set_anchors(sample_anchor_set(self.base_anchors, self.cfg["seed"], it,
                                                      a["scale_jitter"], a["ratio_jitter"]))
         for g in self.optimizer.param_groups:
@@ -534,7 +534,7 @@ class Trainer:
             return summary
         sets = [self.base_anchors.spec] + [a for a in self.cfg["anchors"]["eval"] if a != self.base_anchors.spec]
         for spec in sets:
-            if spec != self.base_anchors.spec and self.model.head_type == "predefined":
+            if spec != self.base_anchors.spec and not self.model.takes_any_anchors:
                 continue
             summary["metrics"][spec] = self._evaluate(spec)
         m = summary["metrics"][self.base_anchors.spec]

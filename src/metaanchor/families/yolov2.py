@@ -5,7 +5,8 @@
     dets = det(images)                      # eval mode: per image {boxes, scores, labels}
     det.set_anchors("5x5")                  # any time (MetaAnchor heads)
 
-Same interface and inputs as ``metaanchor.detector.Detector``. What differs:
+Same interface and inputs as every family (``metaanchor.families.base.BaseDetector``). What differs
+from RetinaNet (``metaanchor.families.retinanet``):
 
 - backbone: C5 (3x3 conv) concatenated with YOLOv2's passthrough of C4 (1x1 conv,
   then space-to-depth ``pixel_unshuffle(2)``), then ``head_convs`` 3x3 convs: one
@@ -35,9 +36,8 @@ from metaanchor.anchor_search import box_shapes, fit_anchors
 from metaanchor.anchors import ANCHOR_BASE, AnchorSet, standard_sizes
 from metaanchor.backbones import BACKBONES, RESNETS, TinyBackbone, _load_backbone_weights
 from metaanchor.box_coder import BBOX_XFORM_CLIP
-from metaanchor.detector import HEADS, _xyxy_scale
 from metaanchor.errors import UserError
-from metaanchor.families.shared import SharedDetectorMethods, check_class_args, to_image_pixels
+from metaanchor.families.base import BaseDetector, scale_targets, to_image_pixels
 from metaanchor.families.yolov2_loss import OBJ, box_slice, class_slice, yolo_loss
 from metaanchor.generator import AnchorFunctionGenerator, prior_bias
 from metaanchor.heads import flatten_level
@@ -234,7 +234,7 @@ def score_logits(out: Tensor, num_classes: int) -> Tensor:
 
 
 # ------------------------------------------------------------------------------ detector
-class YoloV2Detector(SharedDetectorMethods):
+class YoloV2Detector(BaseDetector):
     """A YOLOv2-style detector with a MetaAnchor or predefined-anchor head.
 
     Args (as ``Detector`` where the names match):
@@ -260,26 +260,18 @@ class YoloV2Detector(SharedDetectorMethods):
                  backbone_weights: str | None = None, frozen_bn: bool = False,
                  category_ids: list[int] | None = None, **retinanet_options):
         super().__init__()
-        if head not in HEADS:
-            raise UserError(f"model.head={head!r} is unknown; choose one of {', '.join(HEADS)}")
         for key, value in retinanet_options.items():
             if key not in RETINANET_ONLY:
                 raise TypeError(f"YoloV2Detector got an unexpected keyword argument {key!r}")
             if value != RETINANET_ONLY[key]:
                 raise UserError(f"model.{key}={value!r} is a RetinaNet option; model.arch=yolov2 does not use it")
-        category_ids = check_class_args(num_classes, class_names, category_ids)
         anchors = AnchorSet.parse(anchors)
-        self.config = dict(arch=self.arch, num_classes=num_classes, class_names=list(class_names or []) or None,
-                           backbone=backbone, head=head, anchors=anchors.to_dict(), fpn_channels=fpn_channels,
-                           head_convs=head_convs, hidden_dim=hidden_dim, min_size=min_size, max_size=max_size,
-                           anchor_base=anchor_base, ignore_iou=ignore_iou, score_thresh=score_thresh,
-                           nms_thresh=nms_thresh, topk_candidates=topk_candidates,
-                           detections_per_img=detections_per_img, backbone_weights=None, frozen_bn=frozen_bn,
-                           category_ids=category_ids)
-        self.num_classes = num_classes
-        self.class_names = list(class_names) if class_names else [f"class{i}" for i in range(num_classes)]
-        self.category_ids = category_ids or list(range(1, num_classes + 1))
-        self.head_type = head
+        self._init_common(dict(arch=self.arch, backbone=backbone, fpn_channels=fpn_channels, head_convs=head_convs,
+                               hidden_dim=hidden_dim, min_size=min_size, max_size=max_size, anchor_base=anchor_base,
+                               ignore_iou=ignore_iou, score_thresh=score_thresh, nms_thresh=nms_thresh,
+                               topk_candidates=topk_candidates, detections_per_img=detections_per_img,
+                               backbone_weights=None, frozen_bn=frozen_bn),
+                          num_classes, class_names, category_ids, head, anchors)
         self.batcher = ImageBatcher(min_size, max_size, size_divisible=STRIDE)
         self.backbone = build_yolo_backbone(backbone, fpn_channels, head_convs, backbone_weights, frozen_bn)
         self.strides = [STRIDE]
@@ -293,8 +285,6 @@ class YoloV2Detector(SharedDetectorMethods):
         self.ignore_iou = ignore_iou
         self.score_thresh, self.nms_thresh = score_thresh, nms_thresh
         self.topk_candidates, self.detections_per_img = topk_candidates, detections_per_img
-        self._init_shared_state()
-        self.train_anchors = anchors
         self.set_anchors(anchors)
 
     def forward(self, images: list[Tensor], targets: list[dict] | None = None):
@@ -305,19 +295,16 @@ class YoloV2Detector(SharedDetectorMethods):
         """
         if self.training and targets is None:
             raise ValueError("YoloV2Detector in training mode needs targets")
-        batch, scales, _ = self.batcher(images)
-        if self._channels_last:
-            batch = batch.contiguous(memory_format=torch.channels_last)
+        batch, scales, sizes = self._batch(images)
         features = self.backbone(batch)
         out = self.head(features)  # [B, H*W*K, 5 + C]
         grid_hw = tuple(features[0].shape[-2:])
         anchors = self.grid([grid_hw], batch.device)  # [H*W*K, 4]
         if self.training:
-            scaled = [{"boxes": t["boxes"].to(batch.device) * _xyxy_scale(s, batch.device), "labels": t["labels"]}
-                      for t, s in zip(targets, scales)]
-            return yolo_loss(out, anchors, grid_hw, scaled, self.box_coder, self.ignore_iou)
+            return yolo_loss(out, anchors, grid_hw, scale_targets(targets, scales, batch.device), self.box_coder,
+                             self.ignore_iou)
         dets = postprocess(score_logits(out, self.num_classes), out[..., box_slice(self.num_classes)].float(),
-                           anchors, [out.shape[1]], tuple(batch.shape[-2:]), self.box_coder, self.score_thresh,
+                           anchors, [out.shape[1]], sizes, self.box_coder, self.score_thresh,
                            self.nms_thresh, self.topk_candidates, self.detections_per_img)
         return to_image_pixels(dets, scales, images)
 

@@ -1,0 +1,102 @@
+"""RetinaNet with a MetaAnchor or predefined-anchor head: backbone + FPN (P3..P7), two towers, anchors.
+
+    det = RetinaNetDetector(num_classes=3, backbone="tiny", head="metaanchor", anchors="3x3")
+    losses = det(images, targets)           # training mode: {"cls", "box"}
+    dets = det(images)                      # eval mode: per image {boxes, scores, labels}
+    det.set_anchors("5x5")                  # any time (MetaAnchor heads)
+
+``metaanchor.Detector`` is this class. Inputs and outputs as ``BaseDetector``.
+"""
+
+from __future__ import annotations
+
+from torch import Tensor
+
+from metaanchor.anchors import ANCHOR_BASE, AnchorSet, standard_sizes
+from metaanchor.backbones import build_backbone
+from metaanchor.box_coder import BoxCoder
+from metaanchor.errors import UserError
+from metaanchor.families.base import BaseDetector, scale_targets, to_image_pixels
+from metaanchor.heads import NORMS, MetaAnchorHead, PredefinedAnchorHead
+from metaanchor.losses import REG_LOSSES, detection_loss
+from metaanchor.matcher import Matcher
+from metaanchor.postprocess import postprocess
+from metaanchor.transform import ImageBatcher
+
+
+class RetinaNetDetector(BaseDetector):
+    """A RetinaNet-style detector with a MetaAnchor or predefined-anchor head.
+
+    Args:
+        num_classes: number of object classes C.
+        class_names: C names (default "class0".. ).
+        category_ids: the C dataset category ids that labels 0..C-1 stand for (COCO ``category_id``
+            in written results; default 1..C, also for checkpoints that predate this field).
+        backbone: ``tiny`` or ``resnet18/34/50/101``; ``backbone_weights`` a local file.
+        head: ``metaanchor`` (data-independent generator), ``metaanchor-dd``
+            (data-dependent) or ``predefined`` (classic RetinaNet baseline).
+        anchors: the anchor set (SPEC string or AnchorSet) used now; a MetaAnchor
+            head can change it with ``set_anchors``.
+        min_size, max_size: input resize (short side, long-side cap).
+        anchor_base: standard box side = anchor_base * stride.
+        hidden_dim: generator MLP width. head_convs: convs per head tower;
+            head_norm: ``none`` (RetinaNet) or ``gn`` (GroupNorm in the towers).
+    """
+
+    arch = "retinanet"  # registry name (metaanchor.families.ARCHS)
+
+    def __init__(self, num_classes: int, class_names: list[str] | None = None, backbone: str = "tiny",
+                 head: str = "metaanchor", anchors: str | AnchorSet = "3x3", fpn_channels: int = 256,
+                 head_convs: int = 4, head_norm: str = "none", hidden_dim: int = 32,
+                 min_size: int = 512, max_size: int = 512,
+                 anchor_base: float = ANCHOR_BASE, fg_iou: float = 0.5, bg_iou: float = 0.4,
+                 reg_loss: str = "smooth_l1", score_thresh: float = 0.05, nms_thresh: float = 0.5,
+                 topk_candidates: int = 1000, detections_per_img: int = 100,
+                 backbone_weights: str | None = None, frozen_bn: bool = False,
+                 category_ids: list[int] | None = None):
+        super().__init__()
+        if head_norm not in NORMS:
+            raise UserError(f"model.head_norm={head_norm!r} is unknown; choose one of {', '.join(NORMS)}")
+        if reg_loss not in REG_LOSSES:
+            raise UserError(f"model.reg_loss={reg_loss!r} is unknown; choose one of {', '.join(REG_LOSSES)}")
+        anchors = AnchorSet.parse(anchors)
+        self._init_common(dict(arch=self.arch, backbone=backbone, fpn_channels=fpn_channels,
+                               head_convs=head_convs, head_norm=head_norm, hidden_dim=hidden_dim,
+                               min_size=min_size, max_size=max_size, anchor_base=anchor_base, fg_iou=fg_iou,
+                               bg_iou=bg_iou, reg_loss=reg_loss, score_thresh=score_thresh, nms_thresh=nms_thresh,
+                               topk_candidates=topk_candidates, detections_per_img=detections_per_img,
+                               backbone_weights=None, frozen_bn=frozen_bn),
+                          num_classes, class_names, category_ids, head, anchors)
+        self.backbone = build_backbone(backbone, fpn_channels, backbone_weights, frozen_bn)
+        self.strides = list(self.backbone.strides)
+        self.batcher = ImageBatcher(min_size, max_size, size_divisible=self.strides[-1])
+        self.standard_sizes = standard_sizes(self.strides, anchor_base)
+        if head == "predefined":
+            k = anchors.num_anchors(len(self.strides))[0]
+            self.head = PredefinedAnchorHead(fpn_channels, num_classes, k, head_convs, norm=head_norm)
+        else:
+            self.head = MetaAnchorHead(fpn_channels, num_classes, head_convs, hidden_dim,
+                                       data_dependent=head == "metaanchor-dd", norm=head_norm)
+        self.box_coder = BoxCoder()
+        self.matcher = Matcher(fg_iou, bg_iou, allow_low_quality_matches=True)
+        self.reg_loss = reg_loss
+        self.score_thresh, self.nms_thresh = score_thresh, nms_thresh
+        self.topk_candidates, self.detections_per_img = topk_candidates, detections_per_img
+        self.set_anchors(anchors)
+
+    def forward(self, images: list[Tensor], targets: list[dict] | None = None):
+        """Training: losses {"cls", "box"}. Eval: per image {"boxes", "scores", "labels"}."""
+        if self.training and targets is None:
+            raise ValueError("Detector in training mode needs targets")
+        batch, scales, sizes = self._batch(images)
+        features = self.backbone(batch)
+        cls_logits, box_deltas = self.head(features)  # [B, A, C], [B, A, 4]
+        shapes = [tuple(f.shape[-2:]) for f in features]
+        anchors = self.grid(shapes, batch.device)  # [A, 4]
+        if self.training:
+            return detection_loss(cls_logits, box_deltas, anchors, scale_targets(targets, scales, batch.device),
+                                  self.matcher, self.box_coder, self.reg_loss)
+        level_sizes = [h * w * k for (h, w), k in zip(shapes, self.anchors.num_anchors(len(shapes)))]
+        dets = postprocess(cls_logits, box_deltas, anchors, level_sizes, sizes, self.box_coder,  # per-image sizes
+                           self.score_thresh, self.nms_thresh, self.topk_candidates, self.detections_per_img)
+        return to_image_pixels(dets, scales, images)
