@@ -6,6 +6,7 @@ here the same mistakes go through the CLI, plus images, checkpoints, fail-fast, 
 `cli.main` runs in-process (the subprocess path is covered by test_cli) to keep this fast.
 """
 
+import csv
 import json
 import math
 import tempfile
@@ -342,7 +343,7 @@ def test_train_fail_fast_turns_a_repaired_annotation_into_an_error(capsys, copy_
 
 def _nan_loss_at(monkeypatch, iterations):
     """Make the detection loss NaN at the given (0-based) training calls."""
-    import metaanchor.detector as det_mod
+    import metaanchor.families.retinanet as det_mod
 
     real, calls = det_mod.detection_loss, {"n": 0}
 
@@ -379,8 +380,9 @@ def test_non_finite_loss_skip_mode_counts_skipped_steps(monkeypatch, dataset, tm
     last = torch.load(tmp_path / "run" / "last.pt", weights_only=False)
     assert last["skipped"] == 2
     assert all(torch.isfinite(v).all() for v in last["model"].values() if v.is_floating_point())
-    rows = (tmp_path / "run" / "metrics.csv").read_text().splitlines()
-    assert rows[-1].split(",")[5] == "2"  # the 'skipped' column
+    with (tmp_path / "run" / "metrics.csv").open(newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert rows[-1]["skipped"] == "2"
 
 
 def test_resume_without_a_checkpoint_starts_fresh_and_cleans_stale_temp_files(capsys, dataset, tmp_path):

@@ -45,7 +45,8 @@ from metaanchor.errors import (
 )
 from metaanchor.families import build_detector
 
-CSV_FIELDS = ["iter", "lr", "loss", "cls", "box", "obj", "skipped", "seconds"] + list(METRIC_KEYS)  # obj: YOLOv2
+# columns only ever appended, so older readers keep their positions; obj: YOLOv2's objectness loss
+CSV_FIELDS = ["iter", "lr", "loss", "cls", "box", "skipped", "seconds"] + list(METRIC_KEYS) + ["obj"]
 
 
 class NonFiniteLoss(UserError):
