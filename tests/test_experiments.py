@@ -223,3 +223,90 @@ def test_cli_help(argv):
     with pytest.raises(SystemExit) as e:
         main(argv)
     assert e.value.code == 0
+
+
+# ------------------------------------------------------------------------------ yolo
+class YoloFakeRunner(FakeRunner):
+    """FakeRunner whose training split is a real synthetic dataset (the k-means anchors are fitted to it);
+    records the training configs it is asked for."""
+
+    def __init__(self, *args, train_dir=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.train_dir, self.configs = train_dir, []
+
+    def dataset(self, distribution, split):
+        return self.train_dir if split == "train" else super().dataset(distribution, split)
+
+    def train(self, cfg):
+        self.configs.append(cfg)
+        return super().train(cfg)
+
+
+@pytest.mark.parametrize("bonus, held", [(0.02, True), (0.0, False), (0.004, False), (-0.02, False)],
+                         ids=["metaanchor-better", "equal", "within-noise", "metaanchor-worse"])
+def test_yolo_experiment_report_and_verdict(tmp_path, synth_dirs, bonus, held):
+    from metaanchor.experiments.suite import YOLO_K, yolo
+
+    train, _ = synth_dirs
+    runner = YoloFakeRunner(tmp_path / "cache", MICRO, device="cpu", log=lambda s: None, train_dir=train,
+                            bonus=lambda spec: bonus)
+    res = yolo(Context(runner, [0, 1], tmp_path))
+    d = tmp_path / "yolo"
+    text = (d / "README.md").read_text()
+    assert bool(res["held"]) is held and res["claim"] in text
+    assert ("held here" in res["claim"]) is held and ("did not hold" in res["claim"]) is not held
+    assert "It would hold if" in res["claim"] or "It would not hold if" in res["claim"]  # what would change it
+    # fake AP: 0.05 (+ bonus for MetaAnchor) + 0.002 per seed, two seeds: mean ± half-range
+    assert f"| k-means k={YOLO_K} (training) | {YOLO_K} | 0.051 ± 0.001 | {0.051 + bonus:.3f} ± 0.001 |" in text
+    assert "Seeds: 0, 1" in text and "wall time" in text
+    rows = list(csv.DictReader((d / "runs.csv").open()))
+    # per seed: baseline with its training set; MetaAnchor with k=5, k=3, k=9 and a scales/ratios set
+    assert len(rows) == 2 * (1 + 4)
+    assert {r["num_anchors"] for r in rows if r["anchors"].startswith("k-means")} == {"3", "5", "9"}
+    assert (d / "yolo_ap.png").read_bytes()[:4] == b"\x89PNG"
+    for k in (3, 5, 9):
+        assert len(AnchorSet.parse(str(d / f"kmeans{k}.yaml"))) == k
+
+
+def test_yolo_experiment_trains_yolov2_with_the_kmeans_file(tmp_path, synth_dirs):
+    from metaanchor.experiments.suite import yolo
+    from metaanchor.families.yolov2 import fit_yolo_anchors
+
+    train, _ = synth_dirs
+    runner = YoloFakeRunner(tmp_path / "cache", MICRO, device="cpu", log=lambda s: None, train_dir=train)
+    yolo(Context(runner, [0, 1], tmp_path))
+    assert len(runner.configs) == 4
+    assert {(c["model"]["head"], c["anchors"]["sample"], c["seed"]) for c in runner.configs} == {
+        ("predefined", False, 0), ("metaanchor", True, 0), ("predefined", False, 1), ("metaanchor", True, 1)}
+    files = {c["anchors"]["train"] for c in runner.configs}
+    assert len(files) == 1  # baseline and MetaAnchor: the same k-means anchors
+    expected = fit_yolo_anchors(train, k=5, scale=MICRO.image_size / 128)  # synth images: 128 px
+    for c in runner.configs:
+        assert c["model"]["arch"] == "yolov2" and c["model"]["head_norm"] == "none"
+        assert c["input"]["size"] == MICRO.image_size
+    assert AnchorSet.parse(files.pop()) == expected
+
+
+def test_yolo_quick_scale_is_the_demo_config_with_fewer_iterations(tmp_path):
+    from metaanchor.config import load_config
+    from metaanchor.experiments.commands import NAMES
+    from metaanchor.experiments.runner import QUICK
+    from metaanchor.experiments.suite import EXPERIMENTS, yolo_overrides
+
+    assert "yolo" in EXPERIMENTS and tuple(EXPERIMENTS) == NAMES
+    runner = FakeRunner(tmp_path, QUICK, device="cpu", log=lambda s: None)
+    cfg = runner.config("metaanchor", "3x3", 0, extra=yolo_overrides(QUICK))
+    demo = load_config("configs/yolo_demo.yaml", [])
+    for section, key in (("model", "arch"), ("model", "backbone"), ("model", "fpn_channels"),
+                         ("model", "head_convs"), ("model", "hidden_dim"), ("input", "size"), ("solver", "lr"),
+                         ("solver", "batch_size"), ("solver", "warmup_iters")):
+        assert cfg[section][key] == demo[section][key], (section, key)
+    assert cfg["solver"]["max_iter"] < demo["solver"]["max_iter"]
+
+
+def test_config_key_makes_anchor_file_paths_relative(tmp_path):
+    runner = Runner(tmp_path, MICRO, device="cpu", train_fn=CountingTrain(), log=lambda s: None)
+    a = runner.config("predefined", str(tmp_path / "anchors" / "k5.yaml"), seed=0, sample=False)
+    b = json.loads(json.dumps(a))
+    b["anchors"]["train"] = "anchors/k5.yaml"
+    assert config_key(a, tmp_path) == config_key(b, tmp_path)

@@ -158,7 +158,7 @@ def _add_experiment(sub):
                                    "runs.csv and PNG plots. Training runs are cached by config hash, so a "
                                    "second call reuses them and an interrupted 'all' resumes.")
     p.add_argument("name", metavar="NAME|all",
-                   help="anchor-configs, cross-eval, search, transfer, data-dependent, or all")
+                   help="anchor-configs, cross-eval, search, transfer, data-dependent, yolo, or all")
     p.add_argument("--quick", action="store_true", help="CPU-sized: tiny backbone, 128 px synthetic data")
     p.add_argument("--data", help="COCO-layout folder (train/ val/ test/) replacing the default distribution")
     p.add_argument("--seeds", type=int, default=2, help="seeds per configuration")

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from metaanchor.errors import UserError
 
-NAMES = ("anchor-configs", "cross-eval", "search", "transfer", "data-dependent")
+NAMES = ("anchor-configs", "cross-eval", "search", "transfer", "data-dependent", "yolo")
 
 
 def cmd_experiment(args) -> int:

@@ -92,10 +92,10 @@ def config_key(cfg: dict, root: Path) -> str:
 
     defaults = _flat(DEFAULTS)
     flat = {k: v for k, v in _flat(copy.deepcopy(cfg)).items() if k not in defaults or defaults[k] != v}
-    for k in ("data.train", "data.val"):
-        if flat.get(k):
+    for k in ("data.train", "data.val", "anchors.train"):  # an anchor file's path too (SPEC strings stay)
+        if isinstance(flat.get(k), str) and flat[k]:
             p = Path(flat[k])
-            flat[k] = os.path.relpath(p, root) if p.is_absolute() else str(p)
+            flat[k] = os.path.relpath(p, root) if p.is_absolute() else str(p) if k != "anchors.train" else flat[k]
     flat.pop("device", None)
     return hashlib.sha1(json.dumps(flat, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
