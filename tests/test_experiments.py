@@ -310,3 +310,18 @@ def test_config_key_makes_anchor_file_paths_relative(tmp_path):
     b = json.loads(json.dumps(a))
     b["anchors"]["train"] = "anchors/k5.yaml"
     assert config_key(a, tmp_path) == config_key(b, tmp_path)
+
+
+def test_cli_anchors_fit_yolov2_single_standard_box(tmp_path, synth_dirs, capsys):
+    from metaanchor.families.yolov2 import fit_yolo_anchors
+
+    train, _ = synth_dirs  # 128 px images
+    out = tmp_path / "yolo.yaml"
+    assert main(["anchors", "fit", "--arch", "yolov2", "--data", str(train), "-k", "5", "--out", str(out)]) == 0
+    assert AnchorSet.parse(str(out)) == fit_yolo_anchors(train, k=5, scale=416 / 128)
+    assert "128 px standard box" in capsys.readouterr().out
+    # from a config: model.arch=yolov2 and input.size=256 (configs/yolo_demo.yaml), as its anchor file was made
+    out2 = tmp_path / "demo.yaml"
+    assert main(["anchors", "fit", "--config", "configs/yolo_demo.yaml", "--data", str(train), "-k", "3",
+                 "--out", str(out2)]) == 0
+    assert AnchorSet.parse(str(out2)) == fit_yolo_anchors(train, k=3, scale=2.0)

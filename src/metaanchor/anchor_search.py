@@ -254,18 +254,51 @@ def scales_ratios_of(anchors: str | AnchorSet) -> tuple[tuple, tuple]:
 
 
 # ------------------------------------------------------------------- CLI commands
+def input_scale(dataset_dir: str | Path, images: str | Path | None, input_size: int) -> float:
+    """``input_size`` over the median short side of a dataset's images (how much its boxes are resized)."""
+    from metaanchor.data.coco import load_coco_json, resolve_coco_paths
+
+    ann_file, _ = resolve_coco_paths(dataset_dir, images if images is not None else ".")
+    sides = [min(im["height"], im["width"]) for im in load_coco_json(ann_file).get("images", [])
+             if im.get("height") and im.get("width")]
+    return input_size / float(np.median(sides)) if sides else 1.0
+
+
 def cmd_fit(args) -> int:
     """``metaanchor anchors fit``: k-means fit, quality of the given and fitted sets, anchor file."""
+    cfg = None
+    if getattr(args, "config", None):
+        from metaanchor.config import load_config
+
+        cfg = load_config(args.config, [])
+    arch = getattr(args, "arch", None) or (cfg["model"].get("arch", "retinanet") if cfg else "retinanet")
     shapes = box_shapes(args.data, args.images)
-    fitted = fit_anchors(shapes, k=args.num, seed=args.seed)
-    print(f"{len(shapes)} boxes from {args.data}; fitted {args.num} level-relative anchors (h, w): "
-          + " ".join(f"({h:.3g},{w:.3g})" for h, w in fitted.shapes))
+    sizes, method = None, f"k-means (1 - IoU), k={args.num}"
+    if arch == "yolov2":
+        from metaanchor.families.yolov2 import STRIDE, fit_yolo_anchors
+
+        size = getattr(args, "input_size", None) or (cfg["input"]["size"] if cfg else 416)
+        base = cfg["model"].get("anchor_base", ANCHOR_BASE) if cfg else ANCHOR_BASE
+        scale = input_scale(args.data, args.images, size)
+        fitted = fit_yolo_anchors(args.data, k=args.num, images=args.images, seed=args.seed, scale=scale,
+                                  anchor_base=base)
+        shapes, sizes = shapes * scale, [base * STRIDE]
+        method += f", yolov2: one {base * STRIDE:g} px standard box, boxes x{scale:.3g} (input.size {size})"
+        print(f"{len(shapes)} boxes from {args.data} resized x{scale:.3g} (input size {size}); fitted {args.num} "
+              f"anchors relative to the {base * STRIDE:g} px standard box (h, w): "
+              + " ".join(f"({h:.3g},{w:.3g})" for h, w in fitted.shapes))
+    elif arch == "retinanet":
+        fitted = fit_anchors(shapes, k=args.num, seed=args.seed)
+        print(f"{len(shapes)} boxes from {args.data}; fitted {args.num} level-relative anchors (h, w): "
+              + " ".join(f"({h:.3g},{w:.3g})" for h, w in fitted.shapes))
+    else:
+        raise UserError(f"--arch {arch}: anchors fit knows retinanet and yolov2")
     print(f"{'anchor set':<28}{'anchors':>8}{'BPR@0.5':>9}{'mean IoU':>10}{'per box':>9}")
     for name, aset in [(s, s) for s in args.compare] + [(f"fitted (k={args.num})", fitted)]:
-        q = anchor_fit_quality(shapes, aset)
+        q = anchor_fit_quality(shapes, aset, sizes)
         print(f"{str(name)[:27]:<28}{len(AnchorSet.parse(aset)):>8}{q['bpr']:>9.3f}{q['mean_iou']:>10.3f}"
               f"{q['anchors_per_box']:>9.2f}")
-    out = write_anchor_file(fitted, args.out, source=str(args.data), method=f"k-means (1 - IoU), k={args.num}")
+    out = write_anchor_file(fitted, args.out, source=str(args.data), method=method)
     print(f"wrote {out} (use it as --anchors {out})")
     return 0
 

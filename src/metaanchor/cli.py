@@ -125,6 +125,11 @@ def _add_anchors(sub):
     f.add_argument("--compare", nargs="*", default=["3x3"], metavar="SPEC", help="anchor sets to score beside it")
     f.add_argument("--seed", type=int, default=0)
     f.add_argument("--out", default="anchors_fitted.yaml", help="anchor file to write (.yaml or .json)")
+    f.add_argument("--arch", help="retinanet (default; per-level fit) or yolov2 (one stride-32 standard box, "
+                                  "boxes resized to --input-size first); default: the --config's model.arch")
+    f.add_argument("--input-size", type=int, help="yolov2: network input short side the boxes are resized to "
+                                                 "(default: the --config's input.size, else 416)")
+    f.add_argument("--config", help="training config to take model.arch, input.size and model.anchor_base from")
     f.set_defaults(func=_lazy("metaanchor.anchor_search", "cmd_fit"))
     q = asub.add_parser("search", help="search anchor sets on a validation split with a trained checkpoint",
                         description="Greedy or random search over scales and ratios, scoring COCO AP of a "

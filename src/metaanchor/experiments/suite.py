@@ -23,6 +23,7 @@ from metaanchor.anchor_search import (
     anchor_fit_quality,
     box_shapes,
     fit_anchors,
+    input_scale,
     preset_candidates,
     scales_ratios_of,
     search_anchors,
@@ -30,7 +31,6 @@ from metaanchor.anchor_search import (
     write_anchor_file,
 )
 from metaanchor.anchors import ANCHOR_BASE, AnchorSet
-from metaanchor.data.coco import load_coco_json, resolve_coco_paths
 from metaanchor.experiments import report
 from metaanchor.experiments.runner import Runner, anchor_key
 from metaanchor.families.yolov2 import fit_yolo_anchors
@@ -408,20 +408,13 @@ def yolo_overrides(scale) -> tuple[str, ...]:
             f"solver.warmup_iters={warmup}", f"checkpoint.period={iters}")
 
 
-def _yolo_input_scale(train_dir: Path, input_size: int) -> float:
-    """input.size over the median short side of the training images (the factor boxes are resized by)."""
-    ann_file, _ = resolve_coco_paths(train_dir, ".")
-    sides = [min(im["height"], im["width"]) for im in load_coco_json(ann_file).get("images", [])]
-    return input_size / float(np.median(sides)) if sides else 1.0
-
-
 def yolo(ctx: Context) -> dict:
     t0, r, rows, runs = time.time(), ctx.runner, [], []
     d = ctx.dir("yolo")
     extra = yolo_overrides(r.scale)
     size = int(next(o for o in extra if o.startswith("input.size=")).split("=")[1])
     train_dir = r.dataset("default", "train")
-    k_scale = _yolo_input_scale(train_dir, size)
+    k_scale = input_scale(train_dir, None, size)  # boxes resized like the images
     sets: dict[str, str] = {}  # label -> SPEC or anchor file
     for k in (YOLO_K, *YOLO_KS):
         fitted = fit_yolo_anchors(train_dir, k=k, scale=k_scale)
