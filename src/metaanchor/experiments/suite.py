@@ -395,11 +395,11 @@ def yolo_overrides(scale) -> tuple[str, ...]:
     """Config overrides that turn a runner's RetinaNet config into a YOLOv2 one at ``scale``.
 
     quick: ``configs/yolo_demo.yaml`` (tiny backbone, neck 128 ch, 2 head convs, generator width 16,
-    images upsampled x2, lr 0.02) with 240 instead of 360 iterations; other scales: the scale's own
+    images upsampled x2, lr 0.02, 720 iterations: AP50 flat at ~0.83 over the last 120); other scales: the scale's own
     backbone, widths, input size and schedule. ``model.head_norm=none``: YOLOv2 has no RetinaNet head norm.
     """
     if scale.name == "quick":
-        iters, size, fpn, hidden, lr, warmup = 240, 2 * scale.image_size, 128, 16, 0.02, 50
+        iters, size, fpn, hidden, lr, warmup = 720, 2 * scale.image_size, 128, 16, 0.02, 50
     else:
         iters, size, fpn, hidden, lr, warmup = (scale.max_iter, scale.image_size, scale.fpn_channels,
                                                 scale.hidden_dim, scale.lr, scale.warmup_iters)
