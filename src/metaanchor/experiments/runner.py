@@ -64,10 +64,13 @@ class Scale:
     warmup_iters: int
     eval_batch: int = 32
     extra: tuple = field(default_factory=tuple)  # further KEY=VALUE overrides
+    input_size: int = 0  # network input short side (0: image_size)
 
     def describe(self) -> str:
         return (f"{self.train_images} train / {self.val_images} val / {self.test_images} test synthetic images of "
-                f"{self.image_size} px; backbone {self.backbone} (FPN {self.fpn_channels} ch, {self.head_convs} "
+                f"{self.image_size} px"
+                + (f" (network input {self.input_size} px)" if self.input_size not in (0, self.image_size) else "")
+                + f"; backbone {self.backbone} (FPN {self.fpn_channels} ch, {self.head_convs} "
                 f"head convs, generator width {self.hidden_dim}); {self.max_iter} iterations of batch "
                 f"{self.batch_size}, SGD lr {self.lr}, cosine schedule")
 
