@@ -27,3 +27,17 @@ def tiny_detector(head="metaanchor", anchors="3x3", **kw):
     args = dict(num_classes=3, backbone="tiny", head=head, anchors=anchors, fpn_channels=16, head_convs=1,
                 hidden_dim=8, min_size=128, max_size=128)
     return Detector(**(args | kw))
+
+
+# Small, fast model/training overrides for CLI tests.
+TINY = ["model.backbone=tiny", "model.fpn_channels=16", "model.head_convs=1", "model.hidden_dim=8",
+        "input.size=64", "solver.batch_size=2", "device=cpu", "log.period=1"]
+
+
+def cli(capsys, *args):
+    """Run the CLI in-process: (exit code, stdout, stderr lines)."""
+    from metaanchor.cli import main
+
+    code = main([str(a) for a in args])
+    out, err = capsys.readouterr()
+    return code, out, err.strip().splitlines()

@@ -15,29 +15,18 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import tiny_detector
+from conftest import TINY, cli, tiny_detector
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
 from metaanchor import checkpoint as ckpt
 from metaanchor.anchors import AnchorSet
-from metaanchor.cli import main
 from metaanchor.data import CocoDataset, read_voc, read_yolo, validate_coco
 from metaanchor.data.coco import load_coco_json
 from metaanchor.data.synth import synth_config, write_synth_dataset
 from metaanchor.errors import DataError, UserError, out_of_memory_message
 from metaanchor.io import load_image, read_image
-
-TINY = ["model.backbone=tiny", "model.fpn_channels=16", "model.head_convs=1", "model.hidden_dim=8",
-        "input.size=64", "solver.batch_size=2", "device=cpu", "log.period=1"]
-
-
-def cli(capsys, *args):
-    """Run the CLI in-process: (exit code, stdout, stderr lines)."""
-    code = main([str(a) for a in args])
-    out, err = capsys.readouterr()
-    return code, out, err.strip().splitlines()
 
 
 def assert_user_error(capsys, args, *fragments):

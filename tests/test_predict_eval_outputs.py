@@ -11,7 +11,7 @@ import tempfile
 
 import pytest
 import torch
-from conftest import tiny_detector
+from conftest import TINY, cli, tiny_detector
 from PIL import Image
 from pycocotools.coco import COCO
 
@@ -20,16 +20,6 @@ from metaanchor.data.synth import synth_config, write_synth_dataset
 from metaanchor.detector import Detector
 
 CAT_IDS = [1, 7, 90]
-TINY = ["model.backbone=tiny", "model.fpn_channels=16", "model.head_convs=1", "model.hidden_dim=8",
-        "input.size=64", "solver.batch_size=2", "device=cpu", "log.period=1"]
-
-
-def cli(capsys, *args):
-    code = main([str(a) for a in args])
-    out, err = capsys.readouterr()
-    return code, out, err.strip().splitlines()
-
-
 @pytest.fixture(scope="module")
 def odd_ids_dataset(tmp_path_factory):
     """A 4-image dataset whose category ids are 1, 7, 90 and whose image ids are 13, 23, 33, 43."""

@@ -77,6 +77,16 @@ class _RetinaHead(nn.Module):
         raise NotImplementedError
 
 
+def check_anchor_count(num_anchors: int, codes: list[Tensor]) -> None:
+    """A predefined-anchor head takes only its trained anchor count: per-level codes [K_l, 2] with K_l = K."""
+    bad = [len(c) for c in codes if len(c) != num_anchors]
+    if bad:
+        raise UserError(
+            f"the predefined-anchor head was trained with {num_anchors} anchors per position and cannot "
+            f"use {bad[0]}; only a MetaAnchor head (model.head=metaanchor) takes new anchor sets"
+        )
+
+
 class PredefinedAnchorHead(_RetinaHead):
     """Classic RetinaNet head: fixed K anchors baked into the last convs (the baseline)."""
 
@@ -91,12 +101,7 @@ class PredefinedAnchorHead(_RetinaHead):
             nn.init.constant_(conv.bias, bias)
 
     def set_anchors(self, codes: list[Tensor]) -> None:
-        bad = [len(c) for c in codes if len(c) != self.num_anchors]
-        if bad:
-            raise UserError(
-                f"the predefined-anchor head was trained with {self.num_anchors} anchors per position and cannot "
-                f"use {bad[0]}; only a MetaAnchor head (model.head=metaanchor) takes new anchor sets"
-            )
+        check_anchor_count(self.num_anchors, codes)
 
     def level_params(self, features):
         p = (self.cls_logits.weight, self.cls_logits.bias, self.bbox_pred.weight, self.bbox_pred.bias)

@@ -40,7 +40,7 @@ from metaanchor.errors import UserError
 from metaanchor.families.base import BaseDetector, scale_targets, to_image_pixels
 from metaanchor.families.yolov2_loss import OBJ, box_slice, class_slice, yolo_loss
 from metaanchor.generator import AnchorFunctionGenerator, prior_bias
-from metaanchor.heads import flatten_level
+from metaanchor.heads import check_anchor_count, flatten_level
 from metaanchor.postprocess import postprocess
 from metaanchor.transform import ImageBatcher
 
@@ -175,12 +175,7 @@ class PredefinedYoloHead(nn.Module):
             self.conv.bias.copy_(slot_bias(num_classes, prior_prob).repeat(num_anchors))
 
     def set_anchors(self, codes: list[Tensor]) -> None:
-        bad = [len(c) for c in codes if len(c) != self.num_anchors]
-        if bad:
-            raise UserError(
-                f"the predefined-anchor head was trained with {self.num_anchors} anchors per position and cannot "
-                f"use {bad[0]}; only a MetaAnchor head (model.head=metaanchor) takes new anchor sets"
-            )
+        check_anchor_count(self.num_anchors, codes)
 
     def forward(self, features: list[Tensor]) -> Tensor:
         (x,) = features
