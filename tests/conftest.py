@@ -41,3 +41,22 @@ def cli(capsys, *args):
     code = main([str(a) for a in args])
     out, err = capsys.readouterr()
     return code, out, err.strip().splitlines()
+
+
+@pytest.fixture(scope="module")
+def model_ckpt(tmp_path_factory):
+    """An untrained tiny RetinaNet checkpoint (3 classes a, b, c)."""
+    path = tmp_path_factory.mktemp("ckpt") / "m.pt"
+    tiny_detector(class_names=["a", "b", "c"]).save(path)
+    return path
+
+
+def assert_same_final_weights(reference, resumed, iteration: int) -> None:
+    """Two checkpoints (an uninterrupted run and an interrupted-then-resumed one) end at ``iteration``
+    with bit-identical weights."""
+    full = torch.load(reference, weights_only=True)
+    cut = torch.load(resumed, weights_only=True)
+    assert cut["iteration"] == full["iteration"] == iteration
+    assert full["model"].keys() == cut["model"].keys()
+    for k in full["model"]:
+        assert torch.equal(full["model"][k], cut["model"][k]), k

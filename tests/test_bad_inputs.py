@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import TINY, cli, tiny_detector
+from conftest import TINY, cli
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
@@ -53,13 +53,6 @@ def copy_of(dataset, tmp_path):
     dst = tmp_path / "ds"
     shutil.copytree(dataset, dst)
     return dst
-
-
-@pytest.fixture(scope="module")
-def model_ckpt(tmp_path_factory):
-    path = tmp_path_factory.mktemp("ckpt") / "m.pt"
-    tiny_detector(class_names=["a", "b", "c"]).save(path)
-    return path
 
 
 def ann(folder):

@@ -16,6 +16,7 @@ import time
 
 import pytest
 import torch
+from conftest import assert_same_final_weights
 
 from metaanchor.data.synth import synth_config, write_synth_dataset
 
@@ -88,12 +89,7 @@ def test_a_stop_signal_saves_last_pt_and_resume_continues_exactly(sig, workers, 
     rows = [int(r.split(",")[0]) for r in (run / "metrics.csv").read_text().splitlines()[1:]]
     assert rows == list(range(1, end + 1))
 
-    full = torch.load(tmp_path / "full" / "last.pt", weights_only=True)
-    cut = torch.load(run / "last.pt", weights_only=True)
-    assert cut["iteration"] == full["iteration"] == end
-    assert full["model"].keys() == cut["model"].keys()
-    for k in full["model"]:
-        assert torch.equal(full["model"][k], cut["model"][k]), k
+    assert_same_final_weights(tmp_path / "full" / "last.pt", run / "last.pt", end)
 
 
 def test_signal_handlers_are_restored_and_only_installed_in_the_main_thread():

@@ -18,6 +18,7 @@ import textwrap
 import time
 
 import torch
+from conftest import assert_same_final_weights
 
 from metaanchor.data.synth import synth_config, write_synth_dataset
 
@@ -156,9 +157,4 @@ def test_sigkill_at_random_points_then_resume_equals_uninterrupted_run(tmp_path)
     rows = [int(r.split(",")[0]) for r in (run / "metrics.csv").read_text().splitlines()[1:]]
     assert rows == list(range(1, MAX_ITER + 1))  # rows past a checkpoint were dropped, then written again
 
-    full = torch.load(tmp_path / "full" / "last.pt", weights_only=False)
-    cut = torch.load(run / "last.pt", weights_only=False)
-    assert cut["iteration"] == full["iteration"] == MAX_ITER
-    assert full["model"].keys() == cut["model"].keys()
-    for k in full["model"]:
-        assert torch.equal(full["model"][k], cut["model"][k]), k
+    assert_same_final_weights(tmp_path / "full" / "last.pt", run / "last.pt", MAX_ITER)

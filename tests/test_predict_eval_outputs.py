@@ -46,13 +46,6 @@ def odd_ckpt(tmp_path_factory):
     return path
 
 
-@pytest.fixture(scope="module")
-def plain_ckpt(tmp_path_factory):
-    path = tmp_path_factory.mktemp("ckpt") / "plain.pt"
-    tiny_detector(class_names=["a", "b", "c"]).save(path)
-    return path
-
-
 def predict(capsys, ckpt, out, *inputs):
     return cli(capsys, "predict", "--checkpoint", ckpt, "--device", "cpu", "--score-thresh", 0, "--out", out,
                *inputs)
@@ -70,8 +63,8 @@ def test_training_keeps_the_datasets_category_ids(capsys, tmp_path, odd_ids_data
     assert model.class_names == [c["name"] for c in cats]
 
 
-def test_old_checkpoint_without_category_ids_falls_back_to_1_to_C(tmp_path, plain_ckpt):
-    payload = torch.load(plain_ckpt, weights_only=False)
+def test_old_checkpoint_without_category_ids_falls_back_to_1_to_C(tmp_path, model_ckpt):
+    payload = torch.load(model_ckpt, weights_only=False)
     payload["model_config"].pop("category_ids", None)
     torch.save(payload, tmp_path / "old.pt")
     assert Detector.from_checkpoint(tmp_path / "old.pt").category_ids == [1, 2, 3]
