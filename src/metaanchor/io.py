@@ -113,6 +113,14 @@ def default_max_pixels() -> int:
     return value
 
 
+def _open_header(path) -> Image.Image:
+    """``Image.open`` (header only, nothing decoded) without PIL's DecompressionBombWarning:
+    our own cap (``_check_pixels``) replaces it."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        return Image.open(path)
+
+
 def _check_pixels(img: Image.Image, path, max_pixels: int | None) -> None:
     cap = default_max_pixels() if max_pixels is None else max_pixels
     w, h = img.size
@@ -129,11 +137,7 @@ def read_rgb_array(path: str | Path, max_pixels: int | None = None) -> np.ndarra
     from their header, before decoding.
     """
     try:
-        with warnings.catch_warnings():
-            # our own cap (checked next) replaces PIL's DecompressionBombWarning
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            img = Image.open(path)
-        with img:
+        with _open_header(path) as img:
             _check_pixels(img, path, max_pixels)
             img.load()
             return to_rgb_array(img)
@@ -154,10 +158,7 @@ def read_image(path: str | Path, max_pixels: int | None = None) -> Image.Image:
 def image_size(path: str | Path) -> tuple[int, int]:
     """(width, height) from the image header only; ``DataError`` names the file."""
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # nothing is decoded here
-            img = Image.open(path)
-        with img:
+        with _open_header(path) as img:
             return img.size
     except FileNotFoundError:
         raise DataError(f"{path}: image file not found") from None
