@@ -6,8 +6,8 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from metaanchor.anchors import AnchorSet, grid_anchors
 from metaanchor.errors import AnchorSpecError
+from metaanchor.geometry.anchors import AnchorSet, grid_anchors
 
 STANDARD = [32.0, 64.0, 128.0, 256.0, 512.0]
 

@@ -2,8 +2,8 @@ import math
 
 import torch
 
-from metaanchor.box_coder import BBOX_XFORM_CLIP, BoxCoder
-from metaanchor.matcher import Matcher
+from metaanchor.geometry.box_coder import BBOX_XFORM_CLIP, BoxCoder
+from metaanchor.geometry.matcher import Matcher
 
 
 def random_boxes(n, seed):

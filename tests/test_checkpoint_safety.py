@@ -14,11 +14,11 @@ import pytest
 import torch
 from conftest import tiny_detector
 
-from metaanchor import checkpoint as ckpt
 from metaanchor.cli import main
 from metaanchor.config import load_config
 from metaanchor.data.synth import synth_config, write_synth_dataset
 from metaanchor.detector import Detector
+from metaanchor.engine import checkpoint as ckpt
 from metaanchor.engine import train as train_mod
 from metaanchor.errors import CheckpointError, UserError
 

@@ -13,12 +13,12 @@ from pathlib import Path
 import pytest
 from PIL import Image, ImageFile
 
-from metaanchor.anchors import AnchorSet
 from metaanchor.cli import main
 from metaanchor.config import load_config
 from metaanchor.data import CocoDataset, convert
+from metaanchor.data.io import image_size, load_image, read_rgb_array
 from metaanchor.errors import AnchorSpecError, ConfigError, DataError, UserError
-from metaanchor.io import image_size, load_image, read_rgb_array
+from metaanchor.geometry.anchors import AnchorSet
 
 
 def cli(capsys, *args):
@@ -338,7 +338,7 @@ def test_same_file_under_two_image_ids_warns_or_fails_fast(world, capsys, caplog
 
 
 def test_train_passes_fail_fast_to_the_dataset(world):
-    from metaanchor.engine.train import load_dataset
+    from metaanchor.data.loader import load_dataset
 
     src = _write_coco(world / "src", [(1, "good.png"), (2, "good.png")])
     cfg = load_config(None, [f"data.train={src}"])

@@ -3,10 +3,10 @@ import torch
 from conftest import tiny_detector
 from torchvision.ops import batched_nms
 
-from metaanchor.anchors import AnchorSet
-from metaanchor.box_coder import BoxCoder
 from metaanchor.errors import CheckpointError, UserError
-from metaanchor.postprocess import postprocess
+from metaanchor.geometry.anchors import AnchorSet
+from metaanchor.geometry.box_coder import BoxCoder
+from metaanchor.modeling.postprocess import postprocess
 
 POSITIONS_128 = 16 * 16 + 8 * 8 + 4 * 4 + 2 * 2 + 1 * 1  # P3..P7 on a 128 px input
 
@@ -161,7 +161,7 @@ def test_bad_checkpoints_are_clear_errors(tmp_path):
 
 
 def test_grouped_nms_keeps_what_batched_nms_keeps():
-    from metaanchor.postprocess import grouped_nms
+    from metaanchor.modeling.postprocess import grouped_nms
 
     g = torch.Generator().manual_seed(1)
     n = 5000
@@ -176,7 +176,7 @@ def test_grouped_nms_keeps_what_batched_nms_keeps():
 
 
 def test_grouped_nms_with_few_large_groups_matches_batched_nms():
-    from metaanchor.postprocess import grouped_nms
+    from metaanchor.modeling.postprocess import grouped_nms
 
     g = torch.Generator().manual_seed(2)
     n = 6000  # 3 groups of ~2000: the padded [G, M, M] tensor would be too big, so slices are used

@@ -9,10 +9,10 @@ import sys
 import pytest
 import torch
 
-from metaanchor.anchors import AnchorSet
 from metaanchor.config import load_config
 from metaanchor.engine import train as train_mod
-from metaanchor.engine.train import lr_factor, sample_anchor_set
+from metaanchor.engine.train import lr_factor
+from metaanchor.geometry.anchors import AnchorSet, sample_anchor_set
 
 TINY = ["model.backbone=tiny", "model.fpn_channels=16", "model.head_convs=1", "model.hidden_dim=8",
         "input.size=128", "solver.batch_size=4", "solver.warmup_iters=3", "log.period=1", "device=cpu",

@@ -7,21 +7,20 @@ import math
 import numpy as np
 import pytest
 
-from metaanchor.anchor_search import (
+from metaanchor.cli import main
+from metaanchor.engine.anchor_search import search_anchors, spec_of
+from metaanchor.geometry.anchor_fit import (
     anchor_fit_quality,
     fit_anchors,
     kmeans_shapes,
     level_relative,
     level_sizes,
-    search_anchors,
-    spec_of,
     write_anchor_file,
 )
-from metaanchor.anchors import AnchorSet
-from metaanchor.cli import main
-from metaanchor.experiments import report
-from metaanchor.experiments.runner import Run, Runner, Scale, config_key
-from metaanchor.experiments.suite import ANCHOR_SETS, BAD, Context, _compare, anchor_configs, cross_eval
+from metaanchor.geometry.anchors import AnchorSet
+from metaanchor.tools.experiments import report
+from metaanchor.tools.experiments.runner import Run, Runner, Scale, config_key
+from metaanchor.tools.experiments.suite import ANCHOR_SETS, BAD, Context, _compare, anchor_configs, cross_eval
 
 MICRO = Scale("micro", image_size=64, train_images=6, val_images=3, test_images=3, max_iter=2, batch_size=2,
               backbone="tiny", fpn_channels=8, head_convs=1, hidden_dim=4, lr=0.01, warmup_iters=1, eval_batch=3)
@@ -245,7 +244,7 @@ class YoloFakeRunner(FakeRunner):
 @pytest.mark.parametrize("bonus, held", [(0.02, True), (0.0, False), (0.004, False), (-0.02, False)],
                          ids=["metaanchor-better", "equal", "within-noise", "metaanchor-worse"])
 def test_yolo_experiment_report_and_verdict(tmp_path, synth_dirs, bonus, held):
-    from metaanchor.experiments.suite import YOLO_K, yolo
+    from metaanchor.tools.experiments.suite import YOLO_K, yolo
 
     train, _ = synth_dirs
     runner = YoloFakeRunner(tmp_path / "cache", MICRO, device="cpu", log=lambda s: None, train_dir=train,
@@ -269,8 +268,8 @@ def test_yolo_experiment_report_and_verdict(tmp_path, synth_dirs, bonus, held):
 
 
 def test_yolo_experiment_trains_yolov2_with_the_kmeans_file(tmp_path, synth_dirs):
-    from metaanchor.experiments.suite import yolo
     from metaanchor.families.yolov2 import fit_yolo_anchors
+    from metaanchor.tools.experiments.suite import yolo
 
     train, _ = synth_dirs
     runner = YoloFakeRunner(tmp_path / "cache", MICRO, device="cpu", log=lambda s: None, train_dir=train)
@@ -288,10 +287,10 @@ def test_yolo_experiment_trains_yolov2_with_the_kmeans_file(tmp_path, synth_dirs
 
 
 def test_yolo_quick_scale_is_the_demo_config(tmp_path):
+    from metaanchor.cli.experiment import NAMES
     from metaanchor.config import load_config
-    from metaanchor.experiments.commands import NAMES
-    from metaanchor.experiments.runner import QUICK
-    from metaanchor.experiments.suite import EXPERIMENTS, yolo_overrides
+    from metaanchor.tools.experiments.runner import QUICK
+    from metaanchor.tools.experiments.suite import EXPERIMENTS, yolo_overrides
 
     assert "yolo" in EXPERIMENTS and tuple(EXPERIMENTS) == NAMES
     runner = FakeRunner(tmp_path, QUICK, device="cpu", log=lambda s: None)

@@ -95,7 +95,7 @@ def test_a_stop_signal_saves_last_pt_and_resume_continues_exactly(sig, workers, 
 def test_signal_handlers_are_restored_and_only_installed_in_the_main_thread():
     import threading
 
-    from metaanchor.engine.train import StopSignals
+    from metaanchor.engine.signals import StopSignals
 
     before = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)
     with StopSignals() as stop:

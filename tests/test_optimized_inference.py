@@ -17,9 +17,9 @@ import pytest
 import torch
 from torchvision.ops import box_iou, clip_boxes_to_image
 
-from metaanchor import bench
 from metaanchor.detector import Detector
-from metaanchor.postprocess import anchor_topk
+from metaanchor.modeling.postprocess import anchor_topk
+from metaanchor.tools import bench
 
 IMAGE_SIZES = [(120, 240), (64, 128), (128, 256)]  # all resized to 128 x 256: a batch without padding
 LOGIT_TOL = 2e-4  # largest |plain - optimized| allowed on any class logit or box delta

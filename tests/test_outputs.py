@@ -10,14 +10,15 @@ import torch.nn.functional as F
 from conftest import tiny_detector
 from torch import nn
 
-from metaanchor.anchor_search import search_anchors
-from metaanchor.anchors import AnchorSet
-from metaanchor.backbones import STRIDES
-from metaanchor.box_coder import BoxCoder
-from metaanchor.cli import main, print_summary
+from metaanchor.cli import main
+from metaanchor.cli.train import print_summary
 from metaanchor.data.synth import synth_config, write_synth_dataset
-from metaanchor.heads import MetaAnchorHead
-from metaanchor.postprocess import postprocess
+from metaanchor.engine.anchor_search import search_anchors
+from metaanchor.geometry.anchors import AnchorSet
+from metaanchor.geometry.box_coder import BoxCoder
+from metaanchor.modeling.backbones import STRIDES
+from metaanchor.modeling.heads import MetaAnchorHead
+from metaanchor.modeling.postprocess import postprocess
 
 STANDARD = [32.0, 64.0, 128.0]
 C, CH = 5, 16

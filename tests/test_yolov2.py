@@ -7,7 +7,6 @@ import pytest
 import torch
 import yaml
 
-from metaanchor.anchors import AnchorSet, grid_anchors
 from metaanchor.cli import main
 from metaanchor.config import CHOICES, load_config
 from metaanchor.detector import Detector
@@ -21,6 +20,7 @@ from metaanchor.families.yolov2 import (
     fit_yolo_anchors,
 )
 from metaanchor.families.yolov2_loss import assign_targets, ignored_predictions, yolo_loss
+from metaanchor.geometry.anchors import AnchorSet, grid_anchors
 
 C, CH = 3, 16
 STANDARD = [128.0]

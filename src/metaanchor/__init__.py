@@ -7,8 +7,8 @@
 
 __version__ = "0.1.0"
 
-from metaanchor.anchors import AnchorSet
 from metaanchor.families import load_detector
 from metaanchor.families.retinanet import RetinaNetDetector as Detector
+from metaanchor.geometry.anchors import AnchorSet
 
 __all__ = ["AnchorSet", "Detector", "__version__", "load_detector"]

@@ -15,12 +15,12 @@ from pathlib import Path
 
 import yaml
 
-from metaanchor.backbones import BACKBONES
 from metaanchor.errors import ConfigError
 from metaanchor.families import ARCHS
 from metaanchor.families.base import HEADS
-from metaanchor.heads import NORMS
-from metaanchor.losses import REG_LOSSES
+from metaanchor.modeling.backbones import BACKBONES
+from metaanchor.modeling.heads import NORMS
+from metaanchor.modeling.losses import REG_LOSSES
 
 DEFAULTS: dict = {
     "seed": 0,
@@ -103,7 +103,7 @@ MAX_ITERS = 10**8
 MAX_BATCH = 1024
 MAX_INPUT_SIZE = 4096  # px, short side (input.max_size: twice that)
 MAX_CHANNELS = 4096
-MAX_IMAGE_PIXELS_LIMIT = 1_000_000_000  # = metaanchor.io.MAX_IMAGE_PIXELS_LIMIT
+MAX_IMAGE_PIXELS_LIMIT = 1_000_000_000  # = metaanchor.data.io.MAX_IMAGE_PIXELS_LIMIT
 RANGES = {
     **dict.fromkeys(("solver.lr",), _POSITIVE),
     **dict.fromkeys(("solver.max_iter", "log.period", "checkpoint.period"), (0, MAX_ITERS, True)),
@@ -150,8 +150,8 @@ def _check_items(key: str, value) -> None:
 
 def validate(cfg: dict) -> dict:
     """Checks that span keys: IoU thresholds, step fractions, anchor SPECs. Returns ``cfg``."""
-    from metaanchor.anchors import AnchorSet
     from metaanchor.errors import AnchorSpecError
+    from metaanchor.geometry.anchors import AnchorSet
 
     m = cfg["model"]
     if m["bg_iou"] > m["fg_iou"]:

@@ -43,8 +43,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from metaanchor.data.io import array_to_tensor, path_inside, read_rgb_array, unsafe_name_reason  # the one image reader
 from metaanchor.errors import DataError, UserError
-from metaanchor.io import array_to_tensor, path_inside, read_rgb_array, unsafe_name_reason  # the one image reader
 
 log = logging.getLogger(__name__)
 
@@ -305,7 +305,7 @@ class CocoDataset(torch.utils.data.Dataset):
                  skip_invalid: bool = False, transforms=None, fail_fast: bool = False,
                  max_image_pixels: int | None = None):
         self.ann_file, self.images_dir = resolve_coco_paths(path, images_dir)
-        self.max_image_pixels = max_image_pixels  # None: metaanchor.io's default cap
+        self.max_image_pixels = max_image_pixels  # None: metaanchor.data.io's default cap
         raw = load_coco_json(self.ann_file)
         data, self.skipped, self.warnings = validate_coco(raw, self.ann_file, skip_invalid and not fail_fast,
                                                           fail_fast, self.images_dir)

@@ -19,7 +19,7 @@ Conventions:
 - :func:`convert` writes a self-contained dataset folder: images are hard-linked
   (or copied when linking is impossible) into ``dst/images``.
 - Every path built from a record's ``file_name`` (image reads, links, label and
-  XML writes) goes through :func:`metaanchor.io.path_inside`: absolute names,
+  XML writes) goes through :func:`metaanchor.data.io.path_inside`: absolute names,
   ``..`` and symlinks leaving the folder are errors naming the record, so
   nothing outside ``dst`` is ever written or deleted.
 - VOC sources honour the official split with ``split=NAME``
@@ -38,8 +38,8 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from metaanchor.data.coco import load_coco_json, resolve_coco_paths, validate_coco
+from metaanchor.data.io import IMAGE_SUFFIXES, image_size, path_inside
 from metaanchor.errors import DataError, UserError
-from metaanchor.io import IMAGE_SUFFIXES, image_size, path_inside
 
 log = logging.getLogger(__name__)
 

@@ -10,8 +10,8 @@ import torch
 from pycocotools.cocoeval import COCOeval
 from tqdm import tqdm
 
-from metaanchor.anchors import AnchorSet
 from metaanchor.errors import DataError, OutOfMemory, UserError, is_out_of_memory, out_of_memory_message
+from metaanchor.geometry.anchors import AnchorSet
 
 METRIC_KEYS = ("AP", "AP50", "AP75", "APs", "APm", "APl", "AR1", "AR10", "AR100", "ARs", "ARm", "ARl")
 AREA_OF = dict(zip(METRIC_KEYS, 2 * (("all",) * 3 + ("small", "medium", "large"))))  # the area range of each

@@ -16,24 +16,21 @@ from __future__ import annotations
 import csv
 import math
 import os
-import signal
 import sys
-import threading
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 import torch.distributed as dist
-from torch.utils.data import DataLoader, Dataset, DistributedSampler
+from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from metaanchor import checkpoint as ckpt
-from metaanchor.anchors import AnchorSet
 from metaanchor.config import dump, model_kwargs
-from metaanchor.data.augment import Compose, PhotometricJitter, RandomHorizontalFlip
-from metaanchor.data.coco import CocoDataset, collate
+from metaanchor.data.loader import AugmentedDataset, ResumableBatches, collate_train, load_dataset
+from metaanchor.engine import checkpoint as ckpt
+from metaanchor.engine.device import resolve_device
 from metaanchor.engine.evaluate import METRIC_KEYS, evaluate, fmt_metric
+from metaanchor.engine.signals import StopSignals, ignore_stop_signals
 from metaanchor.errors import (
     CheckpointError,
     ConfigError,
@@ -44,6 +41,8 @@ from metaanchor.errors import (
     out_of_memory_message,
 )
 from metaanchor.families import build_detector
+from metaanchor.files import write_text, writing
+from metaanchor.geometry.anchors import sample_anchor_set
 
 # columns only ever appended, so older readers keep their positions; obj: YOLOv2's objectness loss
 CSV_FIELDS = ["iter", "lr", "loss", "cls", "box", "skipped", "seconds"] + list(METRIC_KEYS) + ["obj"]
@@ -53,144 +52,6 @@ class NonFiniteLoss(UserError):
     """Training produced a NaN/inf loss (stop mode)."""
 
 
-STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
-
-
-class StopSignals:
-    """While active, SIGINT/SIGTERM only set ``signum``; the loop stops at its next iteration boundary.
-
-    A second signal, or one while ``deferred`` is off, raises KeyboardInterrupt at once. Installed only
-    in the main thread (elsewhere signals cannot be caught: ``signum`` stays None); the previous
-    handlers come back on exit.
-    """
-
-    def __init__(self, deferred: bool = True):
-        self.signum: int | None = None
-        self.deferred = deferred
-        self._previous: dict = {}
-
-    def __enter__(self) -> StopSignals:
-        if threading.current_thread() is threading.main_thread():
-            for sig in STOP_SIGNALS:
-                self._previous[sig] = signal.signal(sig, self._handle)
-        return self
-
-    def __exit__(self, *exc) -> None:
-        for sig, handler in self._previous.items():
-            signal.signal(sig, handler if handler is not None else signal.SIG_DFL)
-        self._previous.clear()
-
-    def _handle(self, signum, frame) -> None:
-        if self.signum is not None or not self.deferred:
-            raise KeyboardInterrupt
-        self.signum = signum
-
-    @property
-    def name(self) -> str:
-        return signal.Signals(self.signum).name if self.signum else "stop signal (another process)"
-
-
-def _ignore_stop_signals(_worker_id: int) -> None:
-    """DataLoader workers leave Ctrl-C/SIGTERM (sent to the whole process group) to the main process,
-    which saves and then shuts them down; a worker dying first would fail the batch being fetched."""
-    for sig in STOP_SIGNALS:
-        signal.signal(sig, signal.SIG_IGN)
-
-
-def resolve_device(name: str) -> torch.device:
-    """``auto`` -> cuda (this rank's GPU under torchrun) if available, else cpu."""
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    if name.startswith("cuda"):
-        if not torch.cuda.is_available():
-            raise ConfigError(f"device={name}: CUDA is not available on this machine; use device=cpu or auto")
-        if name == "cuda" and "LOCAL_RANK" in os.environ:
-            name = f"cuda:{int(os.environ['LOCAL_RANK'])}"
-    elif name != "cpu":
-        raise ConfigError(f"device={name!r}: expected auto, cpu, cuda or cuda:N")
-    return torch.device(name)
-
-
-class BadItem:
-    """Stands in for a dataset item whose image could not be read (the loader never raises for one:
-    a worker's exception would come back as a multi-line message); the training loop decides."""
-
-    def __init__(self, message: str):
-        self.message = message
-
-
-def collate_train(batch: list) -> tuple[list, list, list[str]]:
-    """Like ``collate``, plus the messages of the unreadable items it left out."""
-    good = [b for b in batch if not isinstance(b, BadItem)]
-    images, targets = collate(good)
-    return images, targets, [b.message for b in batch if isinstance(b, BadItem)]
-
-
-class AugmentedDataset(Dataset):
-    """Wraps a dataset; items are fetched as (index, epoch) so augmentation is seeded and repeatable."""
-
-    def __init__(self, dataset, seed: int, hflip: float, photometric: float):
-        self.dataset, self.seed = dataset, seed
-        self.hflip, self.photometric = hflip, photometric
-
-    def __len__(self) -> int:
-        return len(self.dataset)
-
-    def __getitem__(self, key):
-        index, epoch = key
-        try:
-            image, target = self.dataset[index]
-        except DataError as e:
-            return BadItem(str(e))
-        g = torch.Generator().manual_seed(hash((self.seed, epoch, index)) & 0x7FFFFFFF)
-        ops = [RandomHorizontalFlip(self.hflip, generator=g)] if self.hflip > 0 else []
-        if self.photometric > 0:
-            s = self.photometric
-            ops.append(PhotometricJitter(s, s, s, generator=g))
-        return Compose(ops)(image, target) if ops else (image, target)
-
-
-class ResumableBatches:
-    """Batch sampler over iterations ``start..max_iter``: each epoch is a
-    ``DistributedSampler`` permutation (seeded by seed + epoch), cut into per-rank batches."""
-
-    def __init__(self, dataset, batch_size: int, start: int, max_iter: int, seed: int, rank: int, world: int):
-        self.sampler = DistributedSampler(range(len(dataset)), num_replicas=world, rank=rank, shuffle=True,
-                                          seed=seed, drop_last=False)
-        self.batch = batch_size // world
-        self.per_epoch = max(1, len(self.sampler) // self.batch)
-        self.start, self.max_iter = start, max_iter
-
-    def __len__(self) -> int:
-        return self.max_iter - self.start
-
-    def __iter__(self):
-        it = self.start
-        while it < self.max_iter:
-            epoch, pos = divmod(it, self.per_epoch)
-            self.sampler.set_epoch(epoch)
-            order = list(self.sampler)
-            for p in range(pos, self.per_epoch):
-                if it >= self.max_iter:
-                    return
-                yield [(i, epoch) for i in order[p * self.batch:(p + 1) * self.batch]]
-                it += 1
-
-
-def sample_anchor_set(base: AnchorSet, seed: int, iteration: int, scale_jitter: float,
-                      ratio_jitter: float) -> AnchorSet:
-    """A random anchor set around ``base``: every shape's size and ratio jittered in log2 space."""
-    if base.shapes is None:
-        return base
-    rng = np.random.default_rng([seed, iteration, 7])
-    shapes = []
-    for h, w in base.shapes:
-        ds = 2.0 ** rng.uniform(-scale_jitter, scale_jitter)
-        dr = 2.0 ** (rng.uniform(-ratio_jitter, ratio_jitter) / 2)
-        shapes.append((h * ds * dr, w * ds / dr))
-    return AnchorSet(shapes, spec=f"sampled({base.spec})")
-
-
 def lr_factor(it: int, solver: dict) -> float:
     """Linear warm-up, then cosine or step decay; a function of the iteration only."""
     warm = solver["warmup_iters"]
@@ -198,15 +59,6 @@ def lr_factor(it: int, solver: dict) -> float:
     if solver["schedule"] == "cosine":
         return f * 0.5 * (1 + math.cos(math.pi * it / max(1, solver["max_iter"])))
     return f * 0.1 ** sum(it >= s * solver["max_iter"] for s in solver["steps"])
-
-
-def load_dataset(cfg: dict, split: str, skip_invalid: bool, fail_fast: bool = False) -> CocoDataset:
-    """``data.<split>`` (a dataset folder, or a JSON file with ``data.<split>_images``)."""
-    path = cfg["data"][split]
-    if not path:
-        raise ConfigError(f"config key data.{split} is not set: give a dataset folder (data.{split}=DIR)")
-    return CocoDataset(path, cfg["data"][f"{split}_images"], skip_invalid=skip_invalid, fail_fast=fail_fast,
-                       max_image_pixels=cfg["data"].get("max_image_pixels"))
 
 
 class Trainer:
@@ -300,7 +152,7 @@ class Trainer:
         workers = self.cfg["data"]["workers"]
         return DataLoader(data, batch_sampler=batches, num_workers=workers, collate_fn=collate_train,
                           persistent_workers=False, pin_memory=self.device.type == "cuda",
-                          worker_init_fn=_ignore_stop_signals if workers else None)
+                          worker_init_fn=ignore_stop_signals if workers else None)
 
     def _step(self, it: int, images, targets) -> dict | None:
         a = self.cfg["anchors"]
@@ -376,21 +228,21 @@ class Trainer:
         """Clean what a killed run left (temp checkpoints, log rows past the checkpoint); open the logs.
 
         A folder that cannot be written (read-only, disk full) is a one-line ``WriteError`` naming the file."""
-        with ckpt.writing(self.out):
+        with writing(self.out):
             self.out.mkdir(parents=True, exist_ok=True)
         if not self.main:
             return None
-        with ckpt.writing(self.out):
+        with writing(self.out):
             for name in ("last.pt", "best.pt"):
                 ckpt.remove_stale_temp_files(self.out, name)
             for name in (".metrics.csv.tmp", ".config.yaml.tmp"):
                 (self.out / name).unlink(missing_ok=True)
         self._trim_metrics(self.start_iter)
-        ckpt.write_text(self.out / "config.yaml", dump(self.cfg))
+        write_text(self.out / "config.yaml", dump(self.cfg))
         from torch.utils.tensorboard import SummaryWriter
 
         # purge_step drops TensorBoard events a killed run wrote after its last checkpoint
-        with ckpt.writing(self.out):
+        with writing(self.out):
             return SummaryWriter(str(self.out), purge_step=self.start_iter or None)
 
     def _trim_metrics(self, upto: int) -> None:
@@ -402,7 +254,7 @@ class Trainer:
             rows = [r for r in csv.DictReader(f) if r.get("iter", "").isdigit() and None not in r.values()]
         keep = [r for r in rows if int(r["iter"]) <= upto]
         tmp = path.with_name(".metrics.csv.tmp")
-        with ckpt.writing(path):
+        with writing(path):
             try:
                 with tmp.open("w", newline="") as f:
                     w = csv.DictWriter(f, CSV_FIELDS, extrasaction="ignore")
@@ -432,7 +284,7 @@ class Trainer:
                 summary = self._final_eval(writer, it, time.time() - t0)
         finally:
             if writer:
-                with ckpt.writing(self.out):
+                with writing(self.out):
                     writer.close()
         summary["wall_time_s"] = time.time() - t0
         summary["skipped_steps"] = self.skipped
@@ -487,7 +339,7 @@ class Trainer:
 
     def _log(self, writer, it: int, stats: dict, seconds: float, metrics: dict | None = None) -> None:
         lr = self.optimizer.param_groups[0]["lr"]
-        with ckpt.writing(self.out):  # TensorBoard event file
+        with writing(self.out):  # TensorBoard event file
             for k, v in stats.items():
                 writer.add_scalar(f"train/{k}", v, it)
             writer.add_scalar("train/lr", lr, it)
@@ -500,7 +352,7 @@ class Trainer:
             row.update({k: "" if metrics[k] is None else f"{metrics[k]:.5f}" for k in METRIC_KEYS})
         path = self.out / "metrics.csv"
         new = not path.exists()
-        with ckpt.writing(path), path.open("a", newline="") as f:
+        with writing(path), path.open("a", newline="") as f:
             w = csv.DictWriter(f, CSV_FIELDS)
             if new:
                 w.writeheader()

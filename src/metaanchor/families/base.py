@@ -18,19 +18,17 @@ model must set ``backbone``, ``head``, ``strides``, ``standard_sizes``,
 
 from __future__ import annotations
 
-import copy
 from collections import OrderedDict
 from contextlib import contextmanager
 from pathlib import Path
 
 import torch
 from torch import Tensor, nn
-from torch.nn.utils.fusion import fuse_conv_bn_weights
-from torchvision.ops import FrozenBatchNorm2d
 
-from metaanchor import checkpoint as ckpt
-from metaanchor.anchors import AnchorSet, grid_anchors
+from metaanchor.deploy.folding import fold_batchnorm
+from metaanchor.engine import checkpoint as ckpt
 from metaanchor.errors import CheckpointError, UserError
+from metaanchor.geometry.anchors import AnchorSet, grid_anchors
 
 HEADS = ("metaanchor", "metaanchor-dd", "predefined")
 GRID_CACHE_SIZE = 8
@@ -133,7 +131,7 @@ class BaseDetector(nn.Module):
         """
         from PIL import Image
 
-        from metaanchor.io import load_image
+        from metaanchor.data.io import load_image
 
         single = isinstance(images, (str, Path, Image.Image)) or (isinstance(images, Tensor) and images.dim() == 3)
         if single:
@@ -245,29 +243,3 @@ def xyxy_scale(scale: tuple[float, float], device) -> Tensor:
     """(sx, sy) -> [4] multiplier for x1y1x2y2 boxes."""
     sx, sy = scale
     return torch.tensor([sx, sy, sx, sy], device=device)
-
-
-def fold_batchnorm(module: nn.Module) -> int:
-    """Fold each eval-mode BatchNorm2d / FrozenBatchNorm2d into the Conv2d registered just before it.
-
-    Relies on registration order following data flow for conv -> BN pairs, as in
-    torchvision's ResNets (conv1/bn1, downsample[0]/[1]) and our TinyBackbone.
-    The BN is replaced by ``nn.Identity``. Returns the number of BNs folded.
-    """
-    folded = 0
-    for parent in list(module.modules()):
-        names = list(parent._modules)
-        for conv_name, bn_name in zip(names, names[1:]):
-            conv, bn = parent._modules[conv_name], parent._modules[bn_name]
-            if not (isinstance(conv, nn.Conv2d) and isinstance(bn, (nn.BatchNorm2d, FrozenBatchNorm2d))
-                    and conv.out_channels == bn.weight.shape[0]):
-                continue
-            fused = copy.deepcopy(conv)
-            running_mean, running_var = bn.running_mean, bn.running_var
-            fused.weight, fused.bias = fuse_conv_bn_weights(conv.weight, conv.bias, running_mean, running_var,
-                                                            bn.eps, bn.weight, bn.bias)
-            parent._modules[conv_name], parent._modules[bn_name] = fused, nn.Identity()
-            folded += 1
-    return folded
-
-

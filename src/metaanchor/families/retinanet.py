@@ -12,16 +12,16 @@ from __future__ import annotations
 
 from torch import Tensor
 
-from metaanchor.anchors import ANCHOR_BASE, AnchorSet, standard_sizes
-from metaanchor.backbones import build_backbone
-from metaanchor.box_coder import BoxCoder
 from metaanchor.errors import UserError
 from metaanchor.families.base import BaseDetector, scale_targets, to_image_pixels
-from metaanchor.heads import NORMS, MetaAnchorHead, PredefinedAnchorHead
-from metaanchor.losses import REG_LOSSES, detection_loss
-from metaanchor.matcher import Matcher
-from metaanchor.postprocess import postprocess
-from metaanchor.transform import ImageBatcher
+from metaanchor.geometry.anchors import ANCHOR_BASE, AnchorSet, standard_sizes
+from metaanchor.geometry.box_coder import BoxCoder
+from metaanchor.geometry.matcher import Matcher
+from metaanchor.modeling.backbones import build_backbone
+from metaanchor.modeling.heads import NORMS, MetaAnchorHead, PredefinedAnchorHead
+from metaanchor.modeling.losses import REG_LOSSES, detection_loss
+from metaanchor.modeling.postprocess import postprocess
+from metaanchor.modeling.transform import ImageBatcher
 
 
 class RetinaNetDetector(BaseDetector):

@@ -32,17 +32,17 @@ from torch import Tensor, nn
 from torchvision.models._utils import IntermediateLayerGetter
 from torchvision.ops import FrozenBatchNorm2d
 
-from metaanchor.anchor_search import box_shapes, fit_anchors
-from metaanchor.anchors import ANCHOR_BASE, AnchorSet, standard_sizes
-from metaanchor.backbones import BACKBONES, RESNETS, TinyBackbone, _load_backbone_weights
-from metaanchor.box_coder import BBOX_XFORM_CLIP
 from metaanchor.errors import UserError
 from metaanchor.families.base import BaseDetector, scale_targets, to_image_pixels
 from metaanchor.families.yolov2_loss import OBJ, box_slice, class_slice, yolo_loss
-from metaanchor.generator import AnchorFunctionGenerator, prior_bias
-from metaanchor.heads import check_anchor_count, flatten_level
-from metaanchor.postprocess import postprocess
-from metaanchor.transform import ImageBatcher
+from metaanchor.geometry.anchor_fit import box_shapes, fit_anchors
+from metaanchor.geometry.anchors import ANCHOR_BASE, AnchorSet, standard_sizes
+from metaanchor.geometry.box_coder import BBOX_XFORM_CLIP
+from metaanchor.modeling.backbones import BACKBONES, RESNETS, TinyBackbone, _load_backbone_weights
+from metaanchor.modeling.generator import AnchorFunctionGenerator, prior_bias
+from metaanchor.modeling.heads import check_anchor_count, flatten_level
+from metaanchor.modeling.postprocess import postprocess
+from metaanchor.modeling.transform import ImageBatcher
 
 STRIDE = 32
 LEAKY_SLOPE = 0.1  # YOLOv2's leaky ReLU

@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from metaanchor.losses import pad_targets
+from metaanchor.modeling.losses import pad_targets
 
 OBJ = 0  # index of the objectness logit in an anchor's slice
 

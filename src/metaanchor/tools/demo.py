@@ -13,14 +13,14 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from metaanchor.anchors import AnchorSet
 from metaanchor.config import load_config, set_key
 from metaanchor.data.coco import CocoDataset
 from metaanchor.data.synth import synth_config, write_synth_dataset
 from metaanchor.engine.evaluate import fmt_metric
 from metaanchor.engine.train import train
 from metaanchor.families.retinanet import RetinaNetDetector as Detector
-from metaanchor.visualize import detection_grid, draw_detections, plot_anchor_sets
+from metaanchor.geometry.anchors import AnchorSet
+from metaanchor.tools.visualize import detection_grid, draw_detections, plot_anchor_sets
 
 DEMO_TRAIN_IMAGES = 800
 DEMO_VAL_IMAGES = 150

@@ -19,21 +19,18 @@ from pathlib import Path
 
 import numpy as np
 
-from metaanchor.anchor_search import (
+from metaanchor.engine.anchor_search import preset_candidates, scales_ratios_of, search_anchors, spec_of
+from metaanchor.families.yolov2 import fit_yolo_anchors
+from metaanchor.geometry.anchor_fit import (
     anchor_fit_quality,
     box_shapes,
     fit_anchors,
     input_scale,
-    preset_candidates,
-    scales_ratios_of,
-    search_anchors,
-    spec_of,
     write_anchor_file,
 )
-from metaanchor.anchors import ANCHOR_BASE, AnchorSet
-from metaanchor.experiments import report
-from metaanchor.experiments.runner import Runner, anchor_key
-from metaanchor.families.yolov2 import fit_yolo_anchors
+from metaanchor.geometry.anchors import ANCHOR_BASE, AnchorSet
+from metaanchor.tools.experiments import report
+from metaanchor.tools.experiments.runner import Runner, anchor_key
 
 BAD = "scales=4;ratios=1"  # one square anchor 4x the standard box: far too large for these objects
 ANCHOR_SETS = ("1x1", "1x3", "3x3", "5x5", BAD)
@@ -86,7 +83,7 @@ def _compare(a: list[float], b: list[float]) -> str:
 
 
 def _device(ctx: Context) -> str:
-    from metaanchor.engine.train import resolve_device
+    from metaanchor.engine.device import resolve_device
 
     return str(resolve_device(ctx.runner.device))
 
@@ -267,7 +264,7 @@ def search(ctx: Context) -> dict:
     q3 = anchor_fit_quality(box_shapes(ctx.test()), "3x3")
     report.write_readme(d, "search: anchor sets searched on validation data, no retraining", [
         f"For each MetaAnchor model (trained with {', '.join(label(a) for a in SEARCH_FROM)}), a greedy search "
-        f"over scales and ratios (`metaanchor.anchor_search.search_anchors`, {ctx.search_budget} sets at most: "
+        f"over scales and ratios (`metaanchor.geometry.anchor_fit.search_anchors`, {ctx.search_budget} sets at most: "
         "the training set and the presets 1x1, 1x3, 2x3, 3x3 first, then greedy moves from the best of them, "
         "each scale moved by 2^±0.25 or ratio by 2^±0.5, or one added/dropped) scores each set by AP on the "
         "validation split with the trained generator. The found set, the training set and a k-means fit (IoU "

@@ -11,18 +11,15 @@ with ``torch.load(weights_only=True)``: a file someone hands you cannot run code
 
 from __future__ import annotations
 
-import errno
-import os
 import pickle
 import re
-import tempfile
-from contextlib import contextmanager
 from pathlib import Path
 
 import torch
 from torch import nn
 
-from metaanchor.errors import CheckpointError, UserError
+from metaanchor.errors import CheckpointError
+from metaanchor.files import write_atomic
 
 FORMAT = "metaanchor"
 COMPATIBLE_MAJOR = 0
@@ -32,38 +29,6 @@ def model_payload(model_config: dict, state_dict: dict) -> dict:
     from metaanchor import __version__
 
     return {"format": FORMAT, "version": __version__, "model_config": model_config, "model": state_dict}
-
-
-class WriteError(UserError):
-    """An output file could not be written (read-only folder, disk full, ...); the message names it."""
-
-
-def write_error(path, e: OSError) -> WriteError:
-    """One line naming ``path`` and the cause of ``e`` (e.g. 'No space left on device')."""
-    cause = e.strerror or (errno.errorcode.get(e.errno, "") if e.errno else "") or str(e) or type(e).__name__
-    return WriteError(f"cannot write {path}: {cause}")
-
-
-@contextmanager
-def writing(path):
-    """Turn an OSError (read-only folder, disk full, ...) in the block into a one-line WriteError naming ``path``."""
-    try:
-        yield
-    except OSError as e:
-        raise write_error(path, e) from None
-
-
-def write_text(path: str | Path, text: str) -> None:
-    """Write a text file atomically (``.NAME.tmp`` beside it, then rename); a failure leaves no partial file."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp")
-    with writing(path):
-        try:
-            tmp.write_text(text)
-            os.replace(tmp, path)
-        except BaseException:
-            tmp.unlink(missing_ok=True)
-            raise
 
 
 def plain(obj, where: str = "checkpoint"):
@@ -94,20 +59,6 @@ def plain(obj, where: str = "checkpoint"):
                     "tensors-only checkpoint")
 
 
-def _umask() -> int:
-    """The process umask, read without changing it where the OS allows (Linux /proc), else set and restore."""
-    try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith("Umask:"):
-                    return int(line.split()[1], 8)
-    except (OSError, ValueError, IndexError):
-        pass
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
-
-
 def save(payload: dict, path: str | Path) -> None:
     """Write atomically: a temp file in the same folder, fsync, then rename over ``path``.
 
@@ -115,25 +66,8 @@ def save(payload: dict, path: str | Path) -> None:
     of any file the user creates (0666 less the umask), not mkstemp's 0600. An OSError
     (read-only folder, disk full) raises ``WriteError`` naming ``path``, and leaves no temp file.
     """
-    path = Path(path)
     payload = plain(payload)
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    except OSError as e:
-        raise write_error(path, e) from None
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(payload, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o666 & ~_umask())
-        os.replace(tmp, path)
-    except BaseException as e:
-        Path(tmp).unlink(missing_ok=True)
-        if isinstance(e, OSError):
-            raise write_error(path, e) from None
-        raise
+    write_atomic(path, lambda f: torch.save(payload, f))
 
 
 def load(path: str | Path, map_location="cpu") -> dict:

@@ -18,8 +18,8 @@ from torchvision.ops import FeaturePyramidNetwork, FrozenBatchNorm2d
 from torchvision.ops.feature_pyramid_network import LastLevelP6P7
 
 from metaanchor.errors import UserError
+from metaanchor.geometry.anchors import PYRAMID_STRIDES as STRIDES
 
-STRIDES = (8, 16, 32, 64, 128)
 RESNETS = ("resnet18", "resnet34", "resnet50", "resnet101")
 BACKBONES = ("tiny",) + RESNETS
 

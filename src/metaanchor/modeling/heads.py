@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from metaanchor.errors import UserError
-from metaanchor.generator import AnchorFunctionGenerator, prior_bias
+from metaanchor.modeling.generator import AnchorFunctionGenerator, prior_bias
 
 NORMS = ("none", "gn")
 

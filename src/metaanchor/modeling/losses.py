@@ -7,8 +7,8 @@ import torch.nn.functional as F
 from torch import Tensor
 from torchvision.ops import generalized_box_iou_loss, sigmoid_focal_loss
 
-from metaanchor.box_coder import BoxCoder
-from metaanchor.matcher import Matcher
+from metaanchor.geometry.box_coder import BoxCoder
+from metaanchor.geometry.matcher import Matcher
 
 REG_LOSSES = ("smooth_l1", "l1", "giou")
 

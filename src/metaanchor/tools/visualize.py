@@ -13,7 +13,7 @@ from PIL import Image
 from torch import Tensor
 from torchvision.utils import draw_bounding_boxes
 
-from metaanchor.anchors import AnchorSet
+from metaanchor.geometry.anchors import AnchorSet
 
 PALETTE = ["#e6194b", "#3cb44b", "#4363d8", "#f58231", "#911eb4", "#46f0f0", "#f032e6", "#bcf60c",
            "#fabebe", "#008080", "#e6beff", "#9a6324"]

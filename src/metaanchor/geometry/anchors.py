@@ -23,12 +23,14 @@ import json
 import math
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch import Tensor
 
 from metaanchor.errors import AnchorSpecError
 
 # Each pyramid level's standard box is square with side ANCHOR_BASE * stride (RetinaNet: 32..512 for P3..P7).
+PYRAMID_STRIDES = (8, 16, 32, 64, 128)  # P3..P7 of the feature pyramid (RetinaNet)
 ANCHOR_BASE = 4.0
 # Ratio presets for the common SxR forms; other R use geometric spacing in [0.5, 2].
 RATIO_PRESETS = {1: [1.0], 3: [0.5, 1.0, 2.0], 5: [1 / 3, 0.5, 1.0, 2.0, 3.0]}
@@ -309,3 +311,17 @@ def grid_anchors(sizes: list[Tensor], feature_shapes: list[tuple[int, int]], str
         shifts = torch.stack([cx, cy, cx, cy], dim=-1).reshape(-1, 1, 4)  # [HW, 1, 4]
         out.append((shifts + base[None]).reshape(-1, 4))
     return torch.cat(out)
+
+
+def sample_anchor_set(base: AnchorSet, seed: int, iteration: int, scale_jitter: float,
+                      ratio_jitter: float) -> AnchorSet:
+    """A random anchor set around ``base``: every shape's size and ratio jittered in log2 space."""
+    if base.shapes is None:
+        return base
+    rng = np.random.default_rng([seed, iteration, 7])
+    shapes = []
+    for h, w in base.shapes:
+        ds = 2.0 ** rng.uniform(-scale_jitter, scale_jitter)
+        dr = 2.0 ** (rng.uniform(-ratio_jitter, ratio_jitter) / 2)
+        shapes.append((h * ds * dr, w * ds / dr))
+    return AnchorSet(shapes, spec=f"sampled({base.spec})")

@@ -12,7 +12,7 @@ import torch
 from torch import Tensor
 from torchvision.ops import batched_nms, nms
 
-from metaanchor.box_coder import BoxCoder
+from metaanchor.geometry.box_coder import BoxCoder
 
 
 def postprocess(cls_logits: Tensor, box_deltas: Tensor, anchors: Tensor, level_sizes: list[int],

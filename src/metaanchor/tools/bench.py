@@ -74,7 +74,7 @@ def torchvision_retinanet(backbone: str, num_classes: int, size: int, fpn_channe
     from torchvision.ops.feature_pyramid_network import LastLevelP6P7
 
     if backbone == "tiny":  # tests only: our tiny pyramid is a drop-in body
-        from metaanchor.backbones import TinyFPNBackbone
+        from metaanchor.modeling.backbones import TinyFPNBackbone
         body = TinyFPNBackbone(fpn_channels)
     else:
         body = resnet_fpn_backbone(backbone_name=backbone, weights=None, norm_layer=nn.BatchNorm2d,
@@ -271,7 +271,7 @@ def bench_train(backbone: str, cfg: BenchConfig, device) -> dict:
 
 def bench_metaanchor_costs(models, cfg: BenchConfig, device) -> dict:
     """Generating weights for a new anchor set (first call vs cached) and MetaAnchor vs predefined head."""
-    from metaanchor.heads import PredefinedAnchorHead
+    from metaanchor.modeling.heads import PredefinedAnchorHead
 
     ours = models["ours"]
     with torch.inference_mode():
@@ -415,15 +415,3 @@ def main(quick: bool = False, json_out: str | None = None, device: str = "auto",
         Path(json_out).parent.mkdir(parents=True, exist_ok=True)
         Path(json_out).write_text(json.dumps(report, indent=2))
     return report
-
-
-def cmd_bench(args) -> int:
-    """``metaanchor bench`` entry point."""
-    from metaanchor.errors import UserError
-
-    if args.device not in ("auto", "cpu") and not args.device.startswith("cuda"):
-        raise UserError(f"--device {args.device}: choose auto, cpu or cuda")
-    if args.device.startswith("cuda") and not torch.cuda.is_available():
-        raise UserError(f"--device {args.device}: CUDA is not available on this machine")
-    main(quick=args.quick, json_out=args.json_out, device=args.device)
-    return 0

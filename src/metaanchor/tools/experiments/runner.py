@@ -23,8 +23,8 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from metaanchor.anchors import AnchorSet
 from metaanchor.config import load_config, set_key
+from metaanchor.geometry.anchors import AnchorSet
 
 KEPT_METRICS = ("AP", "AP50", "AP75", "APs", "APm", "APl", "AR100")
 SPLIT_SEEDS = {"train": 0, "val": 1, "test": 2}  # synthetic seed offset of each split
@@ -241,7 +241,7 @@ class Runner:
     # ------------------------------------------------------------ evaluation
     def _model(self, run: Run):
         if self._model_cache is None or self._model_cache[0] != run.key:
-            from metaanchor.engine.train import resolve_device
+            from metaanchor.engine.device import resolve_device
             from metaanchor.families import load_detector
 
             dev = resolve_device(self.device)

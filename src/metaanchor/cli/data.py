@@ -1,0 +1,61 @@
+"""``metaanchor data synth|convert``."""
+
+from __future__ import annotations
+
+from metaanchor.cli.common import Parser
+
+
+def add(sub):
+    p = sub.add_parser("data", help="synthetic data and format conversion")
+    dsub = p.add_subparsers(dest="data_cmd", required=True, parser_class=Parser)
+    s = dsub.add_parser("synth", help="write a synthetic 'shapes' dataset (COCO layout)",
+                        description="Write DIR/annotations.json + DIR/images/ of coloured shapes whose box "
+                                    "distribution is controlled by --distribution (a preset name or KEY=VALUE "
+                                    "fields: image_size, num_classes, min_size, max_size, min_ratio, max_ratio, "
+                                    "min_objects, max_objects, seed).")
+    s.add_argument("--out", required=True)
+    s.add_argument("--images", type=int, default=500, help="number of images")
+    s.add_argument("--distribution", nargs="+", default=["default"], metavar="NAME|KEY=VALUE")
+    s.add_argument("--seed", type=int, help="random seed (overrides the distribution's)")
+    s.set_defaults(func=cmd_synth)
+    c = dsub.add_parser("convert", help="convert between coco, voc and yolo formats")
+    c.add_argument("--src", required=True, help="source (COCO folder/JSON, VOC annotation folder, YOLO labels)")
+    c.add_argument("--src-format", required=True, choices=["coco", "voc", "yolo"])
+    c.add_argument("--dst", required=True, help="destination folder")
+    c.add_argument("--dst-format", required=True, choices=["coco", "voc", "yolo"])
+    c.add_argument("--images", help="image folder of the source, when not beside it")
+    c.add_argument("--split", metavar="NAME",
+                   help="VOC sources: convert only the images of the official split ImageSets/Main/NAME.txt")
+    c.add_argument("--skip-invalid", action="store_true",
+                   help="drop (and count) bad records, e.g. images whose file_name leaves the images folder")
+    c.add_argument("--fail-fast", action="store_true",
+                   help="make every skipped record, and one image file under two image ids, an error")
+    c.set_defaults(func=cmd_convert)
+
+
+def cmd_synth(args) -> int:
+    from metaanchor.data.synth import check_num_images, synth_config, write_synth_dataset
+
+    extra = {"seed": args.seed} if args.seed is not None else {}
+    cfg = synth_config(args.distribution, **extra)
+    check_num_images(args.images, "--images")
+    path = write_synth_dataset(args.out, args.images, cfg)
+    print(f"wrote {args.images} images to {path}")
+    return 0
+
+
+def cmd_convert(args) -> int:
+    from metaanchor.data.formats import convert
+
+    skipped: dict[str, int] = {}
+    dst = convert(args.src, args.src_format, args.dst, args.dst_format, images_dir=args.images, split=args.split,
+                  skip_invalid=args.skip_invalid, fail_fast=args.fail_fast, skipped=skipped)
+    split = f" split {args.split}" if args.split else ""
+    print(f"converted {args.src}{split} ({args.src_format}) -> {dst} ({args.dst_format})")
+    n_img = skipped.pop("unsafe_file_name", 0)
+    if n_img:
+        print(f"skipped {n_img} image(s) (unsafe_file_name: {n_img})")
+    if skipped:
+        print(f"skipped or repaired {sum(skipped.values())} annotation(s) ("
+              + ", ".join(f"{k}: {v}" for k, v in skipped.items()) + ")")
+    return 0

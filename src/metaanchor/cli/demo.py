@@ -1,0 +1,19 @@
+"""``metaanchor demo`` (what ``make demo`` runs)."""
+
+from __future__ import annotations
+
+
+def add(sub):
+    p = sub.add_parser("demo", help="synthesise data, train, evaluate and draw (what `make demo` runs)")
+    p.add_argument("--config", default="configs/demo.yaml")
+    p.add_argument("--out", default="runs/demo")
+    p.add_argument("--unseen", default="5x5", help="anchor set never used in training, to evaluate and draw")
+    p.add_argument("overrides", nargs="*", metavar="KEY=VALUE")
+    p.set_defaults(func=cmd_demo)
+
+
+def cmd_demo(args) -> int:
+    from metaanchor.tools.demo import run_demo
+
+    run_demo(args.config, args.out, args.unseen, args.overrides)
+    return 0

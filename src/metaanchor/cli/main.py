@@ -1,0 +1,43 @@
+"""The ``metaanchor`` command line: argument parsing and printing; the work is in the library.
+
+Exit codes: 0 success, 2 user error (one line on stderr, no traceback), 1 internal error.
+Each command is one module of this package with ``add(subparsers)`` and its ``cmd_*`` functions.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from metaanchor.cli import anchors, bench, data, demo, evaluate, experiment, predict, train
+from metaanchor.cli.common import Parser
+from metaanchor.errors import UserError
+
+COMMANDS = (train, evaluate, predict, data, anchors, demo, experiment, bench)
+
+
+def build_parser() -> Parser:
+    parser = Parser(prog="metaanchor", description="MetaAnchor detectors: anchors are an input, not an architecture.")
+    from metaanchor import __version__
+
+    parser.add_argument("--version", action="version", version=f"metaanchor {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
+    for command in COMMANDS:
+        command.add(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except UserError as e:
+        print(f"metaanchor {args.command}: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"metaanchor {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,40 @@
+"""``metaanchor train``."""
+
+from __future__ import annotations
+
+
+def add(sub):
+    p = sub.add_parser("train", help="train a detector from a YAML config",
+                       description="Train a detector. Every config key can be overridden as KEY=VALUE "
+                                   "(e.g. solver.max_iter=500 model.head=predefined anchors.train=2x3).")
+    p.add_argument("--config", help="YAML config file (configs/*.yaml); defaults apply to missing keys")
+    p.add_argument("--out", default="runs/train", help="run folder: last.pt, best.pt, config.yaml, metrics.csv")
+    p.add_argument("--resume", action="store_true",
+                   help="continue from OUT/last.pt exactly where it stopped (from scratch if there is none yet)")
+    p.add_argument("--fail-fast", action="store_true",
+                   help="make every skipped or repaired record (bad annotation, unreadable image) an error")
+    p.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="config overrides")
+    p.set_defaults(func=cmd_train)
+
+
+def cmd_train(args) -> int:
+    from metaanchor.config import load_config
+    from metaanchor.engine.train import train
+
+    cfg = load_config(args.config, args.overrides)
+    summary = train(cfg, args.out, resume=args.resume, progress=not args.no_progress, fail_fast=args.fail_fast)
+    print_summary(summary, args.out)
+    return 0
+
+
+def print_summary(summary: dict, out) -> None:
+    from metaanchor.engine.evaluate import fmt_metric
+
+    rows = summary.get("metrics", {})
+    print(f"\ntrained {summary['iterations']} iterations in {summary['wall_time_s']:.0f} s -> {out}")
+    if rows:
+        print(f"{'anchors':<14}{'AP':>8}{'AP50':>8}{'AP75':>8}{'APs':>8}{'APm':>8}{'APl':>8}")
+        for spec, m in rows.items():
+            print(f"{spec:<14}" + "".join(f"{fmt_metric(m[k]):>8}" for k in ("AP", "AP50", "AP75", "APs", "APm",
+                                                                              "APl")))

@@ -1,0 +1,1 @@
+"""Getting a trained model out of training: BatchNorm folding, baking an anchor set, export."""

@@ -1,0 +1,23 @@
+"""Choosing the device: ``auto`` is this rank's GPU when CUDA is available, else the CPU."""
+
+from __future__ import annotations
+
+import os
+
+import torch
+
+from metaanchor.errors import ConfigError
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto`` -> cuda (this rank's GPU under torchrun) if available, else cpu."""
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise ConfigError(f"device={name}: CUDA is not available on this machine; use device=cpu or auto")
+        if name == "cuda" and "LOCAL_RANK" in os.environ:
+            name = f"cuda:{int(os.environ['LOCAL_RANK'])}"
+    elif name != "cpu":
+        raise ConfigError(f"device={name!r}: expected auto, cpu, cuda or cuda:N")
+    return torch.device(name)

@@ -1,0 +1,87 @@
+"""Detection on loose image files: the input list, one drawing per input, and the loop behind ``predict``."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from tqdm import tqdm
+
+from metaanchor.data.io import IMAGE_SUFFIXES, load_image
+from metaanchor.engine.evaluate import to_coco_results
+from metaanchor.errors import OutOfMemory, UserError, is_out_of_memory
+from metaanchor.files import write_atomic
+from metaanchor.tools.visualize import draw_detections
+
+
+def image_files(inputs: list[str]) -> list[Path]:
+    """Image files named or inside the folders named (sorted by name): a missing input is a UserError."""
+    files = []
+    for item in inputs:
+        p = Path(item)
+        if p.is_dir():
+            files += sorted(f for f in p.iterdir() if f.suffix.lower() in IMAGE_SUFFIXES)
+        elif p.is_file():
+            files.append(p)
+        else:
+            raise UserError(f"input {item}: no such file or folder")
+    if not files:
+        raise UserError(f"no images found in {', '.join(inputs)}")
+    return files
+
+
+def drawing_paths(files: list[Path], out: Path) -> list[Path]:
+    """One distinct drawing per input: OUT/<stem>_det.png, or <stem>_det-1.png, -2, ... on a clash.
+
+    Never an input file (compared after resolving links and ``..``), never another input's drawing.
+    """
+    inputs = {f.resolve() for f in files}
+    if (out / "detections.json").resolve() in inputs:
+        raise UserError(f"--out {out}: would overwrite the input {out / 'detections.json'}")
+    taken, paths = set(inputs), []
+    for f in files:
+        k = 0
+        while (path := out / (f"{f.stem}_det.png" if k == 0 else f"{f.stem}_det-{k}.png")).resolve() in taken:
+            k += 1
+        taken.add(path.resolve())
+        paths.append(path)
+    return paths
+
+
+def predict_one(model, image, anchors, score_thresh: float) -> dict:
+    """Detections of one image [3, H, W]; CUDA out of memory becomes a one-line ``OutOfMemory``."""
+    try:
+        return model.predict([image], anchors=anchors, score_thresh=score_thresh)[0]
+    except Exception as e:
+        if is_out_of_memory(e):
+            h, w = image.shape[-2:]
+            raise OutOfMemory(f"CUDA out of memory on a {w}x{h} image (batch size 1); "
+                              "use --device cpu or a smaller input size") from None
+        raise
+
+
+def predict_files(model, files: list[Path], drawings: list[Path], anchors=None, score_thresh: float = 0.3,
+                  fail_fast: bool = False) -> tuple[list[dict], list[str]]:
+    """Detect in each file, draw it to ``drawings[i]``; returns (COCO results, unreadable files).
+
+    Results carry ``file_name`` and ``category`` beside the COCO fields; ``image_id`` numbers the
+    files 1-based in order. An unreadable image is skipped (named on stderr) unless ``fail_fast``.
+    """
+    results, failed = [], []
+    name_of = dict(zip(model.category_ids, model.class_names))
+    for i, f in enumerate(tqdm(files, desc="predict", disable=None)):
+        try:
+            image = load_image(f)
+        except UserError as e:  # one bad image does not stop the others
+            if fail_fast:
+                raise
+            tqdm.write(f"skipped: {e}", file=sys.stderr)
+            failed.append(str(f))
+            continue
+        det = predict_one(model, image, anchors, score_thresh)
+        for r in to_coco_results([det], [i + 1], model.category_ids):  # loose files: 1-based, in input order
+            results.append(r | {"file_name": str(f), "category": name_of[r["category_id"]]})
+        drawn = draw_detections(image, det, model.class_names, score_thresh)
+        write_atomic(drawings[i], lambda fh, drawn=drawn: drawn.save(fh, format="PNG"))
+        tqdm.write(f"{f} -> {drawings[i]}")
+    return results, failed

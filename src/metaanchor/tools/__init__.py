@@ -1,0 +1,1 @@
+"""Jobs built on the library: the demo, benchmarks, the experiment suite, drawings."""
