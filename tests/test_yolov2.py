@@ -346,3 +346,54 @@ def test_train_eval_predict_search_with_yolov2_on_the_command_line(synth_dirs, t
                  "--device", "cpu", "--out", str(tmp_path / "best.yaml")]) == 0
     assert AnchorSet.parse(str(tmp_path / "best.yaml"))
     capsys.readouterr()
+
+
+@pytest.mark.parametrize("arch, levels", [("yolov2", 1), ("retinanet", 5)])
+def test_fit_anchors_uses_the_family_levels(arch, levels):
+    """Planted shapes come back relative to the standard box of the level they fit best."""
+    from metaanchor.families import detector_class
+
+    cls = detector_class(arch)
+    assert len(cls.pyramid_strides) == levels
+    # two planted pixel shapes (h, w) at the network's input scale, 50 boxes each, +-2 % noise
+    g = torch.Generator().manual_seed(0)
+    planted = torch.tensor([[64.0, 32.0], [40.0, 160.0]])
+    shapes = (planted.repeat_interleave(50, 0) * (1 + 0.02 * (2 * torch.rand(100, 2, generator=g) - 1))).numpy()
+    fitted = cls.fit_anchors(shapes, k=2)
+    sizes = [4.0 * s for s in cls.pyramid_strides]  # standard box side per level (anchor_base 4)
+    got = sorted(fitted.shapes)
+    want = []
+    for h, w in planted.tolist():  # the level whose square standard box overlaps the shape best
+        iou = [min(h, s) * min(w, s) / (h * w + s * s - min(h, s) * min(w, s)) for s in sizes]
+        s = sizes[max(range(len(sizes)), key=iou.__getitem__)]
+        want.append((h / s, w / s))
+    for (gh, gw), (wh, ww) in zip(got, sorted(want)):
+        assert gh == pytest.approx(wh, rel=0.03) and gw == pytest.approx(ww, rel=0.03)
+
+
+def test_kmeans_training_anchors_are_fitted_written_and_used(synth_dirs, tmp_path, capsys):
+    train, _ = synth_dirs
+    out = tmp_path / "run"
+    assert main(["train", "--out", str(out), "--no-progress", f"data.train={train}", "solver.max_iter=1",
+                 "anchors.train=kmeans4", *TINY]) == 0
+    written = AnchorSet.parse(str(out / "anchors_kmeans.yaml"))
+    # the same fit as `anchors fit --arch yolov2` would make: synth images are 128 px, input.size=128 -> scale 1
+    assert written == fit_yolo_anchors(train, k=4)
+    assert load_detector(out / "last.pt").train_anchors == written
+    assert yaml.safe_load((out / "config.yaml").read_text())["anchors"]["train"] == str(out / "anchors_kmeans.yaml")
+    capsys.readouterr()
+
+
+@pytest.mark.parametrize("spec, message", [
+    ("kmeans0", "config key anchors.train: anchor SPEC 'kmeans0': k-means needs 1..64 anchors, not 0"),
+    ("kmeans99", "config key anchors.train: anchor SPEC 'kmeans99': k-means needs 1..64 anchors, not 99"),
+])
+def test_kmeans_anchor_count_is_checked_with_the_config(spec, message):
+    with pytest.raises(ConfigError) as e:
+        load_config(None, [f"anchors.train={spec}"])
+    assert str(e.value) == message
+
+
+def test_kmeans_is_a_training_spec_only():
+    with pytest.raises(ConfigError, match="config key anchors.eval: anchor SPEC 'kmeans5'"):
+        load_config(None, ["anchors.eval=[kmeans5]"])

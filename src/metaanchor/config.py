@@ -49,7 +49,7 @@ DEFAULTS: dict = {
         "bg_iou": 0.4,
     },
     "anchors": {
-        "train": "3x3",
+        "train": "3x3",  # a SPEC, or kmeansK: K anchors fitted to data.train's boxes (YOLOv2's default)
         "sample": True,  # draw a jittered anchor set around anchors.train every iteration (paper-notes default)
         "scale_jitter": 0.5,  # max |log2| change of each scale when sampling
         "ratio_jitter": 0.5,  # max |log2| change of each ratio when sampling
@@ -151,7 +151,7 @@ def _check_items(key: str, value) -> None:
 def validate(cfg: dict) -> dict:
     """Checks that span keys: IoU thresholds, step fractions, anchor SPECs. Returns ``cfg``."""
     from metaanchor.errors import AnchorSpecError
-    from metaanchor.geometry.anchors import AnchorSet
+    from metaanchor.geometry.anchors import AnchorSet, kmeans_count
 
     m = cfg["model"]
     if m["bg_iou"] > m["fg_iou"]:
@@ -163,7 +163,8 @@ def validate(cfg: dict) -> dict:
     for key, specs in (("anchors.train", [cfg["anchors"]["train"]]), ("anchors.eval", cfg["anchors"]["eval"])):
         for spec in specs:
             try:
-                AnchorSet.parse(spec)
+                if key != "anchors.train" or kmeans_count(spec) is None:  # kmeansK: fitted when training starts
+                    AnchorSet.parse(spec)
             except AnchorSpecError as e:
                 raise ConfigError(f"config key {key}: {e}") from None
     return cfg

@@ -40,9 +40,10 @@ from metaanchor.errors import (
     is_out_of_memory,
     out_of_memory_message,
 )
-from metaanchor.families import build_detector
+from metaanchor.families import build_detector, detector_class
 from metaanchor.files import write_text, writing
-from metaanchor.geometry.anchors import sample_anchor_set
+from metaanchor.geometry.anchor_fit import box_shapes, input_scale, write_anchor_file
+from metaanchor.geometry.anchors import ANCHOR_BASE, kmeans_count, sample_anchor_set
 
 # columns only ever appended, so older readers keep their positions; obj: YOLOv2's objectness loss
 CSV_FIELDS = ["iter", "lr", "loss", "cls", "box", "skipped", "seconds"] + list(METRIC_KEYS) + ["obj"]
@@ -84,6 +85,7 @@ class Trainer:
         self.val_set = (load_dataset(cfg, "val", self.skip_invalid, fail_fast)
                         if cfg["data"]["val"] else None)
         torch.manual_seed(cfg["seed"])
+        self._fit_kmeans_anchors()
         kwargs = model_kwargs(cfg, len(self.train_set.class_names), self.train_set.class_names,
                               getattr(self.train_set, "cat_ids", None))
         self.model = build_detector(cfg["model"]["arch"], **kwargs).to(self.device)
@@ -101,6 +103,23 @@ class Trainer:
         self.ddp = (torch.nn.parallel.DistributedDataParallel(
             self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
             if self.distributed else self.model)
+
+    def _fit_kmeans_anchors(self) -> None:
+        """``anchors.train=kmeansK``: fit K anchors to the training boxes as the network sees them (k-means,
+        1 - IoU, on the family's levels), write them to OUT/anchors_kmeans.yaml and train with that file."""
+        k = kmeans_count(self.cfg["anchors"]["train"])
+        if k is None:
+            return
+        data, m = self.cfg["data"], self.cfg["model"]
+        shapes = box_shapes(data["train"], data["train_images"])
+        shapes = shapes * input_scale(data["train"], data["train_images"], self.cfg["input"]["size"])
+        fitted = detector_class(m["arch"]).fit_anchors(shapes, k, m.get("anchor_base", ANCHOR_BASE), self.cfg["seed"])
+        path = self.out / "anchors_kmeans.yaml"
+        if self.main:
+            write_anchor_file(fitted, path, source=str(data["train"]), method=f"k-means (1 - IoU), k={k}")
+        if self.distributed:
+            dist.barrier()
+        self.cfg["anchors"]["train"] = str(path)
 
     def _build_optimizer(self) -> torch.optim.Optimizer:
         s = self.cfg["solver"]

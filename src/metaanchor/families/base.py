@@ -28,7 +28,8 @@ from torch import Tensor, nn
 from metaanchor.deploy.folding import fold_batchnorm
 from metaanchor.engine import checkpoint as ckpt
 from metaanchor.errors import CheckpointError, UserError
-from metaanchor.geometry.anchors import AnchorSet, grid_anchors
+from metaanchor.geometry.anchor_fit import fit_anchors
+from metaanchor.geometry.anchors import ANCHOR_BASE, AnchorSet, grid_anchors, standard_sizes
 
 HEADS = ("metaanchor", "metaanchor-dd", "predefined")
 GRID_CACHE_SIZE = 8
@@ -38,6 +39,13 @@ class BaseDetector(nn.Module):
     """Family-agnostic detector behaviour; subclasses set ``arch`` (their registry name) and ``forward``."""
 
     arch = "?"
+    pyramid_strides: tuple[int, ...] = ()  # strides of the levels anchors sit on (fits anchors before building)
+
+    @classmethod
+    def fit_anchors(cls, box_shapes, k: int, anchor_base: float = ANCHOR_BASE, seed: int = 0) -> AnchorSet:
+        """k anchors fitted by k-means (1 - IoU) to box shapes [N, 2] (h, w, pixels at the network's input
+        scale), relative to the standard box of the level each box fits best (one level: YOLOv2)."""
+        return fit_anchors(box_shapes, k=k, seed=seed, sizes=standard_sizes(cls.pyramid_strides, anchor_base))
 
     def _init_common(self, config: dict, num_classes: int, class_names: list[str] | None,
                      category_ids: list[int] | None, head: str, anchors: AnchorSet) -> list[int] | None:

@@ -14,7 +14,7 @@ from torch import Tensor
 
 from metaanchor.errors import UserError
 from metaanchor.families.base import BaseDetector, scale_targets, to_image_pixels
-from metaanchor.geometry.anchors import ANCHOR_BASE, AnchorSet, standard_sizes
+from metaanchor.geometry.anchors import ANCHOR_BASE, PYRAMID_STRIDES, AnchorSet, standard_sizes
 from metaanchor.geometry.box_coder import BoxCoder
 from metaanchor.geometry.matcher import Matcher
 from metaanchor.modeling.backbones import build_backbone
@@ -44,6 +44,7 @@ class RetinaNetDetector(BaseDetector):
     """
 
     arch = "retinanet"  # registry name (metaanchor.families.ARCHS)
+    pyramid_strides = PYRAMID_STRIDES  # P3..P7
 
     def __init__(self, num_classes: int, class_names: list[str] | None = None, backbone: str = "tiny",
                  head: str = "metaanchor", anchors: str | AnchorSet = "3x3", fpn_channels: int = 256,

@@ -35,7 +35,7 @@ from torchvision.ops import FrozenBatchNorm2d
 from metaanchor.errors import UserError
 from metaanchor.families.base import BaseDetector, scale_targets, to_image_pixels
 from metaanchor.families.yolov2_loss import OBJ, box_slice, class_slice, yolo_loss
-from metaanchor.geometry.anchor_fit import box_shapes, fit_anchors
+from metaanchor.geometry.anchor_fit import box_shapes
 from metaanchor.geometry.anchors import ANCHOR_BASE, AnchorSet, standard_sizes
 from metaanchor.geometry.box_coder import BBOX_XFORM_CLIP
 from metaanchor.modeling.backbones import BACKBONES, RESNETS, TinyBackbone, _load_backbone_weights
@@ -246,6 +246,7 @@ class YoloV2Detector(BaseDetector):
     """
 
     arch = "yolov2"
+    pyramid_strides = (STRIDE,)
 
     def __init__(self, num_classes: int, class_names: list[str] | None = None, backbone: str = "tiny",
                  head: str = "metaanchor", anchors: str | AnchorSet = YOLOV2_VOC_ANCHORS, fpn_channels: int = 256,
@@ -312,5 +313,4 @@ def fit_yolo_anchors(dataset_dir, k: int = 5, images=None, seed: int = 0, scale:
     resizes the images). The shapes are relative to the standard box (``anchor_base * 32``):
     an anchor set for ``YoloV2Detector(anchors=...)`` or an anchor file (``write_anchor_file``).
     """
-    shapes = box_shapes(dataset_dir, images) * scale
-    return fit_anchors(shapes, k=k, seed=seed, sizes=[anchor_base * STRIDE])
+    return YoloV2Detector.fit_anchors(box_shapes(dataset_dir, images) * scale, k, anchor_base, seed)

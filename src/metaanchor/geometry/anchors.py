@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from pathlib import Path
 
 import numpy as np
@@ -311,6 +312,18 @@ def grid_anchors(sizes: list[Tensor], feature_shapes: list[tuple[int, int]], str
         shifts = torch.stack([cx, cy, cx, cy], dim=-1).reshape(-1, 1, 4)  # [HW, 1, 4]
         out.append((shifts + base[None]).reshape(-1, 4))
     return torch.cat(out)
+
+
+def kmeans_count(spec) -> int | None:
+    """K of a ``kmeansK`` training SPEC (anchors fitted by k-means to the training boxes at the start of
+    training, YOLOv2's default), None for any other SPEC; a K outside 1..MAX_ANCHORS is an AnchorSpecError."""
+    m = re.fullmatch(r"kmeans(\d+)", spec.strip().lower()) if isinstance(spec, str) else None
+    if m is None:
+        return None
+    k = int(m.group(1))
+    if not 1 <= k <= MAX_ANCHORS:
+        raise AnchorSpecError(f"anchor SPEC {spec!r}: k-means needs 1..{MAX_ANCHORS} anchors, not {k}")
+    return k
 
 
 def sample_anchor_set(base: AnchorSet, seed: int, iteration: int, scale_jitter: float,
