@@ -74,6 +74,9 @@ DEFAULTS: dict = {
         "amp": True,  # mixed precision on CUDA
         "channels_last": True,  # NHWC convolutions (faster with oneDNN and with AMP on CUDA)
         "nonfinite": "stop",  # stop | skip: what a non-finite loss does
+        "ema": 0.0,  # EMA decay of the weights evaluated and saved (e.g. 0.9998; 0: off), see engine/ema.py
+        "ema_tau": 2000.0,  # EMA warm-up: decay * (1 - exp(-updates / ema_tau))
+        "early_stop": 0,  # stop after this many evaluations (eval.period) without a better AP (0: off)
     },
     "eval": {
         "period": 0,  # evaluate every N iterations (0: only at the end)
@@ -115,7 +118,9 @@ RANGES = {
     "seed": (0, 2**32 - 1, False),
     "data.workers": (0, 256, False),
     "model.head_convs": (0, 16, False),
-    **dict.fromkeys(("solver.warmup_iters", "eval.period"), (0, MAX_ITERS, False)),
+    **dict.fromkeys(("solver.warmup_iters", "eval.period", "solver.early_stop"), (0, MAX_ITERS, False)),
+    "solver.ema": (0, 1, False),
+    "solver.ema_tau": _NON_NEGATIVE,
     **dict.fromkeys(("input.photometric", "solver.momentum", "solver.weight_decay", "solver.clip_grad",
                      "anchors.scale_jitter", "anchors.ratio_jitter"), _NON_NEGATIVE),
     **dict.fromkeys(("input.hflip", "model.fg_iou", "model.bg_iou", "eval.score_thresh"), _UNIT),
@@ -157,6 +162,12 @@ def validate(cfg: dict) -> dict:
     if m["bg_iou"] > m["fg_iou"]:
         raise ConfigError(f"config keys model.bg_iou={m['bg_iou']} and model.fg_iou={m['fg_iou']}: "
                           "bg_iou must not exceed fg_iou")
+    if cfg["solver"]["ema"] >= 1:
+        raise ConfigError(f"config key solver.ema: {cfg['solver']['ema']!r} is out of range; allowed: "
+                          ">= 0 and < 1 (0: off)")
+    if cfg["solver"]["early_stop"] and not (cfg["eval"]["period"] and cfg["data"]["val"]):
+        raise ConfigError(f"config key solver.early_stop={cfg['solver']['early_stop']}: needs periodic "
+                          "validation; set eval.period > 0 and data.val")
     for f in cfg["solver"]["steps"]:
         if not 0 < f <= 1:
             raise ConfigError(f"config key solver.steps: {f!r} is not a fraction of max_iter in (0, 1]")

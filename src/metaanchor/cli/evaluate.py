@@ -12,7 +12,7 @@ from metaanchor.errors import UserError
 def add(sub):
     p = sub.add_parser("eval", help="COCO evaluation of a checkpoint (any anchor set)",
                        description="Evaluate a checkpoint with pycocotools; prints AP, AP50, AP75, APs/m/l, AR "
-                                   "and per-class AP.")
+                                   "and a per-class table (AP, AP50, ground-truth boxes).")
     p.add_argument("--checkpoint", required=True, help="checkpoint file (last.pt / best.pt)")
     p.add_argument("--data", required=True, help="dataset folder, or a COCO annotation JSON with --images")
     p.add_argument("--images", help="image folder when --data is a JSON file")
@@ -21,6 +21,8 @@ def add(sub):
     p.add_argument("--save-json", metavar="FILE",
                    help="also write the detections evaluated (COCO results format, the dataset's own image and "
                         "category ids; loadable with pycocotools COCO.loadRes)")
+    p.add_argument("--plot", metavar="FILE", help="draw the precision-recall curves at IoU 0.5 (per class and all) "
+                                                  "as a PNG")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--skip-invalid", action="store_true",
@@ -32,7 +34,7 @@ def add(sub):
 
 def cmd_eval(args) -> int:
     from metaanchor.data.coco import CocoDataset
-    from metaanchor.engine.evaluate import METRIC_KEYS, evaluate, fmt_metric
+    from metaanchor.engine.evaluate import METRIC_KEYS, evaluate, format_per_class
     from metaanchor.files import write_atomic
 
     check_anchors_and_batch(args)
@@ -54,9 +56,17 @@ def cmd_eval(args) -> int:
         print(f"evaluated {len(data) - len(skipped)} of {len(data)} images; {len(skipped)} unreadable images "
               "left out (their ground truth too)", file=sys.stderr)
     print(m["summary"].rstrip())
-    print("per-class AP: " + ", ".join(f"{k} {fmt_metric(v)}" for k, v in m["per_class"].items()))
+    print(format_per_class(m))
+    if args.plot:
+        from metaanchor.tools.visualize import plot_pr_curves
+
+        if m["pr50"] is None:
+            print(f"--plot {args.plot}: no precision-recall curve (no detections or no ground truth); not drawn",
+                  file=sys.stderr)
+        else:
+            print(f"drew {plot_pr_curves(m['pr50'], args.plot)}")
     if args.json_out:
-        out = {k: m[k] for k in METRIC_KEYS} | {"per_class": m["per_class"],
+        out = {k: m[k] for k in METRIC_KEYS} | {"per_class": m["per_class"], "per_class_table": m["per_class_table"],
                                                "anchors": args.anchors or model.anchors.spec}
         write_atomic(args.json_out, lambda f: f.write(json.dumps(out, indent=2).encode()))
     if args.save_json:

@@ -38,3 +38,8 @@ def print_summary(summary: dict, out) -> None:
         for spec, m in rows.items():
             print(f"{spec:<14}" + "".join(f"{fmt_metric(m[k]):>8}" for k in ("AP", "AP50", "AP75", "APs", "APm",
                                                                               "APl")))
+    if summary.get("best_iteration"):
+        stopped = "early-stopped; " if summary.get("early_stopped") else ""
+        print(f"{stopped}best validation AP {summary['best_ap']:.4f} at iteration {summary['best_iteration']} "
+              f"({summary.get('weights', 'trained')} weights in best.pt and last.pt); "
+              "per-class table, pr_curve.png, val_curve.png, summary.json in the run folder")

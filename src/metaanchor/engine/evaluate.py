@@ -36,16 +36,23 @@ def to_coco_results(dets: list[dict], image_ids: list[int], cat_ids: list[int]) 
 
 
 def coco_metrics(coco_gt, results: list[dict], image_ids: list[int] | None = None) -> dict:
-    """Run COCOeval quietly; returns METRIC_KEYS plus ``per_class`` AP and the printed summary.
+    """Run COCOeval quietly; returns METRIC_KEYS, per-class results and the printed summary.
 
+    ``per_class`` is {class name: AP}, ``per_class_table`` a list of {"class", "AP", "AP50", "gt"}
+    (gt: number of ground-truth boxes evaluated) and ``pr50`` the precision-recall curves at IoU 0.5
+    (all areas, 100 detections): {"recall": [R], "precision": {class name or "all": [R]}} with R = 101
+    recall points, from pycocotools' ``eval["precision"]``; classes without boxes are left out.
     A metric pycocotools cannot define (its -1: no ground truth in that area range, e.g. APl
     when the split has no large objects; a class without boxes) is None, printed as ``n/a``.
     """
+    counts = _gt_counts(coco_gt, image_ids)
     if not results:
         areas = _gt_areas(coco_gt, image_ids)
         defined = {a: any(lo <= x <= hi for x in areas) for a, (lo, hi) in AREA_RANGES.items()}
-        return {k: (0.0 if defined[AREA_OF[k]] else None) for k in METRIC_KEYS} | {"per_class": {},
-                                                                                   "summary": "no detections"}
+        table = [{"class": c["name"], "AP": 0.0 if counts[i] else None, "AP50": 0.0 if counts[i] else None,
+                  "gt": counts[i]} for i, c in coco_gt.cats.items()]
+        return {k: (0.0 if defined[AREA_OF[k]] else None) for k in METRIC_KEYS} | {
+            "per_class": {}, "per_class_table": table, "pr50": None, "summary": "no detections"}
     buf = io.StringIO()
     with contextlib.redirect_stdout(buf):
         coco_dt = coco_gt.loadRes(results)
@@ -56,15 +63,48 @@ def coco_metrics(coco_gt, results: list[dict], image_ids: list[int] | None = Non
         ev.accumulate()
         ev.summarize()
     metrics = {k: (float(v) if v >= 0 else None) for k, v in zip(METRIC_KEYS, ev.stats)}
-    per_class = {}
-    precision = ev.eval["precision"]  # [T, R, K, A, M]
-    for k, cat_id in enumerate(ev.params.catIds):
-        p = precision[:, :, k, 0, -1]
-        p = p[p > -1]
-        per_class[coco_gt.cats[cat_id]["name"]] = float(np.mean(p)) if p.size else None
+    precision = ev.eval["precision"]  # [T IoUs, R recalls, K classes, A areas, M max dets]; -1: no ground truth
+    iou50 = int(np.argmin(np.abs(ev.params.iouThrs - 0.5)))
+    names = [coco_gt.cats[c]["name"] for c in ev.params.catIds]
+    per_class, table, curves = {}, [], {}
+    for k, (cat_id, name) in enumerate(zip(ev.params.catIds, names)):
+        ap, ap50 = _mean_defined(precision[:, :, k, 0, -1]), _mean_defined(precision[iou50, :, k, 0, -1])
+        per_class[name] = ap
+        table.append({"class": name, "AP": ap, "AP50": ap50, "gt": counts.get(cat_id, 0)})
+        if ap50 is not None:
+            curves[name] = precision[iou50, :, k, 0, -1].tolist()
+    if curves:
+        curves["all"] = np.mean(list(curves.values()), 0).tolist()
     metrics["per_class"] = per_class
+    metrics["per_class_table"] = table
+    metrics["pr50"] = {"recall": ev.params.recThrs.tolist(), "precision": curves} if curves else None
     metrics["summary"] = buf.getvalue().replace("] = -1.000", "] =    n/a")
     return metrics
+
+
+def _mean_defined(p: np.ndarray) -> float | None:
+    """Mean of pycocotools precision values, leaving out its -1 (undefined); None when all are."""
+    p = p[p > -1]
+    return float(np.mean(p)) if p.size else None
+
+
+def _gt_counts(coco_gt, image_ids: list[int] | None) -> dict[int, int]:
+    """Number of ground-truth boxes COCOeval counts per category id (not crowd, not ignored)."""
+    counts = dict.fromkeys(coco_gt.cats, 0)
+    ids = coco_gt.getAnnIds(imgIds=list(image_ids)) if image_ids is not None else coco_gt.getAnnIds()
+    for a in coco_gt.loadAnns(ids):
+        if not a.get("iscrowd", 0) and not a.get("ignore", 0) and a["category_id"] in counts:
+            counts[a["category_id"]] += 1
+    return counts
+
+
+def format_per_class(metrics: dict) -> str:
+    """The per-class table (class, AP, AP50, number of ground-truth boxes) as text."""
+    rows = metrics.get("per_class_table") or []
+    width = max([len("class")] + [len(r["class"]) for r in rows]) + 2
+    lines = [f"{'class':<{width}}{'AP':>8}{'AP50':>8}{'GT boxes':>10}"]
+    lines += [f"{r['class']:<{width}}{fmt_metric(r['AP']):>8}{fmt_metric(r['AP50']):>8}{r['gt']:>10}" for r in rows]
+    return "\n".join(lines)
 
 
 def _gt_areas(coco_gt, image_ids: list[int] | None) -> list[float]:

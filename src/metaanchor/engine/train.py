@@ -29,7 +29,8 @@ from metaanchor.config import dump, model_kwargs
 from metaanchor.data.loader import AugmentedDataset, ResumableBatches, collate_train, load_dataset
 from metaanchor.engine import checkpoint as ckpt
 from metaanchor.engine.device import resolve_device
-from metaanchor.engine.evaluate import METRIC_KEYS, evaluate, fmt_metric
+from metaanchor.engine.ema import ModelEMA
+from metaanchor.engine.evaluate import METRIC_KEYS, evaluate, fmt_metric, format_per_class
 from metaanchor.engine.signals import StopSignals, ignore_stop_signals
 from metaanchor.errors import (
     CheckpointError,
@@ -92,12 +93,16 @@ class Trainer:
         self.model.set_channels_last(s["channels_last"])
         self.base_anchors = self.model.train_anchors
         self.optimizer = self._build_optimizer()
+        # solver.ema: an EMA copy of the weights is what is evaluated and saved as "model" (engine/ema.py)
+        self.ema = ModelEMA(self.model, s["ema"], s["ema_tau"]) if s.get("ema") else None
         self.amp_dtype = None
         if self.device.type == "cuda" and s["amp"]:
             self.amp_dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
         self.start_iter, self.best_ap, self.skipped = 0, -1.0, 0
+        self.best_iter, self.evals_since_best = 0, 0  # for solver.early_stop
         self.bad_images: set[str] = set()  # unreadable training images skipped (data.skip_invalid)
+        self.early_stopped = False
         if resume:
             self._resume()
         self.ddp = (torch.nn.parallel.DistributedDataParallel(
@@ -135,9 +140,12 @@ class Trainer:
         if not self.main:
             return
         payload = self.model.checkpoint_payload()
+        if self.ema:  # inference reads "model": the EMA weights; --resume reads "train_model" too
+            payload.update(model=self.ema.state_dict(), train_model=payload["model"], ema_updates=self.ema.updates)
         payload.update(optimizer=self.optimizer.state_dict(), scaler=self.scaler.state_dict(),
                        iteration=iteration, best_ap=self.best_ap, skipped=self.skipped, train_config=self.cfg,
-                       bad_images=sorted(self.bad_images))
+                       bad_images=sorted(self.bad_images), weights="ema" if self.ema else "trained",
+                       best_iter=self.best_iter, evals_since_best=self.evals_since_best)
         ckpt.save(payload, self.out / name)
 
     def _resume(self) -> None:
@@ -147,7 +155,12 @@ class Trainer:
                 tqdm.write(f"--resume: no checkpoint {path} yet; starting from iteration 0")
             return
         payload = ckpt.load(path, self.device)
-        ckpt.load_state(self.model, payload["model"], path)
+        ckpt.load_state(self.model, payload.get("train_model", payload["model"]), path)
+        if self.ema and "train_model" in payload:
+            ckpt.load_state(self.ema.module, payload["model"], path)
+            self.ema.updates = int(payload.get("ema_updates", 0))
+        elif self.ema:  # the checkpoint had no EMA (solver.ema was 0): start averaging from its weights
+            self.ema = ModelEMA(self.model, self.cfg["solver"]["ema"], self.cfg["solver"]["ema_tau"])
         if "optimizer" not in payload:
             raise UserError(f"--resume: checkpoint {path} has no training state (written by save, not train)")
         try:
@@ -155,6 +168,8 @@ class Trainer:
             self.scaler.load_state_dict(payload["scaler"])
             self.start_iter = int(payload["iteration"])
             self.best_ap, self.skipped = float(payload["best_ap"]), int(payload.get("skipped", 0))
+            self.best_iter = int(payload.get("best_iter", 0))
+            self.evals_since_best = int(payload.get("evals_since_best", 0))
         except (KeyError, ValueError, TypeError) as e:
             raise CheckpointError(f"checkpoint {path}: training state does not fit this run "
                                   f"({str(e).splitlines()[0] if str(e) else type(e).__name__})") from None
@@ -206,6 +221,8 @@ class Trainer:
             return None
         self.scaler.step(self.optimizer)
         self.scaler.update()
+        if self.ema:
+            self.ema.update(self.model)
         stats = torch.stack([loss.detach(), *[v.detach() for v in losses.values()]]).float()
         if self.distributed:  # log the mean over processes, not rank 0's share
             dist.all_reduce(stats)
@@ -308,7 +325,18 @@ class Trainer:
         summary["wall_time_s"] = time.time() - t0
         summary["skipped_steps"] = self.skipped
         summary["skipped_images"] = len(self.bad_images)
+        if self.main:
+            self._write_summary(summary)
         return summary
+
+    def _write_summary(self, summary: dict) -> None:
+        """summary.json in the run folder: the final metrics per anchor set (no curves, no text)."""
+        import json
+
+        drop = ("summary", "pr50")
+        out = {k: v for k, v in summary.items() if k != "metrics"}
+        out["metrics"] = {spec: {k: v for k, v in m.items() if k not in drop} for spec, m in summary["metrics"].items()}
+        write_text(self.out / "summary.json", json.dumps(out, indent=2))
 
     def _stop_requested(self, stop: StopSignals) -> bool:
         """Whether any process got a stop signal; under DDP all processes agree (one all-reduce)."""
@@ -347,13 +375,20 @@ class Trainer:
                 bar.set_postfix(loss=f"{stats['loss']:.3f}")
                 if it % self.cfg["log"]["period"] == 0 or it == s["max_iter"]:
                     self._log(writer, it, stats, time.time() - t0)
+            early = False
             if self.cfg["eval"]["period"] and it % self.cfg["eval"]["period"] == 0 and it < s["max_iter"]:
-                self._periodic_eval(writer, it, time.time() - t0)
-            saved = it % self.cfg["checkpoint"]["period"] == 0 or it == s["max_iter"]
+                early = self._periodic_eval(writer, it, time.time() - t0)
+            saved = early or it % self.cfg["checkpoint"]["period"] == 0 or it == s["max_iter"]
             if saved:
                 self._save("last.pt", it)
             if self._stop_requested(stop):
                 self._stop(stop, it, saved)
+            if early:
+                self.early_stopped = True
+                if self.main:
+                    tqdm.write(f"early stop at iteration {it}: no better validation AP in {s['early_stop']} "
+                               f"evaluations; best AP {self.best_ap:.4f} at iteration {self.best_iter} (best.pt)")
+                break
         return it
 
     def _log(self, writer, it: int, stats: dict, seconds: float, metrics: dict | None = None) -> None:
@@ -378,27 +413,44 @@ class Trainer:
             w.writerow(row)
 
     def _evaluate(self, anchors=None) -> dict:
-        """Validation metrics; unreadable validation images are reported and left out (errors with fail_fast)."""
+        """Validation metrics (of the EMA weights with solver.ema); unreadable validation images are reported
+        and left out (errors with fail_fast)."""
         skipped = None if self.fail_fast else []
         batch = self.cfg["eval"]["batch_size"]
         try:
-            m = evaluate(self.model, self.val_set, anchors, batch, progress=self.progress, skipped=skipped)
+            m = evaluate(self.ema.module if self.ema else self.model, self.val_set, anchors, batch,
+                         progress=self.progress, skipped=skipped)
         except OutOfMemory:
             raise OutOfMemory(out_of_memory_message("in validation", batch, "eval.batch_size=")) from None
         for msg in skipped or []:
             tqdm.write(f"skipped validation image: {msg}", file=sys.stderr)
         return m
 
-    def _periodic_eval(self, writer, it: int, seconds: float) -> None:
-        if not (self.main and self.val_set):
-            return
-        self.model.set_anchors(self.base_anchors)
-        m = self._evaluate()
-        self._log(writer, it, {}, seconds, m)
+    def _periodic_eval(self, writer, it: int, seconds: float) -> bool:
+        """Evaluate, keep best.pt; True when solver.early_stop evaluations in a row brought no better AP
+        (under DDP every process gets rank 0's answer)."""
+        stop = False
+        if self.main and self.val_set:
+            self.model.set_anchors(self.base_anchors)
+            m = self._evaluate()
+            self._log(writer, it, {}, seconds, m)
+            self._track_best(m, it)
+            tqdm.write(f"iter {it}: AP {fmt_metric(m['AP'], '.4f')} AP50 {fmt_metric(m['AP50'], '.4f')}")
+            patience = self.cfg["solver"].get("early_stop", 0)
+            stop = bool(patience) and self.evals_since_best >= patience
+        if self.distributed:
+            flag = torch.tensor([float(stop)], device=self.device)
+            dist.broadcast(flag, 0)
+            stop = bool(flag.item())
+        return stop
+
+    def _track_best(self, m: dict, it: int) -> None:
+        """Save best.pt when AP improves; count evaluations since the best one."""
         if m["AP"] is not None and m["AP"] > self.best_ap:  # None: no ground truth at all
-            self.best_ap = m["AP"]
+            self.best_ap, self.best_iter, self.evals_since_best = m["AP"], it, 0
             self._save("best.pt", it)
-        tqdm.write(f"iter {it}: AP {fmt_metric(m['AP'], '.4f')} AP50 {fmt_metric(m['AP50'], '.4f')}")
+        else:
+            self.evals_since_best += 1
 
     def _final_eval(self, writer, it: int, seconds: float) -> dict:
         summary = {"iterations": it, "metrics": {}}
@@ -411,10 +463,21 @@ class Trainer:
             summary["metrics"][spec] = self._evaluate(spec)
         m = summary["metrics"][self.base_anchors.spec]
         self._log(writer, it, {}, seconds, m)
-        if m["AP"] is not None and m["AP"] > self.best_ap:
-            self.best_ap = m["AP"]
-            self._save("best.pt", it)
+        self._track_best(m, it)
+        summary.update(best_ap=self.best_ap, best_iteration=self.best_iter, early_stopped=self.early_stopped,
+                       weights="ema" if self.ema else "trained", per_class=m["per_class_table"])
+        tqdm.write(format_per_class(m))
+        self._write_curves(m)
         return summary
+
+    def _write_curves(self, m: dict) -> None:
+        """pr_curve.png (precision-recall at IoU 0.5, per class and all) and val_curve.png (AP, AP50 vs
+        iteration from metrics.csv) in the run folder."""
+        from metaanchor.tools.visualize import plot_pr_curves, plot_val_curve
+
+        if m.get("pr50"):
+            plot_pr_curves(m["pr50"], self.out / "pr_curve.png")
+        plot_val_curve(self.out / "metrics.csv", self.out / "val_curve.png")
 
 
 def train(cfg: dict, out_dir: str | Path, resume: bool = False, progress: bool = True,

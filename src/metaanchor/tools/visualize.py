@@ -70,3 +70,81 @@ def detection_grid(rows: dict[str, list[Image.Image]], path: str | Path) -> Path
     fig.savefig(path, dpi=100)
     plt.close(fig)
     return Path(path)
+
+
+def plot_pr_curves(pr50: dict, path: str | Path, title: str = "precision-recall at IoU 0.5") -> Path:
+    """Precision vs recall per class and over all classes (``coco_metrics``'s ``pr50``) -> PNG.
+
+    ``pr50`` = {"recall": [R], "precision": {class name or "all": [R]}} (pycocotools' 101 recall points).
+    """
+    fig, ax = plt.subplots(figsize=(5.5, 4.5))
+    recall = pr50["recall"]
+    for i, (name, precision) in enumerate(pr50["precision"].items()):
+        bold = name == "all"
+        ax.plot(recall, precision, color="k" if bold else PALETTE[i % len(PALETTE)], lw=2.5 if bold else 1.2,
+                label=f"{name} (AP50 {sum(precision) / len(precision):.3f})")
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1.02)
+    ax.set_xlabel("recall")
+    ax.set_ylabel("precision")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend(loc="lower left", fontsize=8)
+    return _save(fig, path)
+
+
+def plot_val_curve(metrics_csv: str | Path, path: str | Path) -> Path | None:
+    """Validation AP and AP50 vs iteration from a run's ``metrics.csv`` -> PNG (None: no evaluated rows)."""
+    import csv
+
+    with open(metrics_csv, newline="") as f:
+        rows = [r for r in csv.DictReader(f) if r.get("AP") and r.get("iter", "").isdigit()]
+    if not rows:
+        return None
+    fig, ax = plt.subplots(figsize=(5.5, 4))
+    iters = [int(r["iter"]) for r in rows]
+    for key, style in (("AP", "o-"), ("AP50", "s--")):
+        ax.plot(iters, [float(r[key]) if r.get(key) else float("nan") for r in rows], style, label=key, ms=4)
+    ax.set_xlabel("iteration")
+    ax.set_ylabel("validation metric")
+    ax.set_ylim(bottom=0)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    ax.set_title("validation AP")
+    return _save(fig, path)
+
+
+def plot_box_shapes(shapes, level_anchors: dict, path: str | Path,
+                    title: str = "box shapes at input scale") -> Path:
+    """Scatter of box shapes (log w vs log h) with each level's anchor shapes over them -> PNG.
+
+    ``shapes`` [N, 2] (h, w) px; ``level_anchors`` {level name: [A, 2] (h, w) px}.
+    """
+    import numpy as np
+
+    shapes = np.asarray(shapes, dtype=np.float64)
+    fig, ax = plt.subplots(figsize=(6, 5.5))
+    ax.scatter(shapes[:, 1], shapes[:, 0], s=4, alpha=0.25, color="0.4", label=f"boxes ({len(shapes)})")
+    for i, (name, a) in enumerate(level_anchors.items()):
+        a = np.asarray(a, dtype=np.float64)
+        ax.scatter(a[:, 1], a[:, 0], s=60, marker="x", color=PALETTE[i % len(PALETTE)], label=f"anchors {name}")
+    ax.set_xscale("log", base=2)
+    ax.set_yscale("log", base=2)
+    ax.set_xlabel("box width (px, log scale)")
+    ax.set_ylabel("box height (px, log scale)")
+    ax.set_title(title)
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize=8, loc="upper left")
+    return _save(fig, path)
+
+
+def _save(fig, path: str | Path) -> Path:
+    """Write a figure as PNG (atomically, a one-line WriteError when it cannot) and close it."""
+    from metaanchor.files import write_atomic
+
+    fig.tight_layout()
+    try:
+        write_atomic(path, lambda f: fig.savefig(f, format="png", dpi=100))
+    finally:
+        plt.close(fig)
+    return Path(path)
