@@ -36,12 +36,18 @@ def _images(batch: int) -> list[torch.Tensor]:
 
 def _run(det: Detector, images, anchors=None, score_thresh: float = 1.0):
     """Detections plus the head's input features and raw outputs (cls logits [B, A, C], box deltas [B, A, 4])."""
-    seen = {}
-    hook = det.head.register_forward_hook(lambda m, args, out: seen.update(features=args[0], out=out))
+    seen, outputs = {}, det.head.outputs
+
+    def spy(features, towers):  # the head's last convs, called once per batch in eval mode
+        out = outputs(features, towers)
+        seen.update(features=features, out=out)
+        return out
+
+    det.head.outputs = spy
     try:
         dets = det.predict(images, anchors=anchors, score_thresh=score_thresh)
     finally:
-        hook.remove()
+        del det.head.outputs
     return dets, seen["features"], seen["out"]
 
 

@@ -152,6 +152,29 @@ class BaseDetector(nn.Module):
                 out += self([t.to(device) for t in tensors[i:i + batch_size]])
         return [{k: v.cpu() for k, v in d.items()} for d in out]
 
+    @torch.no_grad()
+    def detect_many(self, images: list[Tensor], anchor_sets: list[str | AnchorSet]) -> list[list[dict]]:
+        """Detections of the same images with several anchor sets at the cost of about one forward pass.
+
+        The backbone and head towers (``shared_features``) run once per batch; only each set's
+        generated last convs and the post-processing run per set. images: [3, H, W] tensors in [0, 1].
+        Returns, per anchor set (in order), the per-image dicts ``forward`` returns in eval mode.
+        The model's own anchor set and mode are restored.
+        """
+        sets = [AnchorSet.parse(a) for a in anchor_sets]
+        old = self.anchors
+        with self.evaluating():
+            batch, scales, sizes = self._batch(images)
+            shared = self.shared_features(batch)
+            try:
+                out = []
+                for a in sets:
+                    self.set_anchors(a)
+                    out.append(self.detect(shared, scales, sizes, images))
+            finally:
+                self.set_anchors(old)
+        return out
+
     @contextmanager
     def evaluating(self, anchors: str | AnchorSet | None = None, score_thresh: float | None = None):
         """Eval mode, optionally with another anchor set and score threshold; all restored on exit."""

@@ -90,13 +90,25 @@ class RetinaNetDetector(BaseDetector):
         if self.training and targets is None:
             raise ValueError("Detector in training mode needs targets")
         batch, scales, sizes = self._batch(images)
+        if not self.training:
+            return self.detect(self.shared_features(batch), scales, sizes, images)
         features = self.backbone(batch)
         cls_logits, box_deltas = self.head(features)  # [B, A, C], [B, A, 4]
+        anchors = self.grid([tuple(f.shape[-2:]) for f in features], batch.device)  # [A, 4]
+        return detection_loss(cls_logits, box_deltas, anchors, scale_targets(targets, scales, batch.device),
+                              self.matcher, self.box_coder, self.reg_loss)
+
+    def shared_features(self, batch: Tensor) -> tuple[list[Tensor], list[tuple[Tensor, Tensor]]]:
+        """What no anchor set changes: pyramid features and the head's tower outputs, per level."""
+        features = self.backbone(batch)
+        return features, self.head.towers(features)
+
+    def detect(self, shared, scales: list, sizes: list[tuple[int, int]], images: list[Tensor]) -> list[dict]:
+        """Detections with the current anchor set from ``shared_features``, in each image's own pixels."""
+        features, towers = shared
+        cls_logits, box_deltas = self.head.outputs(features, towers)  # [B, A, C], [B, A, 4]
         shapes = [tuple(f.shape[-2:]) for f in features]
-        anchors = self.grid(shapes, batch.device)  # [A, 4]
-        if self.training:
-            return detection_loss(cls_logits, box_deltas, anchors, scale_targets(targets, scales, batch.device),
-                                  self.matcher, self.box_coder, self.reg_loss)
+        anchors = self.grid(shapes, features[0].device)  # [A, 4]
         level_sizes = [h * w * k for (h, w), k in zip(shapes, self.anchors.num_anchors(len(shapes)))]
         dets = postprocess(cls_logits, box_deltas, anchors, level_sizes, sizes, self.box_coder,  # per-image sizes
                            self.score_thresh, self.nms_thresh, self.topk_candidates, self.detections_per_img)

@@ -292,13 +292,24 @@ class YoloV2Detector(BaseDetector):
         if self.training and targets is None:
             raise ValueError("YoloV2Detector in training mode needs targets")
         batch, scales, sizes = self._batch(images)
+        if not self.training:
+            return self.detect(self.shared_features(batch), scales, sizes, images)
         features = self.backbone(batch)
         out = self.head(features)  # [B, H*W*K, 5 + C]
         grid_hw = tuple(features[0].shape[-2:])
         anchors = self.grid([grid_hw], batch.device)  # [H*W*K, 4]
-        if self.training:
-            return yolo_loss(out, anchors, grid_hw, scale_targets(targets, scales, batch.device), self.box_coder,
-                             self.ignore_iou)
+        return yolo_loss(out, anchors, grid_hw, scale_targets(targets, scales, batch.device), self.box_coder,
+                         self.ignore_iou)
+
+    def shared_features(self, batch: Tensor) -> list[Tensor]:
+        """What no anchor set changes: the head input, [[B, C_neck, H/32, W/32]]."""
+        return self.backbone(batch)
+
+    def detect(self, features: list[Tensor], scales: list, sizes: list[tuple[int, int]],
+               images: list[Tensor]) -> list[dict]:
+        """Detections with the current anchor set from ``shared_features``, in each image's own pixels."""
+        out = self.head(features)  # [B, H*W*K, 5 + C]
+        anchors = self.grid([tuple(features[0].shape[-2:])], features[0].device)  # [H*W*K, 4]
         dets = postprocess(score_logits(out, self.num_classes), out[..., box_slice(self.num_classes)].float(),
                            anchors, [out.shape[1]], sizes, self.box_coder, self.score_thresh,
                            self.nms_thresh, self.topk_candidates, self.detections_per_img)

@@ -56,12 +56,20 @@ class _RetinaHead(nn.Module):
 
     def forward(self, features: list[Tensor]) -> tuple[Tensor, Tensor]:
         """features: per-level [B, in, H_l, W_l] -> ([B, A, C] logits, [B, A, 4] deltas)."""
+        return self.outputs(features, self.towers(features))
+
+    def towers(self, features: list[Tensor]) -> list[tuple[Tensor, Tensor]]:
+        """The anchor-independent part: per level (cls tower, reg tower) outputs, each [B, in, H_l, W_l]."""
+        return [(self.cls_tower(x), self.reg_tower(x)) for x in features]
+
+    def outputs(self, features: list[Tensor], towers: list[tuple[Tensor, Tensor]]) -> tuple[Tensor, Tensor]:
+        """The last convs (for the current anchors) over tower outputs: ([B, A, C] logits, [B, A, 4] deltas).
+        ``features`` (the head input) feeds only a data-dependent generator's r(x)."""
         params = self.level_params(features)
         cls_out, reg_out = [], []
-        for lvl, x in enumerate(features):
-            cw, cb, rw, rb = params[lvl]
-            cls_out.append(flatten_level(self._conv(self.cls_tower(x), cw, cb), self.num_classes))
-            reg_out.append(flatten_level(self._conv(self.reg_tower(x), rw, rb), 4))
+        for (cls_x, reg_x), (cw, cb, rw, rb) in zip(towers, params):
+            cls_out.append(flatten_level(self._conv(cls_x, cw, cb), self.num_classes))
+            reg_out.append(flatten_level(self._conv(reg_x, rw, rb), 4))
         return torch.cat(cls_out, 1), torch.cat(reg_out, 1)
 
     @staticmethod
