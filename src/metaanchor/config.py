@@ -38,6 +38,7 @@ DEFAULTS: dict = {
         "arch": "retinanet",  # retinanet | yolov2 (metaanchor.families.ARCHS)
         "backbone": "tiny",
         "backbone_weights": None,
+        "init_from": None,  # a checkpoint (e.g. written by metaanchor import) whose weights training starts from
         "frozen_bn": False,
         "head": "metaanchor",  # metaanchor | metaanchor-dd | predefined
         "fpn_channels": 64,

@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import sys
 
-from metaanchor.cli import anchors, bench, data, demo, evaluate, experiment, predict, train
+from metaanchor.cli import anchors, bench, data, demo, evaluate, experiment, importer, predict, train
 from metaanchor.cli.common import Parser
 from metaanchor.errors import UserError
 
-COMMANDS = (train, evaluate, predict, data, anchors, demo, experiment, bench)
+COMMANDS = (train, evaluate, predict, data, anchors, demo, experiment, bench, importer)
 
 
 def build_parser() -> Parser:

@@ -144,3 +144,29 @@ def load_state(model: nn.Module, state: dict, path) -> None:
         if len(detail) > 200:
             detail = detail[:200] + "..."
         raise CheckpointError(f"checkpoint {path}: weights do not fit the model: {detail}") from None
+
+
+def init_weights(model: nn.Module, path: str | Path) -> None:
+    """``model.init_from``: copy a checkpoint's weights into a newly built model (fine-tuning).
+
+    Every tensor must fit: missing, unexpected or mis-shaped keys raise a CheckpointError naming them and
+    the model settings of the checkpoint that differ (BatchNorm's num_batches_tracked may differ: frozen BN)."""
+    payload = load(path)
+    state, own = payload["model"], model.state_dict()
+    skip = re.compile(r".*\.num_batches_tracked$")
+    problems = {
+        "missing keys": [k for k in own if k not in state and not skip.match(k)],
+        "unexpected keys": [k for k in state if k not in own and not skip.match(k)],
+        "mismatched shapes": [f"{k} {tuple(v.shape)} (model {tuple(own[k].shape)})" for k, v in state.items()
+                              if k in own and v.shape != own[k].shape],
+    }
+    problems = [f"{what} {', '.join(keys[:4])}" + (f" (+{len(keys) - 4} more)" if len(keys) > 4 else "")
+                for what, keys in problems.items() if keys]
+    if problems:
+        cfg, mine = payload["model_config"], getattr(model, "config", {})
+        differ = [f"model.{k}={cfg[k]}" for k in ("arch", "backbone", "fpn_channels", "head", "head_convs",
+                                                   "head_norm", "hidden_dim", "num_classes")
+                  if k in cfg and k in mine and cfg[k] != mine[k]]
+        hint = f"; the checkpoint has {', '.join(differ)}" if differ else ""
+        raise CheckpointError(f"model.init_from={path}: weights do not fit the model: {'; '.join(problems)}{hint}")
+    model.load_state_dict({k: v for k, v in state.items() if not skip.match(k) or k in own}, strict=False)

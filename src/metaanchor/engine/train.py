@@ -90,6 +90,8 @@ class Trainer:
         kwargs = model_kwargs(cfg, len(self.train_set.class_names), self.train_set.class_names,
                               getattr(self.train_set, "cat_ids", None))
         self.model = build_detector(cfg["model"]["arch"], **kwargs).to(self.device)
+        if cfg["model"]["init_from"]:  # fine-tuning: start from a checkpoint's weights
+            ckpt.init_weights(self.model, cfg["model"]["init_from"])
         self.model.set_channels_last(s["channels_last"])
         self.base_anchors = self.model.train_anchors
         self.optimizer = self._build_optimizer()

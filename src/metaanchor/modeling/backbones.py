@@ -2,8 +2,8 @@
 
 ``build_backbone(name)`` returns a module mapping images [B, 3, H, W] to a list
 of five feature maps [B, out_channels, H/s, W/s] for strides 8, 16, 32, 64, 128.
-Weights start random unless ``weights_path`` points at a local state dict
-(nothing is downloaded).
+Weights start random unless ``weights_path`` is a local state dict or ``imagenet``
+(torchvision's weights, from its cache or downloaded: the only download, and only when asked).
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from metaanchor.geometry.anchors import PYRAMID_STRIDES as STRIDES
 
 RESNETS = ("resnet18", "resnet34", "resnet50", "resnet101")
 BACKBONES = ("tiny",) + RESNETS
+IMAGENET = "imagenet"  # model.backbone_weights value: torchvision's ImageNet weights (downloaded when asked)
 
 
 def _conv_bn(cin: int, cout: int, stride: int) -> nn.Sequential:
@@ -94,15 +95,42 @@ def build_backbone(name: str, out_channels: int = 256, weights_path: str | None 
 
 
 def _load_backbone_weights(body: nn.Module, path: str, name: str) -> None:
-    """Load a local classification state dict (e.g. torchvision's resnet50 .pth) into the body."""
-    p = Path(path)
-    if not p.is_file():
-        raise UserError(f"model.backbone_weights={path}: file not found")
-    try:
-        state = torch.load(p, map_location="cpu", weights_only=True)
-    except Exception as e:  # noqa: BLE001 - any unreadable file is a user error
-        raise UserError(f"model.backbone_weights={path}: cannot read: {e}".splitlines()[0]) from None
+    """Load a classification state dict into the body: ``imagenet`` (torchvision's weights for ``name``)
+    or a local file (e.g. torchvision's resnet50 .pth)."""
+    if path == IMAGENET:
+        state = imagenet_state_dict(name)
+    else:
+        p = Path(path)
+        if not p.is_file():
+            raise UserError(f"model.backbone_weights={path}: file not found")
+        try:
+            state = torch.load(p, map_location="cpu", weights_only=True)
+        except Exception as e:  # noqa: BLE001 - any unreadable file is a user error
+            raise UserError(f"model.backbone_weights={path}: cannot read: {e}".splitlines()[0]) from None
     state = state.get("state_dict", state) if isinstance(state, dict) else state
     _, unexpected = body.body.load_state_dict(state, strict=False)
     if len(unexpected) == len(state):
         raise UserError(f"model.backbone_weights={path}: no tensor matches the {name} backbone")
+
+
+def imagenet_state_dict(name: str) -> dict[str, Tensor]:
+    """torchvision's ImageNet weights for ResNet ``name`` (IMAGENET1K_V1, as its detection models use), from
+    its cache ``torch.hub.get_dir()/checkpoints``, downloaded there (with a progress bar) when missing.
+    Offline and not cached: a one-line UserError naming the file, the cache folder and the URL."""
+    from urllib.parse import urlparse
+
+    from torchvision.models import get_weight
+
+    if name not in RESNETS:
+        raise UserError(f"model.backbone_weights={IMAGENET}: torchvision has ImageNet weights for "
+                        f"{', '.join(RESNETS)}, not for model.backbone={name}; use one of those or a local file")
+    weights = get_weight(f"{name.replace('resnet', 'ResNet')}_Weights.IMAGENET1K_V1")
+    cache = Path(torch.hub.get_dir()) / "checkpoints"
+    file = Path(urlparse(weights.url).path).name
+    try:
+        return weights.get_state_dict(progress=True, check_hash=True, weights_only=True)
+    except OSError as e:  # URLError (offline), HTTPError, disk errors
+        reason = getattr(e, "reason", None) or e.strerror or e
+        raise UserError(f"model.backbone_weights={IMAGENET}: {file} is not in torchvision's cache {cache} and "
+                        f"cannot be downloaded ({reason}); fetch {weights.url} elsewhere and put it in {cache}"
+                        ) from None

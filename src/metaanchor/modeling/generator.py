@@ -77,6 +77,59 @@ class AnchorFunctionGenerator(nn.Module):
         bias = theta[..., n_w:].reshape(*lead, k * self.out_channels)
         return weight, bias
 
+    @torch.no_grad()
+    def set_hinges(self, intervals: Tensor) -> int:
+        """Set W1 so that ``fit_exact`` is well conditioned for groups of nearly equal codes.
+
+        Args:
+            intervals: [G, 2, D] per group the lowest and highest code value on each of the D code axes
+                (a group: codes that must get the same weights, e.g. one anchor on several levels).
+        Returns:
+            the number of hidden units used: one ReLU hinge relu(b_a - t) at every distinct interval end t
+            of every axis a; the rest of W1 is left as it was. With no hinge inside a group's box, the
+            generator can be flat on each box and ramp between them, which a minimum-norm solve finds with
+            small weights (random hinges can cut near-equal codes apart and need huge, cancelling weights).
+        """
+        rows = [(axis, t) for axis in range(intervals.shape[2])
+                for t in sorted(set(intervals[:, :, axis].flatten().tolist()))]
+        if len(rows) > self.fc1.out_features:
+            raise ValueError(f"{len(rows)} hinges need hidden_dim >= {len(rows)}, have {self.fc1.out_features}")
+        for i, (axis, t) in enumerate(rows):
+            self.fc1.weight[i].zero_()
+            self.fc1.weight[i, axis] = 1.0
+            self.fc1.bias[i] = -t
+        return len(rows)
+
+    @torch.no_grad()
+    def fit_exact(self, codes: Tensor, weight: Tensor, bias: Tensor) -> float:
+        """Set theta* and W2 so that the generator reproduces given per-anchor parameters; returns the residual.
+
+        Args:
+            codes: [N, 2] distinct anchor codes b.
+            weight: [N*out, in, k, k] and bias [N*out]: the stacked conv parameters (channel n*out + c
+                belongs to code n, output c, as ``forward`` returns them) that ``forward(codes)`` must give.
+        Returns:
+            max |forward(codes) - target| of the solve in float64 (0 up to rounding when exact).
+
+        W1 stays as it is; with it fixed, theta_b = [relu(W1 b), 1] @ [W2^T; theta*] is linear in the
+        unknowns, so they are the minimum-norm solution of that system: the pseudo-inverse of the
+        hidden activations augmented with a ones column ([N, hidden + 1]) times the targets ([N, P]).
+        It is exact when those activations have rank N (hidden_dim >= N - 1 and W1 separating the codes).
+        Data-independent generators only.
+        """
+        if self.data_dependent:
+            raise ValueError("fit_exact needs a data-independent generator")
+        n = codes.shape[0]
+        target = torch.cat([weight.reshape(n, -1), bias.reshape(n, -1)], 1).double()  # [N, P]
+        hidden = torch.relu(self.fc1(codes.to(self.fc1.weight))).double()  # [N, H]
+        design = torch.cat([hidden, hidden.new_ones(n, 1)], 1)  # [N, H + 1]
+        solution = torch.linalg.pinv(design) @ target  # [H + 1, P], minimum norm
+        n_w = self.weight.numel()
+        self.fc2.weight.copy_(solution[:-1].T)
+        self.weight.copy_(solution[-1, :n_w].view_as(self.weight))
+        self.bias.copy_(solution[-1, n_w:])
+        return float((design @ solution - target).abs().max())
+
 
 def prior_bias(prior_prob: float = 0.01) -> float:
     """Classification bias so every anchor starts at foreground probability ``prior_prob``."""
