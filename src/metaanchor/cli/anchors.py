@@ -16,19 +16,24 @@ def add(sub):
     s.set_defaults(func=cmd_show)
     f = asub.add_parser("fit", help="k-means fit of anchor shapes to a dataset's boxes",
                         description="Fit level-relative anchors by k-means on box shapes (distance 1 - IoU, as "
-                                    "YOLOv2 / AutoAnchor), each box divided by the standard box of the level it "
-                                    "matches best; print best-possible recall and mean IoU of the given and "
-                                    "fitted sets; write an anchor file for --anchors.")
+                                    "YOLOv2 / AutoAnchor) at the network's input scale (each image resized as "
+                                    "the model resizes it), each box divided by the standard box of the level it "
+                                    "matches best; print best-possible recall (at IoU 0.5 and 0.7), mean IoU, "
+                                    "BPR per pyramid level and per COCO size, warn about boxes no anchor can "
+                                    "reach; write an anchor file for --anchors and a picture of the fit.")
     f.add_argument("--data", required=True, help="dataset folder, or a COCO annotation JSON")
     f.add_argument("--images", help="image folder when --data is a JSON file (not read)")
     f.add_argument("--num", "-k", type=int, default=9, help="number of anchors to fit")
     f.add_argument("--compare", nargs="*", default=["3x3"], metavar="SPEC", help="anchor sets to score beside it")
     f.add_argument("--seed", type=int, default=0)
     f.add_argument("--out", default="anchors_fitted.yaml", help="anchor file to write (.yaml or .json)")
-    f.add_argument("--arch", help="retinanet (default; per-level fit) or yolov2 (one stride-32 standard box, "
-                                  "boxes resized to --input-size first); default: the --config's model.arch")
-    f.add_argument("--input-size", type=int, help="yolov2: network input short side the boxes are resized to "
-                                                 "(default: the --config's input.size, else 416)")
+    f.add_argument("--arch", help="retinanet (default; per-level fit) or yolov2 (one stride-32 standard box); "
+                                  "default: the --config's model.arch")
+    f.add_argument("--input-size", type=int, help="network input short side each image (and its boxes) is resized "
+                                                 "to, long side capped at the same (default: the --config's "
+                                                 "input.size and input.max_size, else 512; yolov2 416)")
+    f.add_argument("--plot", metavar="FILE", help="picture of the box shapes (log w vs log h) with the fitted anchors "
+                                                  "of each level (default: --out with .png)")
     f.add_argument("--config", help="training config to take model.arch, input.size and model.anchor_base from")
     f.set_defaults(func=cmd_fit)
     q = asub.add_parser("search", help="search anchor sets on a validation split with a trained checkpoint",
@@ -62,15 +67,20 @@ def cmd_show(args) -> int:
 
 
 def cmd_fit(args) -> int:
-    """``metaanchor anchors fit``: k-means fit, quality of the given and fitted sets, anchor file."""
+    """``metaanchor anchors fit``: k-means fit at input scale, quality of the given and fitted sets, anchor file."""
+    from pathlib import Path
+
+    from metaanchor.families import detector_class
     from metaanchor.geometry.anchor_fit import (
+        POSITIVE_IOU,
+        STRICT_IOU,
         anchor_fit_quality,
-        box_shapes,
-        fit_anchors,
-        input_scale,
+        input_shapes,
+        level_anchors,
         write_anchor_file,
     )
-    from metaanchor.geometry.anchors import ANCHOR_BASE, AnchorSet
+    from metaanchor.geometry.anchors import ANCHOR_BASE, AnchorSet, standard_sizes
+    from metaanchor.tools.visualize import plot_box_shapes
 
     cfg = None
     if getattr(args, "config", None):
@@ -78,35 +88,70 @@ def cmd_fit(args) -> int:
 
         cfg = load_config(args.config, [])
     arch = getattr(args, "arch", None) or (cfg["model"].get("arch", "retinanet") if cfg else "retinanet")
-    shapes = box_shapes(args.data, args.images)
-    sizes, method = None, f"k-means (1 - IoU), k={args.num}"
-    if arch == "yolov2":
-        from metaanchor.families.yolov2 import STRIDE, fit_yolo_anchors
-
-        size = getattr(args, "input_size", None) or (cfg["input"]["size"] if cfg else 416)
-        base = cfg["model"].get("anchor_base", ANCHOR_BASE) if cfg else ANCHOR_BASE
-        scale = input_scale(args.data, args.images, size)
-        fitted = fit_yolo_anchors(args.data, k=args.num, images=args.images, seed=args.seed, scale=scale,
-                                  anchor_base=base)
-        shapes, sizes = shapes * scale, [base * STRIDE]
-        method += f", yolov2: one {base * STRIDE:g} px standard box, boxes x{scale:.3g} (input.size {size})"
-        print(f"{len(shapes)} boxes from {args.data} resized x{scale:.3g} (input size {size}); fitted {args.num} "
-              f"anchors relative to the {base * STRIDE:g} px standard box (h, w): "
-              + " ".join(f"({h:.3g},{w:.3g})" for h, w in fitted.shapes))
-    elif arch == "retinanet":
-        fitted = fit_anchors(shapes, k=args.num, seed=args.seed)
-        print(f"{len(shapes)} boxes from {args.data}; fitted {args.num} level-relative anchors (h, w): "
-              + " ".join(f"({h:.3g},{w:.3g})" for h, w in fitted.shapes))
-    else:
+    if arch not in ("retinanet", "yolov2"):
         raise UserError(f"--arch {arch}: anchors fit knows retinanet and yolov2")
-    print(f"{'anchor set':<28}{'anchors':>8}{'BPR@0.5':>9}{'mean IoU':>10}{'per box':>9}")
-    for name, aset in [(s, s) for s in args.compare] + [(f"fitted (k={args.num})", fitted)]:
+    family = detector_class(arch)
+    size = getattr(args, "input_size", None) or (cfg["input"]["size"] if cfg else 416 if arch == "yolov2" else 512)
+    max_size = (cfg["input"]["max_size"] if cfg and not getattr(args, "input_size", None) else 0) or size
+    base = cfg["model"].get("anchor_base", ANCHOR_BASE) if cfg else ANCHOR_BASE
+    sizes = standard_sizes(family.pyramid_strides, base)
+    shapes = input_shapes(args.data, args.images, size, max_size)
+    fitted = family.fit_anchors(shapes, args.num, base, args.seed)
+    print(f"{len(shapes)} boxes from {args.data} at the network's input scale (images resized to short side {size}, "
+          f"long side <= {max_size}); {arch}: fitted {args.num} anchors relative to the "
+          f"{', '.join(f'{v:g}' for v in sizes)} px standard box{'es of the levels' if len(sizes) > 1 else ''} "
+          "(h, w): " + " ".join(f"({h:.3g},{w:.3g})" for h, w in fitted.shapes))
+    sets = [(s, s) for s in args.compare] + [(f"fitted (k={args.num})", fitted)]
+    print(f"{'anchor set':<28}{'anchors':>8}{f'BPR@{POSITIVE_IOU:g}':>9}{f'BPR@{STRICT_IOU:g}':>9}{'mean IoU':>10}"
+          f"{'per box':>9}")
+    bprs = []
+    for name, aset in sets:
         q = anchor_fit_quality(shapes, aset, sizes)
-        print(f"{str(name)[:27]:<28}{len(AnchorSet.parse(aset)):>8}{q['bpr']:>9.3f}{q['mean_iou']:>10.3f}"
-              f"{q['anchors_per_box']:>9.2f}")
-    out = write_anchor_file(fitted, args.out, source=str(args.data), method=method)
-    print(f"wrote {out} (use it as --anchors {out})")
+        bprs.append(q["bpr"])
+        print(f"{str(name)[:27]:<28}{len(AnchorSet.parse(aset)):>8}{q['bpr']:>9.3f}{q['bpr_strict']:>9.3f}"
+              f"{q['mean_iou']:>10.3f}{q['anchors_per_box']:>9.2f}")
+    if len(sets) > 1 and max(bprs) - min(bprs) < 0.005:
+        print(f"note: BPR@{POSITIVE_IOU:g} is the same for every set: anchors are relative to each level's standard "
+              f"box and the levels double in size ({', '.join(f'{v:g}' for v in sizes)} px), so a near-square box "
+              f"between two levels overlaps the nearer one with IoU >= {POSITIVE_IOU:g} whatever the scales within a "
+              f"level; compare BPR@{STRICT_IOU:g}, mean IoU and anchors per box (per box: anchors >= "
+              f"{POSITIVE_IOU:g} IoU)")
+    names = [f"P{int(s).bit_length() - 1}" for s in family.pyramid_strides]
+    for name, aset in sets:
+        _print_breakdown(str(name), shapes, aset, sizes, names)
+    out = write_anchor_file(fitted, args.out, source=str(args.data), method=f"k-means (1 - IoU), k={args.num}, "
+                            f"{arch}, boxes at input scale (short side {size}, long side <= {max_size})")
+    plot = getattr(args, "plot", None) or Path(args.out).with_suffix(".png")
+    plot_box_shapes(shapes, dict(zip(names, level_anchors(fitted, sizes))), plot,
+                    title=f"{len(shapes)} boxes at input scale {size} and fitted anchors (k={args.num})")
+    print(f"wrote {out} (use it as --anchors {out}) and {plot}")
     return 0
+
+
+def _print_breakdown(name: str, shapes, aset, sizes, level_names: list[str]) -> None:
+    """One line of BPR per pyramid level, one per COCO size bucket, and a warning per kind of unreachable box."""
+    import sys
+
+    from metaanchor.geometry.anchor_fit import POSITIVE_IOU, bucket_quality, level_quality, unreachable_boxes
+
+    def cell(label, q):
+        return f"{label} {q['bpr']:.3f} ({q['boxes']})" if q["boxes"] else f"{label} - (0)"
+
+    levels = level_quality(shapes, aset, sizes)
+    print(f"  {name[:27]}: BPR@{POSITIVE_IOU:g} (boxes) by level of the best anchor: "
+          + "  ".join(cell(n, q) for n, q in zip(level_names, levels)))
+    print(f"  {name[:27]}: BPR@{POSITIVE_IOU:g} (boxes) by size at input scale: "
+          + "  ".join(cell(k, q) for k, q in bucket_quality(shapes, aset, sizes).items()))
+    bad = unreachable_boxes(shapes, aset, sizes)
+    for kind, idx in bad.items():
+        if len(idx):
+            area = shapes[idx].prod(1)
+            h, w = shapes[idx[area.argmin() if kind == "too_small" else area.argmax()]]  # the most extreme
+            where = f"smaller than the smallest anchor at {level_names[0]}" if kind == "too_small" else \
+                f"larger than the largest anchor at {level_names[-1]}"
+            print(f"warning: anchors {name}: {len(idx)} boxes ({len(idx) / len(shapes):.1%}) are {where} by more "
+                  f"than IoU {POSITIVE_IOU:g} allows, so no anchor can match them (extreme: {h:.0f}x{w:.0f} px)",
+                  file=sys.stderr)
 
 
 def _searchable_start(start: str, what: str) -> None:

@@ -7,6 +7,19 @@
   divided by that level's standard size, so the fitted shapes are
   *level-relative* and form an anchor file ``AnchorSet.parse`` reads.
   :func:`anchor_fit_quality` reports best-possible recall and mean best IoU.
+- :func:`input_shapes`: box shapes as the network sees them (each image resized
+  as the model's batcher does: short side ``input.size``, long side capped by
+  ``input.max_size``); :func:`level_quality`, :func:`bucket_quality` and
+  :func:`unreachable_boxes` break the fit down by pyramid level and COCO size.
+
+Why presets differing only in scale (``1x1``, ``3x3``, ``5x5``) show the same
+BPR at IoU 0.5: anchor shapes are level-relative and the levels' standard
+boxes double in size from level to level; a square box between two of them
+(side ``s`` with ``S <= s <= 2S``) overlaps the nearer one with IoU >=
+``S^2 / s^2 >= 1/2``. So the pyramid alone recalls every near-square box
+between the smallest and the largest level at 0.5, whatever the scales within
+a level; they show in the mean best IoU, the BPR at a stricter IoU
+(``STRICT_IOU``) and the anchors per box.
 
 Searching with a trained model is :mod:`metaanchor.engine.anchor_search`.
 """
@@ -22,6 +35,8 @@ from metaanchor.errors import UserError
 from metaanchor.geometry.anchors import ANCHOR_BASE, PYRAMID_STRIDES, AnchorSet, standard_sizes
 
 POSITIVE_IOU = 0.5  # a box counts as recallable if some anchor reaches the matcher's fg IoU
+STRICT_IOU = 0.7  # a stricter threshold that separates sets BPR@0.5 cannot (see the module docstring)
+SIZE_BUCKETS = {"small": (0, 32 ** 2), "medium": (32 ** 2, 96 ** 2), "large": (96 ** 2, float("inf"))}  # COCO
 
 
 def level_sizes(strides=PYRAMID_STRIDES, base: float = ANCHOR_BASE) -> np.ndarray:
@@ -38,14 +53,40 @@ def shape_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 def box_shapes(dataset_dir: str | Path, images: str | Path | None = None) -> np.ndarray:
     """(h, w) of every non-crowd box of a COCO dataset (folder or JSON + images): [N, 2] pixels."""
+    return _boxes(dataset_dir, images)[0]
+
+
+def input_shapes(dataset_dir: str | Path, images: str | Path | None, min_size: int,
+                 max_size: int | None = None) -> np.ndarray:
+    """(h, w) of every non-crowd box as the network sees it: [N, 2] pixels at input scale.
+
+    Each image is resized as the model's batcher resizes it (``modeling.transform.resized_size``:
+    short side ``min_size`` unless the long side would exceed ``max_size``, default ``min_size``),
+    its boxes by the same factors (height by h'/h, width by w'/w).
+    """
+    from metaanchor.modeling.transform import resized_size
+
+    shapes, sides = _boxes(dataset_dir, images)
+    if (sides <= 0).any():
+        raise UserError(f"{dataset_dir}: an image record has no height/width; the boxes cannot be resized to "
+                        "the input scale")
+    factors = np.array([np.divide(resized_size(h, w, min_size, max_size or min_size), (h, w)) for h, w in sides])
+    return shapes * factors
+
+
+def _boxes(dataset_dir, images) -> tuple[np.ndarray, np.ndarray]:
+    """Box shapes [N, 2] (h, w) px and the (height, width) of each box's image [N, 2]."""
     from metaanchor.data.coco import load_coco_json, resolve_coco_paths, validate_coco
 
     ann_file, _ = resolve_coco_paths(dataset_dir, images if images is not None else ".")
     data, _, _ = validate_coco(load_coco_json(ann_file), ann_file, skip_invalid=True)
-    shapes = [(a["bbox"][3], a["bbox"][2]) for a in data["annotations"] if not a.get("iscrowd")]
-    if not shapes:
+    size = {im["id"]: (im.get("height") or 0, im.get("width") or 0) for im in data["images"]}
+    anns = [a for a in data["annotations"] if not a.get("iscrowd")]
+    if not anns:
         raise UserError(f"{ann_file}: no boxes to fit anchors to")
-    return np.asarray(shapes, dtype=np.float64)
+    sides = [size.get(a["image_id"], (0, 0)) for a in anns]
+    return (np.asarray([(a["bbox"][3], a["bbox"][2]) for a in anns], dtype=np.float64),
+            np.asarray(sides, dtype=np.float64))
 
 
 def level_relative(shapes: np.ndarray, sizes: np.ndarray | None = None) -> np.ndarray:
@@ -84,21 +125,68 @@ def kmeans_shapes(shapes: np.ndarray, k: int, seed: int = 0, iters: int = 100, r
     return best[np.argsort(best[:, 0] * best[:, 1])]
 
 
+def level_anchors(anchors: str | AnchorSet, sizes: np.ndarray | None = None) -> list[np.ndarray]:
+    """Pixel (h, w) anchor shapes of each level: L arrays [A, 2]."""
+    sizes = level_sizes() if sizes is None else np.asarray(sizes, dtype=np.float64)
+    return [s.numpy().astype(np.float64) for s in AnchorSet.parse(anchors).sizes([float(v) for v in sizes])]
+
+
+def _quality(iou: np.ndarray, threshold: float) -> dict:
+    """Fit numbers from a box-to-anchor IoU matrix [N, A]."""
+    best = iou.max(1) if iou.size else np.zeros(len(iou))
+    return {"boxes": len(iou), "bpr": _mean(best >= threshold), "bpr_strict": _mean(best >= STRICT_IOU),
+            "mean_iou": _mean(best), "anchors_per_box": _mean((iou >= threshold).sum(1))}
+
+
+def _mean(x: np.ndarray) -> float | None:
+    return float(x.mean()) if len(x) else None
+
+
 def anchor_fit_quality(shapes: np.ndarray, anchors: str | AnchorSet, sizes: np.ndarray | None = None,
                        threshold: float = POSITIVE_IOU) -> dict:
     """How well an anchor set covers box shapes [N, 2] (h, w) px, position ignored.
 
     Returns ``bpr`` (share of boxes whose best anchor, over all levels, reaches
-    ``threshold`` IoU), ``mean_iou`` (mean best IoU) and ``anchors_per_box``
-    (mean number of anchors above ``threshold``).
+    ``threshold`` IoU), ``bpr_strict`` (the same at ``STRICT_IOU``), ``mean_iou``
+    (mean best IoU), ``anchors_per_box`` (mean number of anchors above ``threshold``)
+    and ``boxes``.
     """
-    sizes = level_sizes() if sizes is None else np.asarray(sizes, dtype=np.float64)
-    aset = AnchorSet.parse(anchors)
-    pixel = np.concatenate([s.numpy() for s in aset.sizes([float(v) for v in sizes])]).astype(np.float64)
-    iou = shape_iou(np.asarray(shapes, dtype=np.float64), pixel)
-    best = iou.max(1)
-    return {"bpr": float((best >= threshold).mean()), "mean_iou": float(best.mean()),
-            "anchors_per_box": float((iou >= threshold).sum(1).mean())}
+    pixel = np.concatenate(level_anchors(anchors, sizes))
+    return _quality(shape_iou(np.asarray(shapes, dtype=np.float64), pixel), threshold)
+
+
+def level_quality(shapes: np.ndarray, anchors: str | AnchorSet, sizes: np.ndarray | None = None,
+                  threshold: float = POSITIVE_IOU) -> list[dict]:
+    """Per pyramid level: the boxes whose best anchor is on that level and how well they are covered.
+
+    Returns L dicts (``anchor_fit_quality``'s keys, over those boxes; None where a level has none)."""
+    per_level = level_anchors(anchors, sizes)
+    shapes = np.asarray(shapes, dtype=np.float64)
+    level_of = np.repeat(np.arange(len(per_level)), [len(a) for a in per_level])  # [A] level of each anchor
+    iou = shape_iou(shapes, np.concatenate(per_level))  # [N, A]
+    home = level_of[iou.argmax(1)]
+    return [_quality(iou[home == lvl], threshold) for lvl in range(len(per_level))]
+
+
+def bucket_quality(shapes: np.ndarray, anchors: str | AnchorSet, sizes: np.ndarray | None = None,
+                   threshold: float = POSITIVE_IOU) -> dict[str, dict]:
+    """``anchor_fit_quality`` per COCO size bucket (box area at the scale ``shapes`` are in)."""
+    shapes = np.asarray(shapes, dtype=np.float64)
+    iou = shape_iou(shapes, np.concatenate(level_anchors(anchors, sizes)))
+    area = shapes.prod(1)
+    return {name: _quality(iou[(area >= lo) & (area < hi)], threshold) for name, (lo, hi) in SIZE_BUCKETS.items()}
+
+
+def unreachable_boxes(shapes: np.ndarray, anchors: str | AnchorSet, sizes: np.ndarray | None = None,
+                      threshold: float = POSITIVE_IOU) -> dict[str, np.ndarray]:
+    """Boxes no anchor reaches at ``threshold`` IoU because of their size: ``too_small`` (area below the
+    smallest anchor's) and ``too_large`` (above the largest anchor's), as index arrays into ``shapes``."""
+    shapes = np.asarray(shapes, dtype=np.float64)
+    pixel = np.concatenate(level_anchors(anchors, sizes))
+    missed = shape_iou(shapes, pixel).max(1) < threshold
+    area, anchor_area = shapes.prod(1), pixel.prod(1)
+    return {"too_small": np.flatnonzero(missed & (area < anchor_area.min())),
+            "too_large": np.flatnonzero(missed & (area > anchor_area.max()))}
 
 
 def fit_anchors(shapes: np.ndarray, k: int = 9, seed: int = 0, sizes: np.ndarray | None = None) -> AnchorSet:
