@@ -54,3 +54,18 @@ def test_detect_many_on_a_predefined_model_takes_only_its_own_count():
     with pytest.raises(Exception, match="trained with 9 anchors per position and cannot use 1"):
         model.detect_many(_images(), ["1x1"])
     assert model.anchors.spec == "3x3"
+
+
+def test_evaluate_many_equals_evaluate_per_set(synth_dirs):
+    from metaanchor.data.coco import CocoDataset
+    from metaanchor.engine.evaluate import METRIC_KEYS, evaluate, evaluate_many
+
+    _, val = synth_dirs
+    data = CocoDataset(val)
+    model = _retina("metaanchor")
+    many = evaluate_many(model, data, SETS, batch_size=5, progress=False)
+    assert len({m["AR100"] for m in many}) == len(SETS) and min(m["AR100"] for m in many) > 0  # sets differ
+    for spec, m in zip(SETS, many):
+        alone = evaluate(model, data, spec, batch_size=5, progress=False)
+        assert {k: m[k] for k in METRIC_KEYS} == {k: alone[k] for k in METRIC_KEYS}
+        assert m["per_class"] == alone["per_class"]

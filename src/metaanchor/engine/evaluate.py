@@ -126,6 +126,30 @@ def _load_items(dataset, indices, skipped: list[str] | None) -> list:
     return items
 
 
+def _batches(dataset, batch_size: int, progress: bool, skipped: list[str] | None, device):
+    """Readable items of a dataset in batches: (images on ``device``, their image ids)."""
+    if batch_size < 1:
+        raise UserError(f"batch size {batch_size}: must be at least 1")
+    for start in tqdm(range(0, len(dataset), batch_size), desc="eval", disable=not progress, leave=False):
+        items = _load_items(dataset, range(start, min(start + batch_size, len(dataset))), skipped)
+        if items:
+            yield [img.to(device) for img, _ in items], [int(t["image_id"]) for _, t in items]
+
+
+def _run_batch(fn, images: list, batch_size: int):
+    """``fn(images)``, with CUDA out of memory as a one-line ``OutOfMemory`` naming --batch-size."""
+    try:
+        return fn(images)
+    except Exception as e:
+        if is_out_of_memory(e):
+            raise OutOfMemory(out_of_memory_message("in evaluation", batch_size, "--batch-size")) from None
+        raise
+
+
+def _cpu(out: list[dict]) -> list[dict]:
+    return [{k: v.cpu() for k, v in d.items()} for d in out]
+
+
 @torch.inference_mode()
 def predict_dataset(model, dataset, anchors: str | AnchorSet | None = None, batch_size: int = 8,
                     device=None, progress: bool = True,
@@ -135,23 +159,27 @@ def predict_dataset(model, dataset, anchors: str | AnchorSet | None = None, batc
     An image that cannot be read raises ``DataError``; when ``skipped`` is a list, the image is left
     out instead (its id is not returned) and the message naming it is appended to ``skipped``.
     """
-    if batch_size < 1:
-        raise UserError(f"batch size {batch_size}: must be at least 1")
     device = device or next(model.parameters()).device
     dets, ids = [], []
     with model.evaluating(anchors):
-        for start in tqdm(range(0, len(dataset), batch_size), desc="eval", disable=not progress, leave=False):
-            items = _load_items(dataset, range(start, min(start + batch_size, len(dataset))), skipped)
-            if not items:
-                continue
-            try:
-                out = model([img.to(device) for img, _ in items])
-            except Exception as e:
-                if is_out_of_memory(e):
-                    raise OutOfMemory(out_of_memory_message("in evaluation", batch_size, "--batch-size")) from None
-                raise
-            dets += [{k: v.cpu() for k, v in d.items()} for d in out]
-            ids += [int(t["image_id"]) for _, t in items]
+        for images, batch_ids in _batches(dataset, batch_size, progress, skipped, device):
+            dets += _cpu(_run_batch(model, images, batch_size))
+            ids += batch_ids
+    return dets, ids
+
+
+@torch.inference_mode()
+def predict_dataset_many(model, dataset, anchor_sets: list[str | AnchorSet], batch_size: int = 8,
+                         device=None, progress: bool = True,
+                         skipped: list[str] | None = None) -> tuple[list[list[dict]], list[int]]:
+    """``predict_dataset`` for several anchor sets in one pass (``BaseDetector.detect_many``: the backbone
+    and towers run once per batch). Returns detections per anchor set (in order) and the image ids."""
+    device = device or next(model.parameters()).device
+    dets, ids = [[] for _ in anchor_sets], []
+    for images, batch_ids in _batches(dataset, batch_size, progress, skipped, device):
+        for per_set, out in zip(dets, _run_batch(lambda x: model.detect_many(x, anchor_sets), images, batch_size)):
+            per_set += _cpu(out)
+        ids += batch_ids
     return dets, ids
 
 
@@ -172,3 +200,13 @@ def evaluate(model, dataset, anchors: str | AnchorSet | None = None, batch_size:
     if results is not None:
         results.extend(records)
     return coco_metrics(dataset.coco, records, ids)
+
+
+def evaluate_many(model, dataset, anchor_sets: list[str | AnchorSet], batch_size: int = 8,
+                  progress: bool = True, skipped: list[str] | None = None) -> list[dict]:
+    """COCO metrics of ``model`` with each anchor set (in order), from one pass over the dataset;
+    equal to calling ``evaluate`` once per set."""
+    dets, ids = predict_dataset_many(model, dataset, anchor_sets, batch_size, progress=progress, skipped=skipped)
+    if not ids and len(dataset):
+        raise DataError(f"none of the {len(dataset)} images could be read; first: {skipped[0] if skipped else '?'}")
+    return [coco_metrics(dataset.coco, to_coco_results(d, ids, dataset.cat_ids), ids) for d in dets]
