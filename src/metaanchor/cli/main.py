@@ -7,6 +7,7 @@ Each command is one module of this package with ``add(subparsers)`` and its ``cm
 from __future__ import annotations
 
 import sys
+import warnings
 
 from metaanchor.cli import anchors, bench, data, demo, evaluate, experiment, importer, predict, train
 from metaanchor.cli.common import Parser
@@ -26,11 +27,17 @@ def build_parser() -> Parser:
     return parser
 
 
+def _one_line_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    print(f"warning: {message}", file=sys.stderr)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        return args.func(args)
+        with warnings.catch_warnings():
+            warnings.showwarning = _one_line_warning  # one line on stderr; restored on exit
+            return args.func(args)
     except UserError as e:
         print(f"metaanchor {args.command}: error: {e}", file=sys.stderr)
         return 2

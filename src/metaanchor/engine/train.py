@@ -44,7 +44,7 @@ from metaanchor.errors import (
 from metaanchor.families import build_detector, detector_class
 from metaanchor.files import write_text, writing
 from metaanchor.geometry.anchor_fit import box_shapes, input_scale, write_anchor_file
-from metaanchor.geometry.anchors import ANCHOR_BASE, kmeans_count, sample_anchor_set
+from metaanchor.geometry.anchors import ANCHOR_BASE, code_range, kmeans_count, sample_anchor_set
 
 # columns only ever appended, so older readers keep their positions; obj: YOLOv2's objectness loss
 CSV_FIELDS = ["iter", "lr", "loss", "cls", "box", "skipped", "seconds"] + list(METRIC_KEYS) + ["obj"]
@@ -94,6 +94,9 @@ class Trainer:
             ckpt.init_weights(self.model, cfg["model"]["init_from"])
         self.model.set_channels_last(s["channels_last"])
         self.base_anchors = self.model.train_anchors
+        a = cfg["anchors"]
+        jitter = (a["scale_jitter"], a["ratio_jitter"]) if a["sample"] else (0.0, 0.0)
+        self.model.set_code_range(*code_range(self.base_anchors, self.model.standard_sizes, *jitter))
         self.optimizer = self._build_optimizer()
         # solver.ema: an EMA copy of the weights is what is evaluated and saved as "model" (engine/ema.py)
         self.ema = ModelEMA(self.model, s["ema"], s["ema_tau"]) if s.get("ema") else None

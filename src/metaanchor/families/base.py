@@ -18,6 +18,7 @@ model must set ``backbone``, ``head``, ``strides``, ``standard_sizes``,
 
 from __future__ import annotations
 
+import warnings
 from collections import OrderedDict
 from contextlib import contextmanager
 from pathlib import Path
@@ -32,6 +33,11 @@ from metaanchor.geometry.anchor_fit import fit_anchors
 from metaanchor.geometry.anchors import ANCHOR_BASE, AnchorSet, grid_anchors, standard_sizes
 
 HEADS = ("metaanchor", "metaanchor-dd", "predefined")
+CODE_TOL = 1e-4  # codes this far outside the training range still count as inside (float rounding)
+
+
+class AnchorRangeWarning(UserWarning):
+    """A MetaAnchor model was asked for anchor codes outside the range it saw in training."""
 GRID_CACHE_SIZE = 8
 
 
@@ -64,6 +70,7 @@ class BaseDetector(nn.Module):
         self.train_anchors = anchors
         self._grid_cache: OrderedDict = OrderedDict()
         self._channels_last, self._bn_folded = False, False
+        self._range_warned: set = set()  # anchor sets already warned about (code_range)
         return category_ids
 
     @property
@@ -82,9 +89,30 @@ class BaseDetector(nn.Module):
     def set_anchors(self, anchors: str | AnchorSet) -> AnchorSet:
         """Use a new anchor set from now on (any set for MetaAnchor heads); returns it."""
         anchors = AnchorSet.parse(anchors)
-        self.head.set_anchors(anchors.codes(self.standard_sizes))
+        codes = anchors.codes(self.standard_sizes)
+        self.head.set_anchors(codes)
         self.anchors = anchors
+        self._check_code_range(anchors, codes)
         return anchors
+
+    def set_code_range(self, lo: list[float], hi: list[float]) -> None:
+        """Record the codes b = (b_h, b_w) seen in training, lo <= b <= hi (stored in checkpoints); a
+        MetaAnchor model then warns once per anchor set asked for codes outside it."""
+        self.config["code_range"] = [[float(v) for v in lo], [float(v) for v in hi]]
+
+    def _check_code_range(self, anchors: AnchorSet, codes: list[Tensor]) -> None:
+        seen = self.config.get("code_range")
+        if seen is None or not self.takes_any_anchors or anchors.key() in self._range_warned:
+            return
+        c = torch.cat(codes)  # [K, 2]
+        lo, hi = c.min(0).values.tolist(), c.max(0).values.tolist()
+        if all(seen[0][i] - CODE_TOL <= lo[i] and hi[i] <= seen[1][i] + CODE_TOL for i in range(2)):
+            return
+        self._range_warned.add(anchors.key())
+        warnings.warn(AnchorRangeWarning(
+            f"anchor set {anchors.spec}: codes b_h {lo[0]:.2f}..{hi[0]:.2f}, b_w {lo[1]:.2f}..{hi[1]:.2f} leave "
+            f"the range seen in training (b_h {seen[0][0]:.2f}..{seen[1][0]:.2f}, b_w {seen[0][1]:.2f}.."
+            f"{seen[1][1]:.2f}); the generated weights there are extrapolated"), stacklevel=3)
 
     def grid(self, feature_shapes: list[tuple[int, int]], device) -> Tensor:
         """[A, 4] anchors for these feature-map sizes, cached per (anchor set, sizes, device)."""
@@ -203,9 +231,13 @@ class BaseDetector(nn.Module):
     def from_config(cls, config: dict) -> BaseDetector:
         cfg = dict(config)
         cfg.pop("arch", None)  # the family's registry name (metaanchor.families), not an argument
+        seen = cfg.pop("code_range", None)  # set after training (set_code_range), not an argument
         cfg["anchors"] = AnchorSet.from_dict(cfg["anchors"]) if isinstance(cfg.get("anchors"), dict) \
             else cfg.get("anchors", "3x3")
-        return cls(**cfg)
+        model = cls(**cfg)
+        if seen is not None:
+            model.set_code_range(*seen)
+        return model
 
     @classmethod
     def from_checkpoint(cls, path: str | Path, map_location: str | torch.device = "cpu") -> BaseDetector:

@@ -338,3 +338,13 @@ def sample_anchor_set(base: AnchorSet, seed: int, iteration: int, scale_jitter: 
         dr = 2.0 ** (rng.uniform(-ratio_jitter, ratio_jitter) / 2)
         shapes.append((h * ds * dr, w * ds / dr))
     return AnchorSet(shapes, spec=f"sampled({base.spec})")
+
+
+def code_range(anchors: AnchorSet, standard_sizes: list[float], scale_jitter: float = 0.0,
+               ratio_jitter: float = 0.0) -> tuple[list[float], list[float]]:
+    """The box (lo, hi), each [b_h, b_w], holding every code of ``anchors`` and of every set
+    ``sample_anchor_set`` can draw around it with these jitters: (scale_jitter + ratio_jitter / 2) * ln 2
+    beyond the set's own codes on each axis (per-level sets are never jittered)."""
+    codes = torch.cat(anchors.codes(standard_sizes))  # [sum K_l, 2]
+    margin = (scale_jitter + ratio_jitter / 2) * math.log(2) if anchors.shapes is not None else 0.0
+    return (codes.min(0).values - margin).tolist(), (codes.max(0).values + margin).tolist()
