@@ -9,11 +9,11 @@ from __future__ import annotations
 import sys
 import warnings
 
-from metaanchor.cli import anchors, bench, data, demo, evaluate, experiment, importer, predict, train
+from metaanchor.cli import anchors, bench, data, demo, evaluate, experiment, export, importer, predict, train
 from metaanchor.cli.common import Parser
 from metaanchor.errors import UserError
 
-COMMANDS = (train, evaluate, predict, data, anchors, demo, experiment, bench, importer)
+COMMANDS = (train, evaluate, predict, data, anchors, demo, experiment, bench, export, importer)
 
 
 def build_parser() -> Parser:

@@ -114,6 +114,13 @@ class BaseDetector(nn.Module):
             f"the range seen in training (b_h {seen[0][0]:.2f}..{seen[1][0]:.2f}, b_w {seen[0][1]:.2f}.."
             f"{seen[1][1]:.2f}); the generated weights there are extrapolated"), stacklevel=3)
 
+    def bake(self, anchors: str | AnchorSet) -> BaseDetector:
+        """A NEW predefined-anchor detector of this family with ``anchors`` fixed and the generated
+        last convs as its weights: same detections, no generator at run time (``deploy.bake``)."""
+        from metaanchor.deploy.bake import bake
+
+        return bake(self, anchors)
+
     def grid(self, feature_shapes: list[tuple[int, int]], device) -> Tensor:
         """[A, 4] anchors for these feature-map sizes, cached per (anchor set, sizes, device)."""
         key = (self.anchors.key(), tuple(feature_shapes), str(device))

@@ -1,0 +1,89 @@
+"""The exported graph: a baked detector without pre- or post-processing (ONNX and TorchScript alike).
+
+    graph = ExportGraph(baked)                    # baked = model.bake(anchors)
+    cls_logits, box_deltas, anchors, level_sizes = graph(batch)
+
+Input ``images``: a normalised, zero-padded batch [B, 3, H, W] float32 (what the model's
+``ImageBatcher`` makes: resize, (x - mean) / std, pad bottom/right to a multiple of
+``size_divisible``; ``numpy_postprocess.preprocess`` does the same without torch).
+Outputs (B, H and W dynamic):
+
+    cls_logits   [B, A, C] float32  class logits; sigmoid = score (YOLOv2: objectness x class)
+    box_deltas   [B, A, 4] float32  box parameters for the family's coding (``METADATA["box_coding"]``):
+                                    RetinaNet (dx, dy, dw, dh) deltas, YOLOv2 (tx, ty, tw, th)
+    anchors      [A, 4]    float32  x1y1x2y2 anchors in batch pixels, level by level, position, anchor
+    level_sizes  [L]       int64    anchors per pyramid level (sum = A), for the per-level top-k
+
+Decode, per-class NMS and top-k run after the graph (``numpy_postprocess.postprocess``, or
+``metaanchor.modeling.postprocess`` in torch): data-dependent shapes and loops do not trace
+into a graph that stays right at every input size. ``metadata(baked)`` is everything the
+post-processor needs; the exporters store it in the file as JSON under ``METADATA_KEY``.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from metaanchor.geometry.anchors import grid_anchors
+
+INPUT_NAME = "images"
+OUTPUT_NAMES = ("cls_logits", "box_deltas", "anchors", "level_sizes")
+METADATA_KEY = "metaanchor"
+FORMAT_VERSION = 1
+
+
+class ExportGraph(nn.Module):
+    """A baked (predefined-anchor) detector as batch [B, 3, H, W] -> the four raw outputs above."""
+
+    def __init__(self, baked):
+        super().__init__()
+        if baked.head_type != "predefined":
+            raise ValueError("ExportGraph needs a baked model (model.bake(anchors)): no generator at run time")
+        self.model = baked
+        self.sizes = baked.anchors.sizes(baked.standard_sizes)  # per level [K_l, 2] (h, w) pixels
+
+    def forward(self, images: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        features = self.model.backbone(images)  # per level [B, ch, H_l, W_l]
+        cls_logits, box_deltas = head_outputs(self.model, features)
+        anchors = grid_anchors(self.sizes, [f.shape[-2:] for f in features], self.model.strides, images.device)
+        # shapes as tensors, so a traced graph computes them for every input size
+        level_sizes = torch.stack([torch._shape_as_tensor(f)[-2:].prod() * len(s)
+                                   for f, s in zip(features, self.sizes)])
+        return cls_logits, box_deltas, anchors, level_sizes
+
+
+def head_outputs(model, features: list[Tensor]) -> tuple[Tensor, Tensor]:
+    """The family's head on per-level features -> [B, A, C] class logits, [B, A, 4] box parameters
+    (what its ``forward`` hands to ``postprocess``)."""
+    from metaanchor.families.yolov2 import YoloV2Detector
+    from metaanchor.families.yolov2_loss import OBJ, box_slice, class_slice
+
+    if isinstance(model, YoloV2Detector):
+        out = model.head(features).float()  # [B, A, 5 + C]
+        # yolov2.score_logits, logit(sigmoid(obj) * sigmoid(cls)), with log1p(-exp) for log(-expm1):
+        # ONNX has no expm1 (equal up to float rounding; scores agree to ~1e-7)
+        log_s = F.logsigmoid(out[..., OBJ:OBJ + 1]) + F.logsigmoid(out[..., class_slice(model.num_classes)])
+        return log_s - torch.log1p(-torch.exp(log_s)), out[..., box_slice(model.num_classes)]
+    return model.head(features)
+
+
+def box_coding(model) -> dict:
+    """How ``box_deltas`` decode: {"name": "retinanet", "weights", "clip"} or {"name": "yolov2", "stride", "clip"}."""
+    coder = model.box_coder
+    if model.arch == "yolov2":
+        return {"name": "yolov2", "stride": coder.stride, "clip": coder.clip}
+    return {"name": "retinanet", "weights": list(coder.weights), "clip": coder.clip}
+
+
+def metadata(baked) -> dict:
+    """What pre- and post-processing need, as plain JSON values."""
+    b = baked.batcher
+    return {"format_version": FORMAT_VERSION, "arch": baked.arch, "anchors": baked.anchors.spec,
+            "input": INPUT_NAME, "outputs": list(OUTPUT_NAMES),
+            "min_size": b.min_size, "max_size": b.max_size, "size_divisible": b.size_divisible,
+            "mean": b.mean.flatten().tolist(), "std": b.std.flatten().tolist(),
+            "box_coding": box_coding(baked), "score_thresh": baked.score_thresh, "nms_thresh": baked.nms_thresh,
+            "topk_candidates": baked.topk_candidates, "detections_per_img": baked.detections_per_img,
+            "class_names": list(baked.class_names), "category_ids": list(baked.category_ids)}
