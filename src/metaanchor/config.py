@@ -31,7 +31,8 @@ DEFAULTS: dict = {
         "val": None,
         "val_images": None,
         "skip_invalid": False,  # drop (and count) bad annotations instead of failing
-        "workers": 0,
+        "workers": 0,  # data-loader processes that read, resize and augment images (0: in the main process)
+        "group_aspect": True,  # batches never mix portrait (h >= w) and landscape images (less padding)
         "max_image_pixels": 50_000_000,  # images above width*height are refused from their header (bombs)
     },
     "model": {
@@ -61,6 +62,10 @@ DEFAULTS: dict = {
         "max_size": 0,  # long-side cap (0: same as size)
         "hflip": 0.5,
         "photometric": 0.0,  # strength of brightness/contrast/saturation jitter
+        # torchvision transforms.v2 preset replacing hflip/photometric (data/augment.py; unset: those two):
+        # none | light (flip, colour jitter, multi-scale) | standard (SSD-style zoom-out + IoU crop + photometric,
+        # flip, multi-scale 0.75..1.25x); boxes clamped to the image, empty ones dropped
+        "augment": None,
     },
     "solver": {
         "max_iter": 1000,
@@ -97,6 +102,7 @@ CHOICES = {
     "model.head_norm": NORMS,
     "solver.schedule": ("cosine", "step"),
     "solver.nonfinite": ("stop", "skip"),
+    "input.augment": ("none", "light", "standard"),  # = metaanchor.data.augment.PRESETS
 }
 
 
@@ -230,7 +236,7 @@ def set_key(cfg: dict, key: str, value) -> None:
     _check_range(key, value)
     _check_items(key, value)
     allowed = CHOICES.get(key)
-    if allowed and value not in allowed:
+    if allowed and value not in allowed and not (value is None and flat_defaults[key] is None):
         raise ConfigError(f"config key {key}: {value!r} is not one of {', '.join(allowed)}")
     node = cfg
     *parents, leaf = key.split(".")

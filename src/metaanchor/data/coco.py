@@ -43,7 +43,13 @@ from typing import Any
 import numpy as np
 import torch
 
-from metaanchor.data.io import array_to_tensor, path_inside, read_rgb_array, unsafe_name_reason  # the one image reader
+from metaanchor.data.io import (  # the one image reader
+    array_to_tensor,
+    image_size,
+    path_inside,
+    read_rgb_array,
+    unsafe_name_reason,
+)
 from metaanchor.errors import DataError, UserError
 
 log = logging.getLogger(__name__)
@@ -340,18 +346,28 @@ class CocoDataset(torch.utils.data.Dataset):
         return path_inside(self.images_dir, info["file_name"], f"{self.ann_file}: image id {info['id']}")
 
     def __getitem__(self, index: int):
+        return self.load(index)
+
+    def load(self, index: int, size_for=None):
+        """Item ``index``; ``size_for(h, w) -> (h', w')`` reads the image at that size (boxes scaled with it).
+
+        The file's size (header, EXIF orientation applied) must equal the record's width x height."""
         info = self.images[index]
         path = self.image_path(index)
-        arr = read_rgb_array(path, self.max_image_pixels)
-        if arr.shape[:2] != (info["height"], info["width"]):
+        width, height = image_size(path)
+        if (width, height) != (info["width"], info["height"]):
             raise DataError(
-                f"{path}: image is {arr.shape[1]}x{arr.shape[0]} but {self.ann_file.name} "
+                f"{path}: image is {width}x{height} (as displayed, after EXIF orientation) but {self.ann_file.name} "
                 f"(image id {info['id']}) says {info['width']}x{info['height']}"
             )
-        image = array_to_tensor(arr)
+        h, w = size_for(height, width) if size_for is not None else (height, width)
+        image = array_to_tensor(read_rgb_array(path, self.max_image_pixels, None if (h, w) == (height, width)
+                                               else (w, h)))
         boxes, labels = self._targets[info["id"]]
-        target = {"boxes": torch.from_numpy(boxes.copy()), "labels": torch.from_numpy(labels.copy()),
-                  "image_id": info["id"]}
+        boxes = torch.from_numpy(boxes.copy())
+        if (h, w) != (height, width):
+            boxes *= torch.tensor([w / width, h / height, w / width, h / height])
+        target = {"boxes": boxes, "labels": torch.from_numpy(labels.copy()), "image_id": info["id"]}
         if self.transforms is not None:
             image, target = self.transforms(image, target)
         return image, target

@@ -5,6 +5,14 @@ expanded, alpha is dropped, 16-bit and 32-bit integer images are scaled from
 0..65535 (float images are clipped to 0..255). A missing, unreadable, corrupt or
 truncated file is a ``DataError`` whose message starts with the file's path.
 
+EXIF orientation (phone photos) is applied everywhere: decoded pixels
+(``ImageOps.exif_transpose``) and :func:`image_size` (header only) both give the
+image as displayed, so annotation sizes, boxes and pixels agree.
+
+Training reads each image straight at the network's input size
+(``read_rgb_array(..., size=(w, h))``): JPEGs are decoded at a reduced scale
+(PIL ``draft``) and resized as 8-bit, never as a full-resolution float copy.
+
 Decompression bombs: the pixel count is checked from the header, before any
 decoding, against ``max_pixels`` (default :data:`MAX_IMAGE_PIXELS`, or the
 environment variable ``METAANCHOR_MAX_IMAGE_PIXELS``; config key
@@ -23,7 +31,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 from torch import Tensor
 
 from metaanchor.errors import DataError, UserError
@@ -32,6 +40,8 @@ MAX_IMAGE_PIXELS = 50_000_000  # default cap on width * height of any decoded im
 MAX_IMAGE_PIXELS_LIMIT = 1_000_000_000  # the largest cap a user may set
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 _SIXTEEN_BIT = ("I;16", "I;16B", "I;16L", "I;16N")
+_EXIF_ORIENTATION = 0x0112
+_TRANSPOSED = (5, 6, 7, 8)  # EXIF orientations that swap width and height
 # Every way PIL tells us a file is not a (complete) image.
 _DECODE_ERRORS = (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError,
                   Image.DecompressionBombError)
@@ -130,24 +140,59 @@ def _check_pixels(img: Image.Image, path, max_pixels: int | None) -> None:
                         "METAANCHOR_MAX_IMAGE_PIXELS=N")
 
 
-def read_rgb_array(path: str | Path, max_pixels: int | None = None) -> np.ndarray:
-    """Decode an image file fully to ``[H, W, 3]`` uint8 RGB; ``DataError`` names the file.
+def oriented_size(img: Image.Image) -> tuple[int, int]:
+    """(width, height) of an opened image as displayed, i.e. after its EXIF orientation (header only)."""
+    w, h = img.size
+    return (h, w) if exif_orientation(img) in _TRANSPOSED else (w, h)
 
-    Images above ``max_pixels`` (default :func:`default_max_pixels`) are refused
-    from their header, before decoding.
+
+def exif_orientation(img: Image.Image) -> int:
+    """The EXIF orientation tag (1..8; 1 = as stored) of an opened image; 1 if absent or unreadable."""
+    if img.format == "PNG" and "exif" not in img.info:
+        return 1  # a PNG's eXIf chunk after the pixels would need decoding them; the header has none
+    try:
+        value = img.getexif().get(_EXIF_ORIENTATION, 1)
+    except _DECODE_ERRORS:  # a broken EXIF block: show the pixels as stored
+        return 1
+    return value if isinstance(value, int) and 1 <= value <= 8 else 1
+
+
+def _decode(img: Image.Image, size: tuple[int, int] | None) -> np.ndarray:
+    """Decode an opened image to [H, W, 3] uint8 RGB, EXIF-oriented, resized to ``size`` = (w, h) if given."""
+    if size is not None and img.format == "JPEG":
+        w, h = size if exif_orientation(img) not in _TRANSPOSED else size[::-1]
+        img.draft("RGB", (w, h))  # JPEG DCT scaling: decode at 1/2, 1/4, 1/8 scale, still >= (w, h)
+    img.load()
+    img = ImageOps.exif_transpose(img)
+    if size is None or img.size == tuple(size):
+        return to_rgb_array(img)
+    return np.array(to_rgb(img).resize(tuple(size), Image.Resampling.BILINEAR, reducing_gap=2.0))
+
+
+def _decode_error(path, exc: BaseException) -> DataError:
+    if isinstance(exc, FileNotFoundError):
+        return DataError(f"{path}: image file not found")
+    if isinstance(exc, IsADirectoryError):
+        return DataError(f"{path}: is a folder, not an image file")
+    detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    return DataError(f"{path}: cannot read image (corrupt, truncated or not an image): {detail}")
+
+
+def read_rgb_array(path: str | Path, max_pixels: int | None = None,
+                   size: tuple[int, int] | None = None) -> np.ndarray:
+    """Decode an image file to ``[H, W, 3]`` uint8 RGB as displayed (EXIF orientation applied).
+
+    ``size`` = (width, height) resizes it (bilinear, antialiased, on 8-bit pixels; JPEGs
+    are decoded at reduced scale first). Images above ``max_pixels`` (default
+    :func:`default_max_pixels`) are refused from their header, before decoding.
+    ``DataError`` names a bad file.
     """
     try:
         with _open_header(path) as img:
             _check_pixels(img, path, max_pixels)
-            img.load()
-            return to_rgb_array(img)
-    except FileNotFoundError:
-        raise DataError(f"{path}: image file not found") from None
-    except IsADirectoryError:
-        raise DataError(f"{path}: is a folder, not an image file") from None
+            return _decode(img, size)
     except _DECODE_ERRORS as exc:
-        detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise DataError(f"{path}: cannot read image (corrupt, truncated or not an image): {detail}") from None
+        raise _decode_error(path, exc) from None
 
 
 def read_image(path: str | Path, max_pixels: int | None = None) -> Image.Image:
@@ -156,10 +201,10 @@ def read_image(path: str | Path, max_pixels: int | None = None) -> Image.Image:
 
 
 def image_size(path: str | Path) -> tuple[int, int]:
-    """(width, height) from the image header only; ``DataError`` names the file."""
+    """(width, height) as displayed (EXIF orientation applied), from the header only; ``DataError`` names the file."""
     try:
         with _open_header(path) as img:
-            return img.size
+            return oriented_size(img)
     except FileNotFoundError:
         raise DataError(f"{path}: image file not found") from None
     except IsADirectoryError:
@@ -174,8 +219,8 @@ def array_to_tensor(arr: np.ndarray) -> Tensor:
 
 
 def pil_to_tensor(img: Image.Image) -> Tensor:
-    """PIL image (any mode) -> [3, H, W] float32 in [0, 1]."""
-    return array_to_tensor(to_rgb_array(img))
+    """PIL image (any mode) -> [3, H, W] float32 in [0, 1], EXIF orientation applied."""
+    return array_to_tensor(to_rgb_array(ImageOps.exif_transpose(img)))
 
 
 def load_image(image, max_pixels: int | None = None) -> Tensor:

@@ -26,7 +26,13 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from metaanchor.config import dump, model_kwargs
-from metaanchor.data.loader import AugmentedDataset, ResumableBatches, collate_train, load_dataset
+from metaanchor.data.loader import (
+    AugmentedDataset,
+    ResumableBatches,
+    collate_train,
+    load_dataset,
+    orientation_groups,
+)
 from metaanchor.engine import checkpoint as ckpt
 from metaanchor.engine.device import resolve_device
 from metaanchor.engine.ema import ModelEMA
@@ -93,6 +99,7 @@ class Trainer:
         if cfg["model"]["init_from"]:  # fine-tuning: start from a checkpoint's weights
             ckpt.init_weights(self.model, cfg["model"]["init_from"])
         self.model.set_channels_last(s["channels_last"])
+        self.model.batcher.resize_in_training = False  # the data loader reads images at the input size
         self.base_anchors = self.model.train_anchors
         a = cfg["anchors"]
         jitter = (a["scale_jitter"], a["ratio_jitter"]) if a["sample"] else (0.0, 0.0)
@@ -185,9 +192,11 @@ class Trainer:
     # ---------------------------------------------------------------------- loop
     def _loader(self) -> DataLoader:
         inp, s = self.cfg["input"], self.cfg["solver"]
-        data = AugmentedDataset(self.train_set, self.cfg["seed"], inp["hflip"], inp["photometric"])
+        data = AugmentedDataset(self.train_set, self.cfg["seed"], inp["hflip"], inp["photometric"], inp["augment"],
+                                (self.model.batcher.min_size, self.model.batcher.max_size))
+        groups = orientation_groups(self.train_set) if self.cfg["data"]["group_aspect"] else None
         batches = ResumableBatches(self.train_set, s["batch_size"], self.start_iter, s["max_iter"],
-                                   self.cfg["seed"], self.rank, self.world)
+                                   self.cfg["seed"], self.rank, self.world, groups)
         workers = self.cfg["data"]["workers"]
         return DataLoader(data, batch_sampler=batches, num_workers=workers, collate_fn=collate_train,
                           persistent_workers=False, pin_memory=self.device.type == "cuda",

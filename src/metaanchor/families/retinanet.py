@@ -21,7 +21,7 @@ from metaanchor.modeling.backbones import build_backbone
 from metaanchor.modeling.heads import NORMS, MetaAnchorHead, PredefinedAnchorHead
 from metaanchor.modeling.losses import REG_LOSSES, detection_loss
 from metaanchor.modeling.postprocess import postprocess
-from metaanchor.modeling.transform import ImageBatcher
+from metaanchor.modeling.transform import PAD_MULTIPLE, ImageBatcher
 
 
 class RetinaNetDetector(BaseDetector):
@@ -70,7 +70,7 @@ class RetinaNetDetector(BaseDetector):
                           num_classes, class_names, category_ids, head, anchors)
         self.backbone = build_backbone(backbone, fpn_channels, backbone_weights, frozen_bn)
         self.strides = list(self.backbone.strides)
-        self.batcher = ImageBatcher(min_size, max_size, size_divisible=self.strides[-1])
+        self.batcher = ImageBatcher(min_size, max_size, size_divisible=PAD_MULTIPLE)
         self.standard_sizes = standard_sizes(self.strides, anchor_base)
         if head == "predefined":
             k = anchors.num_anchors(len(self.strides))[0]

@@ -1,4 +1,16 @@
-"""Image batching inside the model: resize keeping aspect, normalise, pad to a stride."""
+"""Image batching inside the model: resize keeping aspect, normalise, pad.
+
+Padding rule: each batch is zero-padded (bottom/right) only to its largest height and
+largest width, each rounded up to ``size_divisible`` (:data:`PAD_MULTIPLE` = 32 for both
+families). Why 32 is enough for P3-P7: every downsampling layer of our backbones
+(3x3 stride-2 convs with padding 1, ResNet's 7x7/pad-3 stem, 3x3/pad-1 max-pool and 1x1
+stride-2 shortcuts, LastLevelP6P7's 3x3 stride-2 convs) maps ``n`` pixels to ``ceil(n / 2)``
+cells, with cell ``i`` centred on input pixel ``2 i``; chained, the cell ``(i, j)`` of a
+stride-``s`` map is centred on pixel ``(s i, s j)``, exactly where ``grid_anchors`` puts its
+anchors, for any image size (the FPN's nearest upsampling to the finer map's size maps cell
+``i`` to its parent ``i // 2`` for odd sizes too). Padding to 32 (as torchvision does for
+RetinaNet) makes C3-C5 tile the batch exactly; P6 and P7 are ``ceil(H / 64)``, ``ceil(H / 128)``.
+"""
 
 from __future__ import annotations
 
@@ -10,36 +22,43 @@ from torch import Tensor, nn
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
+PAD_MULTIPLE = 32  # the deepest stride of the backbone body (C5); see the module docstring
+
+
+def resized_size(h: int, w: int, min_size: int, max_size: int) -> tuple[int, int]:
+    """(h', w') of an ``h x w`` image resized keeping aspect: short side ``min_size`` unless the long
+    side would exceed ``max_size`` (then long side ``max_size``). The one resize rule (batcher and loader)."""
+    s = min(min_size / min(h, w), max_size / max(h, w))
+    return max(1, round(h * s)), max(1, round(w * s))
 
 
 class ImageBatcher(nn.Module):
     """Turns a list of images into one normalised, padded batch.
 
-    Images are [3, H, W] float in [0, 1] (or uint8 0..255). Each is resized so its
-    short side is ``min_size`` unless the long side would exceed ``max_size``,
-    normalised, and zero-padded (bottom/right) to a multiple of ``size_divisible``.
+    Images are [3, H, W] float in [0, 1] (or uint8 0..255). Each is resized by
+    :func:`resized_size` (skipped in training mode when ``resize_in_training`` is False:
+    the data loader already did it, possibly at a jittered scale), normalised, and
+    zero-padded to the batch's max height and max width rounded up to ``size_divisible``.
     """
 
-    def __init__(self, min_size: int, max_size: int, size_divisible: int = 128,
+    def __init__(self, min_size: int, max_size: int, size_divisible: int = PAD_MULTIPLE,
                  mean=IMAGENET_MEAN, std=IMAGENET_STD):
         super().__init__()
         self.min_size, self.max_size, self.size_divisible = min_size, max_size, size_divisible
+        self.resize_in_training = True
         self.register_buffer("mean", torch.tensor(mean).view(3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(std).view(3, 1, 1), persistent=False)
 
-    def scale_for(self, h: int, w: int) -> float:
-        return min(self.min_size / min(h, w), self.max_size / max(h, w))
-
     def forward(self, images: list[Tensor]) -> tuple[Tensor, list[float], list[tuple[int, int]]]:
         """Returns batch [B, 3, Hp, Wp], per-image (sx, sy) scale factors, and resized (h, w) sizes."""
+        resize = not self.training or self.resize_in_training
         resized, scales = [], []
         for img in images:
             img = img.to(self.mean.device)
             img = img.float() / 255.0 if not img.is_floating_point() else img
             h, w = img.shape[-2:]
-            s = self.scale_for(h, w)
-            if abs(s - 1.0) > 1e-6:
-                size = (max(1, round(h * s)), max(1, round(w * s)))
+            size = resized_size(h, w, self.min_size, self.max_size) if resize else (h, w)
+            if size != (h, w):
                 img = F.interpolate(img[None], size=size, mode="bilinear", align_corners=False)[0]
             resized.append((img - self.mean) / self.std)
             scales.append((img.shape[-1] / w, img.shape[-2] / h))
