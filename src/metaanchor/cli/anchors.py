@@ -29,9 +29,10 @@ def add(sub):
     f.add_argument("--out", default="anchors_fitted.yaml", help="anchor file to write (.yaml or .json)")
     f.add_argument("--arch", help="retinanet (default; per-level fit) or yolov2 (one stride-32 standard box); "
                                   "default: the --config's model.arch")
-    f.add_argument("--input-size", type=int, help="network input short side each image (and its boxes) is resized "
-                                                 "to, long side capped at the same (default: the --config's "
-                                                 "input.size and input.max_size, else 512; yolov2 416)")
+    f.add_argument("--input-size", type=int,
+                   help="network input short side each image (and its boxes) is resized to, long side capped at the "
+                        "same (default: the --config's input.size and input.max_size, else the family's default: "
+                        "retinanet 512, yolov2 416)")
     f.add_argument("--plot", metavar="FILE", help="picture of the box shapes (log w vs log h) with the fitted anchors "
                                                   "of each level (default: --out with .png)")
     f.add_argument("--config", help="training config to take model.arch, input.size and model.anchor_base from")
@@ -70,7 +71,7 @@ def cmd_fit(args) -> int:
     """``metaanchor anchors fit``: k-means fit at input scale, quality of the given and fitted sets, anchor file."""
     from pathlib import Path
 
-    from metaanchor.families import detector_class
+    from metaanchor.families import ARCHS, detector_class
     from metaanchor.geometry.anchor_fit import (
         POSITIVE_IOU,
         STRICT_IOU,
@@ -88,10 +89,10 @@ def cmd_fit(args) -> int:
 
         cfg = load_config(args.config, [])
     arch = getattr(args, "arch", None) or (cfg["model"].get("arch", "retinanet") if cfg else "retinanet")
-    if arch not in ("retinanet", "yolov2"):
-        raise UserError(f"--arch {arch}: anchors fit knows retinanet and yolov2")
+    if arch not in ARCHS:
+        raise UserError(f"--arch {arch}: unknown; choose one of {', '.join(ARCHS)}")
     family = detector_class(arch)
-    size = getattr(args, "input_size", None) or (cfg["input"]["size"] if cfg else 416 if arch == "yolov2" else 512)
+    size = getattr(args, "input_size", None) or (cfg["input"]["size"] if cfg else family.default_input_size)
     max_size = (cfg["input"]["max_size"] if cfg and not getattr(args, "input_size", None) else 0) or size
     base = cfg["model"].get("anchor_base", ANCHOR_BASE) if cfg else ANCHOR_BASE
     sizes = standard_sizes(family.pyramid_strides, base)

@@ -49,7 +49,7 @@ def bake(model, anchors: str | AnchorSet):
         baked = type(model).from_config(config)
         state = {k: v for k, v in model.state_dict().items() if not k.startswith("head.")}
         with torch.no_grad():
-            head = baked_head_state(model.head, shared_codes(codes, anchors))
+            head = model.head.baked_state(shared_codes(codes, anchors).float())
         baked.load_state_dict(state | {f"head.{k}": v for k, v in head.items()})
     baked.config = baked.config | {"head": "predefined", "anchors": anchors.to_dict()}
     baked.train_anchors = anchors
@@ -70,21 +70,3 @@ def shared_codes(codes: list[Tensor], anchors: AnchorSet) -> Tensor:
                 "than level 0, but a predefined-anchor head shares one last conv across levels; bake a "
                 "level-relative set (a preset, scales=..;ratios=.., or an 'anchors:' file)")
     return first
-
-
-def baked_head_state(head, codes: Tensor) -> dict[str, Tensor]:
-    """State dict of the predefined head of the same family whose last conv(s) are ``head``'s generated
-    weights for ``codes`` [K, 2] (RetinaNet towers copied as they are)."""
-    from metaanchor.families.yolov2 import MetaAnchorYoloHead
-    from metaanchor.modeling.heads import MetaAnchorHead
-
-    codes = codes.float()
-    if isinstance(head, MetaAnchorYoloHead):
-        weight, bias = head.generator(codes.to(head.generator.weight))  # [K*(5+C), in, 1, 1], [K*(5+C)]
-        return {"conv.weight": weight, "conv.bias": bias}
-    if isinstance(head, MetaAnchorHead):
-        cw, cb, rw, rb = head.generate(codes.to(head.cls_generator.weight))  # [K*C, in, 3, 3], ..., [K*4]
-        towers = {k: v for k, v in head.state_dict().items() if k.startswith(("cls_tower.", "reg_tower."))}
-        return towers | {"cls_logits.weight": cw, "cls_logits.bias": cb, "bbox_pred.weight": rw,
-                         "bbox_pred.bias": rb}
-    raise TypeError(f"cannot bake a {type(head).__name__}")

@@ -23,7 +23,6 @@ post-processor needs; the exporters store it in the file as JSON under ``METADAT
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from metaanchor.geometry.anchors import grid_anchors
@@ -46,35 +45,12 @@ class ExportGraph(nn.Module):
 
     def forward(self, images: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         features = self.model.backbone(images)  # per level [B, ch, H_l, W_l]
-        cls_logits, box_deltas = head_outputs(self.model, features)
+        cls_logits, box_deltas = self.model.raw_outputs(features, exportable=True)
         anchors = grid_anchors(self.sizes, [f.shape[-2:] for f in features], self.model.strides, images.device)
         # shapes as tensors, so a traced graph computes them for every input size
         level_sizes = torch.stack([torch._shape_as_tensor(f)[-2:].prod() * len(s)
                                    for f, s in zip(features, self.sizes)])
         return cls_logits, box_deltas, anchors, level_sizes
-
-
-def head_outputs(model, features: list[Tensor]) -> tuple[Tensor, Tensor]:
-    """The family's head on per-level features -> [B, A, C] class logits, [B, A, 4] box parameters
-    (what its ``forward`` hands to ``postprocess``)."""
-    from metaanchor.families.yolov2 import YoloV2Detector
-    from metaanchor.families.yolov2_loss import OBJ, box_slice, class_slice
-
-    if isinstance(model, YoloV2Detector):
-        out = model.head(features).float()  # [B, A, 5 + C]
-        # yolov2.score_logits, logit(sigmoid(obj) * sigmoid(cls)), with log1p(-exp) for log(-expm1):
-        # ONNX has no expm1 (equal up to float rounding; scores agree to ~1e-7)
-        log_s = F.logsigmoid(out[..., OBJ:OBJ + 1]) + F.logsigmoid(out[..., class_slice(model.num_classes)])
-        return log_s - torch.log1p(-torch.exp(log_s)), out[..., box_slice(model.num_classes)]
-    return model.head(features)
-
-
-def box_coding(model) -> dict:
-    """How ``box_deltas`` decode: {"name": "retinanet", "weights", "clip"} or {"name": "yolov2", "stride", "clip"}."""
-    coder = model.box_coder
-    if model.arch == "yolov2":
-        return {"name": "yolov2", "stride": coder.stride, "clip": coder.clip}
-    return {"name": "retinanet", "weights": list(coder.weights), "clip": coder.clip}
 
 
 def metadata(baked) -> dict:
@@ -84,6 +60,6 @@ def metadata(baked) -> dict:
             "input": INPUT_NAME, "outputs": list(OUTPUT_NAMES),
             "min_size": b.min_size, "max_size": b.max_size, "size_divisible": b.size_divisible,
             "mean": b.mean.flatten().tolist(), "std": b.std.flatten().tolist(),
-            "box_coding": box_coding(baked), "score_thresh": baked.score_thresh, "nms_thresh": baked.nms_thresh,
+            "box_coding": baked.box_coder.to_dict(), "score_thresh": baked.score_thresh, "nms_thresh": baked.nms_thresh,
             "topk_candidates": baked.topk_candidates, "detections_per_img": baked.detections_per_img,
             "class_names": list(baked.class_names), "category_ids": list(baked.category_ids)}

@@ -45,6 +45,7 @@ class BaseDetector(nn.Module):
     """Family-agnostic detector behaviour; subclasses set ``arch`` (their registry name) and ``forward``."""
 
     arch = "?"
+    default_input_size = 512  # input.size assumed by tools that need one without a config (anchors fit)
     pyramid_strides: tuple[int, ...] = ()  # strides of the levels anchors sit on (fits anchors before building)
 
     @classmethod
@@ -186,6 +187,11 @@ class BaseDetector(nn.Module):
             for i in range(0, len(tensors), batch_size):
                 out += self([t.to(device) for t in tensors[i:i + batch_size]])
         return [{k: v.cpu() for k, v in d.items()} for d in out]
+
+    def raw_outputs(self, features: list[Tensor], exportable: bool = False) -> tuple[Tensor, Tensor]:
+        """The family's head on pyramid features -> ([B, A, C] class logits, [B, A, 4] box parameters for
+        ``self.box_coder``), what ``postprocess`` and exported graphs take. ``exportable``: ONNX-friendly ops."""
+        raise NotImplementedError
 
     @torch.no_grad()
     def detect_many(self, images: list[Tensor], anchor_sets: list[str | AnchorSet]) -> list[list[dict]]:

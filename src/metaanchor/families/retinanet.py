@@ -98,6 +98,10 @@ class RetinaNetDetector(BaseDetector):
         return detection_loss(cls_logits, box_deltas, anchors, scale_targets(targets, scales, batch.device),
                               self.matcher, self.box_coder, self.reg_loss)
 
+    def raw_outputs(self, features: list[Tensor], exportable: bool = False) -> tuple[Tensor, Tensor]:
+        """Head outputs as post-processing takes them: [B, A, C] class logits, [B, A, 4] box deltas."""
+        return self.head(features)
+
     def shared_features(self, batch: Tensor) -> tuple[list[Tensor], list[tuple[Tensor, Tensor]]]:
         """What no anchor set changes: pyramid features and the head's tower outputs, per level."""
         features = self.backbone(batch)

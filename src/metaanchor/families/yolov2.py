@@ -131,6 +131,10 @@ class YoloBoxCoder:
     def __init__(self, stride: int = STRIDE, clip: float = BBOX_XFORM_CLIP):
         self.stride, self.clip = stride, clip
 
+    def to_dict(self) -> dict:
+        """How t decodes, for deployment (``deploy.numpy_postprocess.decode``)."""
+        return {"name": "yolov2", "stride": self.stride, "clip": self.clip}
+
     def decode(self, t: Tensor, anchors: Tensor) -> Tensor:
         """[..., 4] (tx, ty, tw, th), [..., 4] anchors -> [..., 4] boxes x1y1x2y2 pixels."""
         ax, ay = (anchors[..., 0] + anchors[..., 2]) / 2, (anchors[..., 1] + anchors[..., 3]) / 2
@@ -209,6 +213,12 @@ class MetaAnchorYoloHead(nn.Module):
     def set_anchors(self, codes: list[Tensor]) -> None:
         self.codes = [c.detach().float() for c in codes]
 
+    @torch.no_grad()
+    def baked_state(self, codes: Tensor) -> dict[str, Tensor]:
+        """State dict of the ``PredefinedYoloHead`` whose 1x1 conv is the weights generated for codes [K, 2]."""
+        weight, bias = self.generator(codes.to(self.generator.weight))  # [K*(5+C), in, 1, 1], [K*(5+C)]
+        return {"conv.weight": weight, "conv.bias": bias}
+
     def forward(self, features: list[Tensor]) -> Tensor:
         (x,) = features
         if len(self.codes) != 1:
@@ -222,10 +232,13 @@ class MetaAnchorYoloHead(nn.Module):
         return flatten_level(out, 5 + self.num_classes)
 
 
-def score_logits(out: Tensor, num_classes: int) -> Tensor:
-    """[B, A, 5 + C] head output -> [B, A, C] logit(sigmoid(objectness) * sigmoid(class)), float32."""
+def score_logits(out: Tensor, num_classes: int, exportable: bool = False) -> Tensor:
+    """[B, A, 5 + C] head output -> [B, A, C] logit(sigmoid(objectness) * sigmoid(class)), float32.
+
+    ``exportable``: log1p(-exp) instead of log(-expm1), which ONNX lacks (equal up to float rounding;
+    less accurate for scores within ~1e-7 of 1)."""
     log_s = F.logsigmoid(out[..., OBJ:OBJ + 1].float()) + F.logsigmoid(out[..., class_slice(num_classes)].float())
-    return log_s - torch.log(-torch.expm1(log_s))
+    return log_s - (torch.log1p(-torch.exp(log_s)) if exportable else torch.log(-torch.expm1(log_s)))
 
 
 # ------------------------------------------------------------------------------ detector
@@ -246,6 +259,7 @@ class YoloV2Detector(BaseDetector):
     """
 
     arch = "yolov2"
+    default_input_size = 416  # YOLOv2's 13 x 13 grid
     pyramid_strides = (STRIDE,)
 
     def __init__(self, num_classes: int, class_names: list[str] | None = None, backbone: str = "tiny",
@@ -301,6 +315,12 @@ class YoloV2Detector(BaseDetector):
         return yolo_loss(out, anchors, grid_hw, scale_targets(targets, scales, batch.device), self.box_coder,
                          self.ignore_iou)
 
+    def raw_outputs(self, features: list[Tensor], exportable: bool = False) -> tuple[Tensor, Tensor]:
+        """Head outputs as post-processing takes them: [B, A, C] class logits (objectness folded in),
+        [B, A, 4] box parameters t, float32. ``exportable``: ONNX-friendly ops (``score_logits``)."""
+        out = self.head(features).float()  # [B, H*W*K, 5 + C]
+        return score_logits(out, self.num_classes, exportable), out[..., box_slice(self.num_classes)]
+
     def shared_features(self, batch: Tensor) -> list[Tensor]:
         """What no anchor set changes: the head input, [[B, C_neck, H/32, W/32]]."""
         return self.backbone(batch)
@@ -308,11 +328,10 @@ class YoloV2Detector(BaseDetector):
     def detect(self, features: list[Tensor], scales: list, sizes: list[tuple[int, int]],
                images: list[Tensor]) -> list[dict]:
         """Detections with the current anchor set from ``shared_features``, in each image's own pixels."""
-        out = self.head(features)  # [B, H*W*K, 5 + C]
+        cls_logits, box_params = self.raw_outputs(features)  # [B, H*W*K, C], [B, H*W*K, 4]
         anchors = self.grid([tuple(features[0].shape[-2:])], features[0].device)  # [H*W*K, 4]
-        dets = postprocess(score_logits(out, self.num_classes), out[..., box_slice(self.num_classes)].float(),
-                           anchors, [out.shape[1]], sizes, self.box_coder, self.score_thresh,
-                           self.nms_thresh, self.topk_candidates, self.detections_per_img)
+        dets = postprocess(cls_logits, box_params, anchors, [cls_logits.shape[1]], sizes, self.box_coder,
+                           self.score_thresh, self.nms_thresh, self.topk_candidates, self.detections_per_img)
         return to_image_pixels(dets, scales, images)
 
 

@@ -22,6 +22,10 @@ class BoxCoder:
         self.weights = weights
         self.clip = clip
 
+    def to_dict(self) -> dict:
+        """How deltas decode, for deployment (``deploy.numpy_postprocess.decode``)."""
+        return {"name": "retinanet", "weights": list(self.weights), "clip": self.clip}
+
     @staticmethod
     def _centre_size(boxes: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         w = boxes[..., 2] - boxes[..., 0]

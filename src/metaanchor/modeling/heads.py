@@ -156,6 +156,14 @@ class MetaAnchorHead(_RetinaHead):
         """codes [K, 2] (and data [B, in]) -> cls weight/bias and reg weight/bias, stacked over K."""
         return (*self.cls_generator(codes, data), *self.reg_generator(codes, data))
 
+    @torch.no_grad()
+    def baked_state(self, codes: Tensor) -> dict[str, Tensor]:
+        """State dict of the ``PredefinedAnchorHead`` whose last convs are the weights generated for
+        codes [K, 2] (towers copied as they are); data-independent generators only."""
+        cw, cb, rw, rb = self.generate(codes.to(self.cls_generator.weight))  # [K*C, in, 3, 3], [K*C], ...
+        towers = {k: v for k, v in self.state_dict().items() if k.startswith(("cls_tower.", "reg_tower."))}
+        return towers | {"cls_logits.weight": cw, "cls_logits.bias": cb, "bbox_pred.weight": rw, "bbox_pred.bias": rb}
+
     def _generator_params(self) -> list[Tensor]:
         return [p for g in (self.cls_generator, self.reg_generator) for p in g.parameters()]
 
