@@ -218,7 +218,8 @@ def _break(path: Path, how: str) -> None:
 @pytest.mark.parametrize("how, fragment", [("missing", "image file not found"),
                                            ("truncated", "cannot read image"),
                                            ("not_an_image", "cannot read image"),
-                                           ("wrong_size", "image is 50x40 but annotations.json")])
+                                           ("wrong_size",
+                                            "is 50x40 (as displayed, after EXIF orientation) but annotations.json")])
 def test_eval_skips_a_bad_image_and_says_so_or_fails_fast(capsys, copy_of, model_ckpt, how, fragment, tmp_path):
     bad = copy_of / "images" / ann(copy_of)["images"][1]["file_name"]
     _break(bad, how)

@@ -6,8 +6,8 @@ import warnings
 import pytest
 import torch
 import yaml
-
 from conftest import TINY, cli, tiny_detector
+
 from metaanchor.families import load_detector
 from metaanchor.families.base import AnchorRangeWarning
 from metaanchor.geometry.anchors import AnchorSet, code_range, sample_anchor_set, standard_sizes
@@ -19,7 +19,8 @@ def test_code_range_holds_every_sampled_set_and_is_tight():
     base = AnchorSet.parse("3x3")
     lo, hi = code_range(base, SIZES, 0.5, 0.5)
     codes = torch.cat([torch.cat(sample_anchor_set(base, 0, it, 0.5, 0.5).codes(SIZES)) for it in range(3000)])
-    assert (codes.min(0).values >= torch.tensor(lo) - 1e-6).all() and (codes.max(0).values <= torch.tensor(hi) + 1e-6).all()
+    assert (codes.min(0).values >= torch.tensor(lo) - 1e-6).all()
+    assert (codes.max(0).values <= torch.tensor(hi) + 1e-6).all()
     margin = 0.75 * math.log(2)  # (scale_jitter + ratio_jitter / 2) ln 2
     assert (codes.min(0).values - torch.tensor(lo)).max() < 0.05 * margin  # the bound is reached, not loose
     assert (torch.tensor(hi) - codes.max(0).values).max() < 0.05 * margin

@@ -2,8 +2,8 @@
 
 import pytest
 import torch
-
 from conftest import tiny_detector
+
 from metaanchor.families import build_detector
 
 SETS = ["3x3", "1x1", "5x5", "scales=0.5,1;ratios=0.4,2.5"]

@@ -49,7 +49,7 @@ from metaanchor.errors import (
 )
 from metaanchor.families import build_detector, detector_class
 from metaanchor.files import write_text, writing
-from metaanchor.geometry.anchor_fit import box_shapes, input_scale, write_anchor_file
+from metaanchor.geometry.anchor_fit import input_shapes, write_anchor_file
 from metaanchor.geometry.anchors import ANCHOR_BASE, code_range, kmeans_count, sample_anchor_set
 
 # columns only ever appended, so older readers keep their positions; obj: YOLOv2's objectness loss
@@ -128,8 +128,8 @@ class Trainer:
         if k is None:
             return
         data, m = self.cfg["data"], self.cfg["model"]
-        shapes = box_shapes(data["train"], data["train_images"])
-        shapes = shapes * input_scale(data["train"], data["train_images"], self.cfg["input"]["size"])
+        inp = self.cfg["input"]
+        shapes = input_shapes(data["train"], data["train_images"], inp["size"], inp["max_size"] or inp["size"])
         fitted = detector_class(m["arch"]).fit_anchors(shapes, k, m.get("anchor_base", ANCHOR_BASE), self.cfg["seed"])
         path = self.out / "anchors_kmeans.yaml"
         if self.main:
