@@ -42,3 +42,25 @@ def test_bad_config_file_names_the_file(tmp_path):
         load_config(f)
     with pytest.raises(ConfigError, match="nope.yaml: not found"):
         load_config(tmp_path / "nope.yaml")
+
+
+def test_channels_last_is_true_false_or_auto():
+    from metaanchor.config import load_config
+
+    assert load_config(None, [])["solver"]["channels_last"] is None  # auto: NHWC on CUDA only
+    assert load_config(None, ["solver.channels_last=false"])["solver"]["channels_last"] is False
+    with pytest.raises(ConfigError) as e:
+        load_config(None, ["solver.channels_last=3"])
+    assert str(e.value) == "config key solver.channels_last: expected true, false or null (auto), got 3"
+
+
+def test_auto_channels_last_trains_nchw_on_cpu(synth_dirs, tmp_path):
+    from conftest import TINY
+
+    from metaanchor.config import load_config
+    from metaanchor.engine.train import Trainer
+
+    train, _ = synth_dirs
+    for value, expected in (("null", False), ("true", True)):
+        cfg = load_config(None, [f"data.train={train}", f"solver.channels_last={value}", *TINY])
+        assert Trainer(cfg, tmp_path / value, progress=False).model._channels_last is expected

@@ -78,7 +78,9 @@ DEFAULTS: dict = {
         "steps": [0.67, 0.89],  # fractions of max_iter where the step schedule divides lr by 10
         "clip_grad": 10.0,  # max grad norm (0: off)
         "amp": True,  # mixed precision on CUDA
-        "channels_last": True,  # NHWC convolutions (faster with oneDNN and with AMP on CUDA)
+        # NHWC convolutions: true | false | null (auto: on CUDA only; on CPU NCHW measured faster with this torch
+        # for tiny and ResNet-18, BENCHMARKS.md "channels_last")
+        "channels_last": None,
         "nonfinite": "stop",  # stop | skip: what a non-finite loss does
         "ema": 0.0,  # EMA decay of the weights evaluated and saved (e.g. 0.9998; 0: off), see engine/ema.py
         "ema_tau": 2000.0,  # EMA warm-up: decay * (1 - exp(-updates / ema_tau))
@@ -166,6 +168,9 @@ def validate(cfg: dict) -> dict:
     from metaanchor.geometry.anchors import AnchorSet, kmeans_count
 
     m = cfg["model"]
+    if cfg["solver"]["channels_last"] not in (None, True, False):
+        raise ConfigError(f"config key solver.channels_last: expected true, false or null (auto), got "
+                          f"{cfg['solver']['channels_last']!r}")
     if m["bg_iou"] > m["fg_iou"]:
         raise ConfigError(f"config keys model.bg_iou={m['bg_iou']} and model.fg_iou={m['fg_iou']}: "
                           "bg_iou must not exceed fg_iou")

@@ -98,7 +98,8 @@ class Trainer:
         self.model = build_detector(cfg["model"]["arch"], **kwargs).to(self.device)
         if cfg["model"]["init_from"]:  # fine-tuning: start from a checkpoint's weights
             ckpt.init_weights(self.model, cfg["model"]["init_from"])
-        self.model.set_channels_last(s["channels_last"])
+        cl = s["channels_last"]
+        self.model.set_channels_last(self.device.type == "cuda" if cl is None else cl)
         self.model.batcher.resize_in_training = False  # the data loader reads images at the input size
         self.base_anchors = self.model.train_anchors
         a = cfg["anchors"]
