@@ -73,3 +73,21 @@ def test_init_from_a_checkpoint_of_another_shape_names_the_keys(capsys, tmp_path
     assert err[0].startswith(f"metaanchor train: error: model.init_from={ckpt}: weights do not fit the model: "
                              "mismatched shapes head.cls_generator.fc1.weight (12, 2) (model (8, 2))")
     assert err[0].endswith("; the checkpoint has model.hidden_dim=12")
+
+
+def test_init_from_another_class_count_keeps_fresh_class_tensors(capsys, tmp_path, synth_dirs):
+    from metaanchor.config import load_config
+    from metaanchor.engine.train import Trainer
+
+    train, _ = synth_dirs  # 3 classes
+    ckpt = tmp_path / "coco_like.pt"
+    tiny_detector(num_classes=5, hidden_dim=8, fpn_channels=16, head_convs=1).save(ckpt)
+    start = torch.load(ckpt, weights_only=True)["model"]
+    cfg = load_config(None, TINY + [f"data.train={train}", f"model.init_from={ckpt}"])
+    model = Trainer(cfg, tmp_path / "run", progress=False).model
+    own = model.state_dict()
+    fresh = [k for k in start if start[k].shape != own[k].shape]
+    assert fresh and all(k.startswith("head.cls_generator.") for k in fresh)
+    assert all(torch.equal(own[k].cpu(), v) for k, v in start.items() if k not in fresh)  # the rest is copied
+    out = capsys.readouterr().out
+    assert f"model.init_from: {len(fresh)} tensors that depend on the class count start fresh (head." in out

@@ -146,27 +146,34 @@ def load_state(model: nn.Module, state: dict, path) -> None:
         raise CheckpointError(f"checkpoint {path}: weights do not fit the model: {detail}") from None
 
 
-def init_weights(model: nn.Module, path: str | Path) -> None:
+def init_weights(model: nn.Module, path: str | Path) -> list[str]:
     """``model.init_from``: copy a checkpoint's weights into a newly built model (fine-tuning).
 
     Every tensor must fit: missing, unexpected or mis-shaped keys raise a CheckpointError naming them and
-    the model settings of the checkpoint that differ (BatchNorm's num_batches_tracked may differ: frozen BN)."""
+    the model settings of the checkpoint that differ (BatchNorm's num_batches_tracked may differ: frozen BN).
+    One exception, as detectron2 and mmdetection do for a new class count: when the checkpoint has another
+    ``num_classes`` (e.g. a COCO import fine-tuned on 3 classes), the tensors whose shape depends on it keep
+    their fresh initialisation. Returns the keys so left out (empty when every tensor was copied)."""
     payload = load(path)
     state, own = payload["model"], model.state_dict()
+    cfg, mine = payload["model_config"], getattr(model, "config", {})
+    new_classes = "num_classes" in cfg and "num_classes" in mine and cfg["num_classes"] != mine["num_classes"]
     skip = re.compile(r".*\.num_batches_tracked$")
+    mismatched = [k for k, v in state.items() if k in own and v.shape != own[k].shape]
     problems = {
         "missing keys": [k for k in own if k not in state and not skip.match(k)],
         "unexpected keys": [k for k in state if k not in own and not skip.match(k)],
-        "mismatched shapes": [f"{k} {tuple(v.shape)} (model {tuple(own[k].shape)})" for k, v in state.items()
-                              if k in own and v.shape != own[k].shape],
+        "mismatched shapes": [] if new_classes else [f"{k} {tuple(state[k].shape)} (model {tuple(own[k].shape)})"
+                                                     for k in mismatched],
     }
     problems = [f"{what} {', '.join(keys[:4])}" + (f" (+{len(keys) - 4} more)" if len(keys) > 4 else "")
                 for what, keys in problems.items() if keys]
     if problems:
-        cfg, mine = payload["model_config"], getattr(model, "config", {})
         differ = [f"model.{k}={cfg[k]}" for k in ("arch", "backbone", "fpn_channels", "head", "head_convs",
                                                    "head_norm", "hidden_dim", "num_classes")
                   if k in cfg and k in mine and cfg[k] != mine[k]]
         hint = f"; the checkpoint has {', '.join(differ)}" if differ else ""
         raise CheckpointError(f"model.init_from={path}: weights do not fit the model: {'; '.join(problems)}{hint}")
+    state = {k: v for k, v in state.items() if k not in mismatched}
     model.load_state_dict({k: v for k, v in state.items() if not skip.match(k) or k in own}, strict=False)
+    return mismatched

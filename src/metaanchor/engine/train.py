@@ -97,7 +97,10 @@ class Trainer:
                               getattr(self.train_set, "cat_ids", None))
         self.model = build_detector(cfg["model"]["arch"], **kwargs).to(self.device)
         if cfg["model"]["init_from"]:  # fine-tuning: start from a checkpoint's weights
-            ckpt.init_weights(self.model, cfg["model"]["init_from"])
+            fresh = ckpt.init_weights(self.model, cfg["model"]["init_from"])
+            if fresh and self.main:
+                tqdm.write(f"model.init_from: {len(fresh)} tensors that depend on the class count start fresh "
+                           f"({', '.join(fresh[:3])}{', ...' if len(fresh) > 3 else ''})")
         cl = s["channels_last"]
         self.model.set_channels_last(self.device.type == "cuda" if cl is None else cl)
         self.model.batcher.resize_in_training = False  # the data loader reads images at the input size
