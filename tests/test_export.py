@@ -314,3 +314,10 @@ def test_cli_export_bad_inputs(capsys, tmp_path, model_ckpt):
                        "--output", out)
     assert (code, err) == (2, ["metaanchor export: error: anchor SPEC '0x3': number of scales 0 must be in 1..16"])
     assert not out.exists()
+
+
+def test_cli_names_the_formats_deploy_writes():
+    from metaanchor.cli.export import FORMATS as CLI_FORMATS
+    from metaanchor.deploy.export import FORMATS
+
+    assert CLI_FORMATS == FORMATS

@@ -44,6 +44,7 @@ from torchvision.models.detection.retinanet import _default_anchorgen
 from torchvision.ops import FrozenBatchNorm2d
 from torchvision.ops.feature_pyramid_network import LastLevelP6P7
 
+from metaanchor.deploy.verify import same_detections
 from metaanchor.errors import UserError
 from metaanchor.families.retinanet import RetinaNetDetector
 from metaanchor.files import write_atomic, write_text
@@ -198,22 +199,8 @@ def verify_torchvision(model: RetinaNetDetector, output: str | Path, images: lis
     theirs = (outs["cls_logits"], outs["bbox_regression"])
     diff = max(float((a - b).abs().max()) for a, b in zip(ours, theirs))
     ours, theirs = model(images), net(images)
-    match = all(same_detections(a, b, tol) for a, b in zip(ours, theirs))
+    match = same_detections(ours, theirs, score_tol=tol)
     return {"max_abs_diff": diff, "match": match, "detections": sum(len(d["scores"]) for d in ours)}
-
-
-def same_detections(a: dict[str, Tensor], b: dict[str, Tensor], score_tol: float = 1e-4,
-                    box_tol: float = 1e-2) -> bool:
-    """Two detection sets ({boxes [D, 4], scores [D], labels [D]}) are equal up to order and float rounding:
-    same count, and every detection of each has one in the other with the same label and close score/box."""
-    if len(a["scores"]) != len(b["scores"]):
-        return False
-    if len(a["scores"]) == 0:
-        return True
-    close = ((a["labels"][:, None] == b["labels"][None])
-             & ((a["scores"][:, None] - b["scores"][None]).abs() <= score_tol)
-             & ((a["boxes"][:, None] - b["boxes"][None]).abs().amax(-1) <= box_tol))
-    return bool(close.any(1).all() and close.any(0).all())
 
 
 # ----------------------------------------------------------------------------- import
