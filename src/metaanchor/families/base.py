@@ -11,9 +11,18 @@ Images are a list of [3, H, W] float tensors in [0, 1]; targets are per image
 {"boxes": [N, 4] x1y1x2y2 pixels of that image, "labels": [N] int64 in 0..C-1}.
 Detections come back in the same pixel coordinates.
 
-The head must offer ``set_anchors(codes)`` (per-level [K_l, 2] codes b); the
-model must set ``backbone``, ``head``, ``strides``, ``standard_sizes``,
-``score_thresh``. Everything else here reads only those.
+A family also sets the class attributes ``arch`` (its registry name), ``pyramid_strides``
+and ``default_input_size``, and implements
+
+    shared_features(batch)                    # what no anchor set changes (backbone, towers)
+    detect(shared, scales, sizes, images)     # the current anchor set's outputs + post-processing
+    raw_outputs(features, exportable=False)   # [B, A, C] class logits, [B, A, 4] box parameters
+
+(eval-mode ``forward`` is ``detect(shared_features(batch), ...)``; ``detect_many`` reuses one
+``shared_features`` for several anchor sets; ``raw_outputs`` is what exported graphs hold).
+The head must offer ``set_anchors(codes)`` (per-level [K_l, 2] codes b) and, for MetaAnchor
+heads, ``baked_state(codes)``; the model must set ``backbone``, ``head``, ``strides``,
+``standard_sizes``, ``box_coder`` and ``score_thresh``. Everything else here reads only those.
 """
 
 from __future__ import annotations
