@@ -203,3 +203,12 @@ def test_import_cli_rejects_bad_files(capsys, tmp_path, tv_weights):
                        "--out", tmp_path / "o.pt", "--hidden-dim", "20")
     assert code == 2 and "--hidden-dim 20: too small for anchor set torchvision-3x3" in err[0]
     assert not (tmp_path / "o.pt").exists()
+
+
+def test_import_cli_never_overwrites_the_weights(capsys, tv_weights):
+    before = tv_weights.read_bytes()
+    code, _, err = cli(capsys, "import", "--from", "torchvision-retinanet", "--weights", tv_weights,
+                       "--out", tv_weights)
+    assert (code, err) == (2, [f"metaanchor import: error: --out {tv_weights}: would overwrite the input "
+                               f"{tv_weights}; write it elsewhere"])
+    assert tv_weights.read_bytes() == before

@@ -52,3 +52,12 @@ def output_folder(folder: str) -> Path:
     except OSError as e:
         raise UserError(f"--out {out}: cannot create the folder: {e.strerror or e}") from None
     return out
+
+
+def refuse_overwrite(option: str, outputs: list, inputs: list) -> None:
+    """A UserError when an output file would replace one of the inputs (compared after resolving links and ..)."""
+    given = {Path(i).resolve(): i for i in inputs if i is not None}
+    for out in outputs:
+        if Path(out).resolve() in given:
+            raise UserError(f"{option} {out}: would overwrite the input {given[Path(out).resolve()]}; "
+                            "write it elsewhere")

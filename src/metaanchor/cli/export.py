@@ -26,11 +26,14 @@ def add(sub):
 
 
 def cmd_export(args) -> int:
-    from metaanchor.cli.common import check_anchors_and_batch, load_model
+    from metaanchor.cli.common import check_anchors_and_batch, load_model, refuse_overwrite
     from metaanchor.deploy.export import check_format, export, verify_export
+    from metaanchor.deploy.torchvision_compat import sidecar_path
 
     check_format(args.format)
     check_anchors_and_batch(args)
+    written = [args.output] + ([sidecar_path(args.output)] if args.format == "torchvision" else [])
+    refuse_overwrite("--output", written, [args.checkpoint, *(args.verify or [])])
     images = _read_images(args.verify) if args.verify else None
     model = load_model(args.checkpoint, "cpu")
     baked = model.bake(args.anchors if args.anchors is not None else model.train_anchors)

@@ -24,10 +24,12 @@ def add(sub):
 
 
 def cmd_import(args) -> int:
+    from metaanchor.cli.common import refuse_overwrite
     from metaanchor.deploy.torchvision_compat import import_torchvision_retinanet, read_state_dict
 
     if args.hidden_dim < 1:
         raise UserError(f"--hidden-dim {args.hidden_dim}: must be at least 1")
+    refuse_overwrite("--out", [args.out], [args.weights])
     state = read_state_dict(args.weights, "--weights")
     model = import_torchvision_retinanet(state, hidden_dim=args.hidden_dim, where=f"--weights {args.weights}")
     model.save(args.out)
