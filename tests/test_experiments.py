@@ -67,10 +67,22 @@ def test_real_micro_run_and_cached_evaluation(tmp_path, monkeypatch):
     def boom(*a, **k):
         raise AssertionError("evaluated again instead of using the cache")
 
+    # several sets in one pass give what one evaluation per set gives
+    many = runner.evaluate_sets(run, test, ["1x1", "5x5", "2x3"])
+    assert many[2] == m
+    from metaanchor.engine.evaluate import evaluate
+
+    model, data = runner._model(run), runner._data(test)
+    for spec, got in zip(["1x1", "5x5"], many[:2]):
+        want = evaluate(model, data, spec, MICRO.eval_batch, progress=False)
+        assert {k: got[k] for k in ("AP", "AP50", "AR100")} == {k: want[k] for k in ("AP", "AP50", "AR100")}
+
     monkeypatch.setattr("metaanchor.engine.evaluate.evaluate", boom)
+    monkeypatch.setattr("metaanchor.engine.evaluate.evaluate_many", boom)
     # another spelling of the same 6 shapes hits the same cache entry
     same = runner.evaluate(run, test, f"scales=1,{2 ** 0.5!r};ratios=0.5,1,2")
     assert same["AP"] == m["AP"]
+    assert runner.evaluate_sets(run, test, ["5x5", "1x1"]) == [many[1], many[0]]
 
 
 def test_report_files_contain_the_numbers(tmp_path):
@@ -106,6 +118,9 @@ class FakeRunner(Runner):
     def train(self, cfg):
         key = config_key(cfg, self.root)
         return Run(key, self.root / key, cfg, {"wall_time_s": 10.0})
+
+    def evaluate_sets(self, run, data_dir, specs):
+        return [self.evaluate(run, data_dir, s) for s in specs]
 
     def evaluate(self, run, data_dir, anchors=None):
         base = BASELINE_AP.get(anchors, 0.05)

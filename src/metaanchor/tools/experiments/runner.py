@@ -257,21 +257,29 @@ class Runner:
 
     def evaluate(self, run: Run, data_dir: Path, anchors: str | None = None) -> dict:
         """COCO metrics (``KEPT_METRICS``) of ``run`` on ``data_dir`` with ``anchors`` (default: training set)."""
-        spec = anchors or run.cfg["anchors"]["train"]
+        return self.evaluate_sets(run, data_dir, [anchors or run.cfg["anchors"]["train"]])[0]
+
+    def evaluate_sets(self, run: Run, data_dir: Path, specs: list[str]) -> list[dict]:
+        """``evaluate`` for several anchor sets: the ones not cached yet come from one pass over the data
+        (``evaluate_many``: backbone and towers once per batch); ``eval_s`` is that pass's share per set."""
         cache_file = run.dir / "evals.json"
         cache = json.loads(cache_file.read_text()) if cache_file.is_file() else {}
-        key = f"{Path(data_dir).name}|{anchor_key(spec)}"
-        if key not in cache:
-            from metaanchor.engine.evaluate import evaluate
+        keys = [f"{Path(data_dir).name}|{anchor_key(spec)}" for spec in specs]
+        missing = list({k: s for k, s in zip(keys, specs) if k not in cache}.items())
+        if missing:
+            from metaanchor.engine.evaluate import evaluate_many
 
             t0 = time.time()
-            m = evaluate(self._model(run), self._data(Path(data_dir)), spec, self.scale.eval_batch, progress=False)
-            cache[key] = {k: m[k] for k in KEPT_METRICS} | {"anchors": str(spec), "eval_s": time.time() - t0}
+            metrics = evaluate_many(self._model(run), self._data(Path(data_dir)), [s for _, s in missing],
+                                    self.scale.eval_batch, progress=False)
+            share = (time.time() - t0) / len(missing)
+            for (key, spec), m in zip(missing, metrics):
+                cache[key] = {k: m[k] for k in KEPT_METRICS} | {"anchors": str(spec), "eval_s": share}
             tmp = cache_file.with_suffix(".tmp")
             tmp.write_text(json.dumps(cache, indent=1))
             os.replace(tmp, cache_file)
-        self.eval_seconds += cache[key].get("eval_s", 0.0)
-        return cache[key]
+        self.eval_seconds += sum(cache[k].get("eval_s", 0.0) for k in keys)
+        return [cache[k] for k in keys]
 
     def describe(self) -> dict:
         return asdict(self.scale) | {"device": self.device, "data": self.data}

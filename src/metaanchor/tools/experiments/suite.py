@@ -164,8 +164,7 @@ def cross_eval(ctx: Context) -> dict:
             for a in train_sets:
                 run = r.train(r.config("metaanchor", a, seed, sample=variant == "sampled"))
                 runs.append(run)
-                for b in ANCHOR_SETS:
-                    m = r.evaluate(run, ctx.test(), b)
+                for b, m in zip(ANCHOR_SETS, r.evaluate_sets(run, ctx.test(), list(ANCHOR_SETS))):
                     rows.append({"seed": seed, "variant": variant, "trained_with": label(a),
                                  "evaluated_with": label(b), **_metrics(m), "run": run.key})
     ap = report.group(rows, ("variant", "trained_with", "evaluated_with"))
@@ -443,8 +442,8 @@ def yolo(ctx: Context) -> dict:
         for head in ("predefined", "metaanchor"):
             run = r.train(r.config(head, str(train_file), seed, sample=head != "predefined", extra=extra))
             runs.append(run)
-            for name, spec in (sets.items() if head != "predefined" else [(train_label, sets[train_label])]):
-                m = r.evaluate(run, ctx.test(), spec)
+            named = list(sets.items()) if head != "predefined" else [(train_label, sets[train_label])]
+            for (name, spec), m in zip(named, r.evaluate_sets(run, ctx.test(), [s for _, s in named])):
                 rows.append({"seed": seed, "model": "YOLOv2" if head == "predefined" else "YOLOv2 + MetaAnchor",
                              "anchors": name, "num_anchors": len(AnchorSet.parse(spec)), **_metrics(m),
                              "train_s": run.summary["wall_time_s"], "run": run.key})
