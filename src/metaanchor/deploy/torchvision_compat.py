@@ -45,6 +45,7 @@ from torchvision.ops import FrozenBatchNorm2d
 from torchvision.ops.feature_pyramid_network import LastLevelP6P7
 
 from metaanchor.deploy.verify import same_detections
+from metaanchor.engine.checkpoint import load_tensor_file
 from metaanchor.errors import UserError
 from metaanchor.families.retinanet import RetinaNetDetector
 from metaanchor.files import write_atomic, write_text
@@ -217,13 +218,7 @@ def torchvision_anchor_set(generator: AnchorGenerator | None = None) -> AnchorSe
 
 
 def read_state_dict(path: str | Path, option: str) -> dict:
-    path = Path(path)
-    if not path.is_file():
-        raise UserError(f"{option} {path}: file not found")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # noqa: BLE001 - any unreadable file is a user error
-        raise UserError(f"{option} {path}: not a PyTorch state dict: {e}".splitlines()[0]) from None
+    state = load_tensor_file(path, f"{option} {path}", "not a PyTorch state dict")
     return _plain_state_dict(state, f"{option} {path}")
 
 

@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from metaanchor.errors import CheckpointError
+from metaanchor.errors import CheckpointError, UserError
 from metaanchor.files import write_atomic
 
 FORMAT = "metaanchor"
@@ -144,6 +144,19 @@ def load_state(model: nn.Module, state: dict, path) -> None:
         if len(detail) > 200:
             detail = detail[:200] + "..."
         raise CheckpointError(f"checkpoint {path}: weights do not fit the model: {detail}") from None
+
+
+def load_tensor_file(path: str | Path, where: str, unreadable: str = "cannot read"):
+    """A weights file a user names (not our checkpoint format), read with ``torch.load(weights_only=True)``
+    so it cannot run code. Missing or unreadable: a one-line UserError, ``{where}: file not found`` or
+    ``{where}: {unreadable}: <cause>``."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"{where}: file not found")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # noqa: BLE001 - any unreadable file is a user error
+        raise UserError(f"{where}: {unreadable}: {e}".splitlines()[0]) from None
 
 
 def init_weights(model: nn.Module, path: str | Path) -> list[str]:

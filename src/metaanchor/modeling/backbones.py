@@ -17,6 +17,7 @@ from torchvision.models.detection.backbone_utils import resnet_fpn_backbone
 from torchvision.ops import FeaturePyramidNetwork, FrozenBatchNorm2d
 from torchvision.ops.feature_pyramid_network import LastLevelP6P7
 
+from metaanchor.engine.checkpoint import load_tensor_file
 from metaanchor.errors import UserError
 from metaanchor.geometry.anchors import PYRAMID_STRIDES as STRIDES
 
@@ -100,13 +101,7 @@ def _load_backbone_weights(body: nn.Module, path: str, name: str) -> None:
     if path == IMAGENET:
         state = imagenet_state_dict(name)
     else:
-        p = Path(path)
-        if not p.is_file():
-            raise UserError(f"model.backbone_weights={path}: file not found")
-        try:
-            state = torch.load(p, map_location="cpu", weights_only=True)
-        except Exception as e:  # noqa: BLE001 - any unreadable file is a user error
-            raise UserError(f"model.backbone_weights={path}: cannot read: {e}".splitlines()[0]) from None
+        state = load_tensor_file(path, f"model.backbone_weights={path}")
     state = state.get("state_dict", state) if isinstance(state, dict) else state
     _, unexpected = body.body.load_state_dict(state, strict=False)
     if len(unexpected) == len(state):
