@@ -1,8 +1,8 @@
 """What every detector family shares: anchor sets, grid anchors, predict, checkpoints, inference speed-ups.
 
 A family (``metaanchor.families.retinanet``, ``.yolov2``) subclasses ``BaseDetector``,
-builds its backbone, head and losses in ``__init__`` (after ``_init_common``) and
-implements ``forward``:
+builds its backbone, head and losses in ``__init__`` (after ``_init_common``); ``forward``
+(here) batches the images and calls the family's ``losses`` or ``detect``:
 
     losses = det(images, targets)   # training mode: {"cls", "box", ...}
     dets = det(images)              # eval mode: per image {"boxes": [D, 4], "scores": [D], "labels": [D]}
@@ -17,6 +17,7 @@ and ``default_input_size``, and implements
     shared_features(batch)                    # what no anchor set changes (backbone, towers)
     detect(shared, scales, sizes, images)     # the current anchor set's outputs + post-processing
     raw_outputs(features, exportable=False)   # [B, A, C] class logits, [B, A, 4] box parameters
+    losses(batch, targets)                    # training losses, targets in the batch's pixels
 
 (eval-mode ``forward`` is ``detect(shared_features(batch), ...)``; ``detect_many`` reuses one
 ``shared_features`` for several anchor sets; ``raw_outputs`` is what exported graphs hold).
@@ -196,6 +197,23 @@ class BaseDetector(nn.Module):
             for i in range(0, len(tensors), batch_size):
                 out += self([t.to(device) for t in tensors[i:i + batch_size]])
         return [{k: v.cpu() for k, v in d.items()} for d in out]
+
+    def forward(self, images: list[Tensor], targets: list[dict] | None = None):
+        """Training: the family's losses ({"cls", "box", ...}). Eval: per image {"boxes", "scores", "labels"}.
+
+        images: list of [3, H, W] in [0, 1]; targets: per image {"boxes": [N, 4] x1y1x2y2 pixels,
+        "labels": [N] int64}. Detections are in each image's own pixels.
+        """
+        if self.training and targets is None:
+            raise ValueError(f"{type(self).__name__} in training mode needs targets")
+        batch, scales, sizes = self._batch(images)
+        if not self.training:
+            return self.detect(self.shared_features(batch), scales, sizes, images)
+        return self.losses(batch, scale_targets(targets, scales, batch.device))
+
+    def losses(self, batch: Tensor, targets: list[dict]) -> dict[str, Tensor]:
+        """The family's training losses for a batch [B, 3, H, W] and targets in its pixels."""
+        raise NotImplementedError
 
     def raw_outputs(self, features: list[Tensor], exportable: bool = False) -> tuple[Tensor, Tensor]:
         """The family's head on pyramid features -> ([B, A, C] class logits, [B, A, 4] box parameters for

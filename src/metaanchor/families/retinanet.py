@@ -13,7 +13,7 @@ from __future__ import annotations
 from torch import Tensor
 
 from metaanchor.errors import UserError
-from metaanchor.families.base import BaseDetector, scale_targets, to_image_pixels
+from metaanchor.families.base import BaseDetector, to_image_pixels
 from metaanchor.geometry.anchors import ANCHOR_BASE, PYRAMID_STRIDES, AnchorSet, standard_sizes
 from metaanchor.geometry.box_coder import BoxCoder
 from metaanchor.geometry.matcher import Matcher
@@ -85,18 +85,12 @@ class RetinaNetDetector(BaseDetector):
         self.topk_candidates, self.detections_per_img = topk_candidates, detections_per_img
         self.set_anchors(anchors)
 
-    def forward(self, images: list[Tensor], targets: list[dict] | None = None):
-        """Training: losses {"cls", "box"}. Eval: per image {"boxes", "scores", "labels"}."""
-        if self.training and targets is None:
-            raise ValueError("Detector in training mode needs targets")
-        batch, scales, sizes = self._batch(images)
-        if not self.training:
-            return self.detect(self.shared_features(batch), scales, sizes, images)
+    def losses(self, batch: Tensor, targets: list[dict]) -> dict[str, Tensor]:
+        """Training losses {"cls", "box"}; targets in the batch's pixels."""
         features = self.backbone(batch)
         cls_logits, box_deltas = self.head(features)  # [B, A, C], [B, A, 4]
         anchors = self.grid([tuple(f.shape[-2:]) for f in features], batch.device)  # [A, 4]
-        return detection_loss(cls_logits, box_deltas, anchors, scale_targets(targets, scales, batch.device),
-                              self.matcher, self.box_coder, self.reg_loss)
+        return detection_loss(cls_logits, box_deltas, anchors, targets, self.matcher, self.box_coder, self.reg_loss)
 
     def raw_outputs(self, features: list[Tensor], exportable: bool = False) -> tuple[Tensor, Tensor]:
         """Head outputs as post-processing takes them: [B, A, C] class logits, [B, A, 4] box deltas."""

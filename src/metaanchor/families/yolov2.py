@@ -33,7 +33,7 @@ from torchvision.models._utils import IntermediateLayerGetter
 from torchvision.ops import FrozenBatchNorm2d
 
 from metaanchor.errors import UserError
-from metaanchor.families.base import BaseDetector, scale_targets, to_image_pixels
+from metaanchor.families.base import BaseDetector, to_image_pixels
 from metaanchor.families.yolov2_loss import OBJ, box_slice, class_slice, yolo_loss
 from metaanchor.geometry.anchor_fit import box_shapes
 from metaanchor.geometry.anchors import ANCHOR_BASE, AnchorSet, standard_sizes
@@ -297,23 +297,13 @@ class YoloV2Detector(BaseDetector):
         self.topk_candidates, self.detections_per_img = topk_candidates, detections_per_img
         self.set_anchors(anchors)
 
-    def forward(self, images: list[Tensor], targets: list[dict] | None = None):
-        """Training: losses {"obj", "cls", "box"}. Eval: per image {"boxes", "scores", "labels"}.
-
-        images: list of [3, H, W] in [0, 1]; targets: per image {"boxes": [N, 4] x1y1x2y2 pixels,
-        "labels": [N] int64}. Detections are in each image's own pixels.
-        """
-        if self.training and targets is None:
-            raise ValueError("YoloV2Detector in training mode needs targets")
-        batch, scales, sizes = self._batch(images)
-        if not self.training:
-            return self.detect(self.shared_features(batch), scales, sizes, images)
+    def losses(self, batch: Tensor, targets: list[dict]) -> dict[str, Tensor]:
+        """Training losses {"obj", "cls", "box"}; targets in the batch's pixels."""
         features = self.backbone(batch)
         out = self.head(features)  # [B, H*W*K, 5 + C]
         grid_hw = tuple(features[0].shape[-2:])
         anchors = self.grid([grid_hw], batch.device)  # [H*W*K, 4]
-        return yolo_loss(out, anchors, grid_hw, scale_targets(targets, scales, batch.device), self.box_coder,
-                         self.ignore_iou)
+        return yolo_loss(out, anchors, grid_hw, targets, self.box_coder, self.ignore_iou)
 
     def raw_outputs(self, features: list[Tensor], exportable: bool = False) -> tuple[Tensor, Tensor]:
         """Head outputs as post-processing takes them: [B, A, C] class logits (objectness folded in),
