@@ -18,9 +18,10 @@ from metaanchor.geometry.anchor_fit import (
     write_anchor_file,
 )
 from metaanchor.geometry.anchors import AnchorSet
-from metaanchor.tools.experiments import report
-from metaanchor.tools.experiments.runner import Run, Runner, Scale, config_key
-from metaanchor.tools.experiments.suite import ANCHOR_SETS, BAD, Context, _compare, anchor_configs, cross_eval
+from metaanchor.tools.experiments import anchor_configs, cross_eval, report, verdicts, yolo
+from metaanchor.tools.experiments.context import ANCHOR_SETS, POOR, SQUARE, Context
+from metaanchor.tools.experiments.runner import Run, Runner, Scale, config_key, plateau
+from metaanchor.tools.experiments.verdicts import compare
 
 MICRO = Scale("micro", image_size=64, train_images=6, val_images=3, test_images=3, max_iter=2, batch_size=2,
               backbone="tiny", fpn_channels=8, head_convs=1, hidden_dim=4, lr=0.01, warmup_iters=1, eval_batch=3)
@@ -98,26 +99,33 @@ def test_report_files_contain_the_numbers(tmp_path):
         assert (tmp_path / f).read_bytes()[:4] == b"\x89PNG"
 
 
-BASELINE_AP = {"1x1": 0.30, "1x3": 0.32, "3x3": 0.35, "5x5": 0.34}  # any other set (the bad one): 0.05
+BASELINE_AP = {"1x1": 0.30, "1x3": 0.32, "3x3": 0.35, "5x5": 0.34}  # any other set (the poor ones): 0.05
+FLAT = [(100 * i, 0.3 + 0.01 * min(i, 8) - 0.003 * (i == 10)) for i in range(1, 11)]  # last 20 %: 0.377..0.38
+RISING = [(100 * i, 0.03 * i) for i in range(1, 11)]  # last 20 % (iterations 800-1000): 0.24..0.30
 
 
 class FakeRunner(Runner):
     """Training and evaluation replaced by a table: AP depends on head, training and test anchors.
 
     The baseline scores ``BASELINE_AP``; MetaAnchor scores it plus ``bonus(anchor set)`` (by default +0.02,
-    +0.03 on the bad set, so its range over the sets is smaller: no exact tie decides "more robust");
-    every seed adds 0.002 to both."""
+    +0.03 on the poor sets, so its range over the sets is smaller); every seed adds 0.002 to both. Every
+    split is the real ``data`` folder (box statistics are read from it). Trained runs get a validation curve
+    (``curve(cfg)``, FLAT by default) in their metrics.csv."""
 
-    def __init__(self, *args, bonus=lambda spec: 0.03 if spec == BAD else 0.02, **kwargs):
+    def __init__(self, *args, bonus=lambda spec: 0.03 if spec in POOR else 0.02, curve=lambda cfg: FLAT,
+                 split_dir=None, **kwargs):
         super().__init__(*args, **kwargs)
-        self.bonus = bonus
+        self.bonus, self.curve, self.split_dir = bonus, curve, split_dir
 
     def dataset(self, distribution, split):
-        return self.root / f"{distribution}-{split}"
+        return self.split_dir or self.root / f"{distribution}-{split}"
 
     def train(self, cfg):
         key = config_key(cfg, self.root)
-        return Run(key, self.root / key, cfg, {"wall_time_s": 10.0})
+        d = self.root / "runs" / key
+        d.mkdir(parents=True, exist_ok=True)
+        (d / "metrics.csv").write_text("iter,AP\n" + "".join(f"{i},{ap}\n" for i, ap in self.curve(cfg)))
+        return Run(key, d, cfg, {"wall_time_s": 10.0})
 
     def evaluate_sets(self, run, data_dir, specs):
         return [self.evaluate(run, data_dir, s) for s in specs]
@@ -128,51 +136,98 @@ class FakeRunner(Runner):
         return {k: base + bonus + 0.002 * run.cfg["seed"] for k in ("AP", "AP50", "AP75", "APs", "APm", "APl")}
 
 
-def test_anchor_configs_report_states_measured_numbers(tmp_path):
-    ctx = Context(FakeRunner(tmp_path / "cache", MICRO, device="cpu", log=lambda s: None), [0, 1], tmp_path)
-    res = anchor_configs(ctx)
-    text = (tmp_path / "anchor-configs" / "README.md").read_text()
-    assert "| 3x3 | 9 | 0.351 ± 0.001 | 0.371 ± 0.001 | +0.020 |" in text  # means over seeds
-    assert res["held"] and "higher than the baseline's on 5 of 5" in res["claim"]
-    rows = list(csv.DictReader((tmp_path / "anchor-configs" / "runs.csv").open()))
+def fake_ctx(tmp_path, synth_dirs, seeds=(0, 1), **kw):
+    runner = FakeRunner(tmp_path / "cache", MICRO, device="cpu", log=lambda s: None, split_dir=synth_dirs[1], **kw)
+    return Context(runner, list(seeds), tmp_path)
+
+
+def test_anchor_configs_report_states_measured_numbers(tmp_path, synth_dirs):
+    ctx = fake_ctx(tmp_path, synth_dirs, curve=lambda cfg: RISING if cfg["model"]["head"] == "predefined" else FLAT)
+    res = anchor_configs.run(ctx)
+    d = tmp_path / "anchor-configs"
+    text = (d / "README.md").read_text()
+    bpr = anchor_fit_quality(anchor_configs.box_shapes(synth_dirs[1]), "3x3")["bpr"]
+    assert f"| 3x3 | 9 | {bpr:.2f} | 0.351 ± 0.001 | 0.371 ± 0.001 | +0.020 |" in text  # means over seeds
+    rows = list(csv.DictReader((d / "runs.csv").open()))
     assert len(rows) == 2 * 2 * len(ANCHOR_SETS)
-    assert (tmp_path / "anchor-configs" / "ap_by_anchor_set.png").is_file()
-    cross_eval(ctx)
-    assert (tmp_path / "cross-eval" / "heatmap_sampled.png").is_file()
+    # the plateau rule per run: MetaAnchor's curves are flat at the end, the baseline's still rise
+    assert {(r["model"], r["converged"]) for r in rows} == {("MetaAnchor", "True"), ("baseline", "False")}
+    assert {r["seed"] for r in rows} == {"0", "1"}
+    assert "12 of 24 runs converged by the plateau rule" in text and "largest range 0.060" in text
+    for f in ("ap_by_anchor_set.png", "val_curves.png"):
+        assert (d / f).read_bytes()[:4] == b"\x89PNG"
+    claims = dict(res["verdicts"])
+    assert claims["robust to the anchor set"].held  # ranges 0.30 (baseline) vs 0.29 (MetaAnchor), noise 0.005
+    cross_eval.run(ctx)
+    for f in ("heatmap.png", "generalisation.png", "runs.csv", "curve.csv"):
+        assert (tmp_path / "cross-eval" / f).is_file()
     assert "trained \\ evaluated" in (tmp_path / "cross-eval" / "README.md").read_text()
 
 
-# MetaAnchor's AP minus the baseline's per anchor set (baseline range over the sets: 0.35 - 0.05 = 0.30)
-BETTER_AND_MORE_ROBUST = (lambda spec: 0.2 if spec == BAD else 0.02, True, (5, 0, 0))
-BETTER = (lambda spec: 0.03 if spec == BAD else 0.02, True, (5, 0, 0))  # range 0.29
-EQUAL = (lambda spec: 0.0, False, (0, 5, 0))
-WITHIN_NOISE = (lambda spec: 0.004, False, (0, 5, 0))  # below the TIE threshold
-WORSE = (lambda spec: -0.02, False, (0, 0, 5))
-BETTER_BUT_LESS_ROBUST = (lambda spec: -0.02 if spec == BAD else 0.02, False, (4, 0, 1))  # range 0.34 > 0.30
-MIXED = (lambda spec: 0.02 if spec in ("1x1", "1x3") else -0.02, False, (2, 0, 3))
+# MetaAnchor's AP minus the baseline's per anchor set (baseline range over the sets: 0.35 - 0.05 = 0.30;
+# two seeds 0.002 apart: spreads 0.001, so the noise of every comparison is TIE = 0.005)
+BETTER_AND_MORE_ROBUST = (lambda spec: 0.2 if spec in POOR else 0.02, True, True)  # range 0.12
+SLIGHTLY_MORE_ROBUST = (lambda spec: 0.023 if spec in POOR else 0.02, True, False)  # range 0.297: within noise
+EQUAL = (lambda spec: 0.0, False, False)
+WORSE = (lambda spec: -0.02, False, False)
+LESS_ROBUST = (lambda spec: -0.02 if spec in POOR else 0.02, False, False)  # range 0.34
+ONE_POOR_SET = (lambda spec: 0.2 if spec == SQUARE else 0.0, False, False)  # range 0.30 (LARGE still 0.05)
+ROBUST_BY_LOSING = (lambda spec: 0.0 if spec in POOR else -0.1, False, True)  # range 0.20, equal on poor sets
 
 
-@pytest.mark.parametrize("bonus, held, counts", [BETTER_AND_MORE_ROBUST, BETTER, EQUAL, WITHIN_NOISE, WORSE,
-                                                 BETTER_BUT_LESS_ROBUST, MIXED],
-                         ids=["better-and-more-robust", "better", "equal", "within-noise", "worse",
-                              "better-but-less-robust", "mixed"])
-def test_anchor_configs_verdict_follows_the_measured_numbers(tmp_path, bonus, held, counts):
-    runner = FakeRunner(tmp_path / "cache", MICRO, device="cpu", log=lambda s: None, bonus=bonus)
-    res = anchor_configs(Context(runner, [0, 1], tmp_path))
-    higher, tied, lower = counts
-    assert (f"higher than the baseline's on {higher} of 5 anchor sets, tied on {tied} and lower on {lower}"
-            in res["claim"])
-    assert bool(res["held"]) == held
-    assert ("held here" in res["claim"]) is held and ("did not clearly hold" in res["claim"]) is not held
+@pytest.mark.parametrize("bonus, poor_held, robust_held",
+                         [BETTER_AND_MORE_ROBUST, SLIGHTLY_MORE_ROBUST, EQUAL, WORSE, LESS_ROBUST, ONE_POOR_SET,
+                          ROBUST_BY_LOSING],
+                         ids=["better-and-more-robust", "slightly-more-robust", "equal", "worse", "less-robust",
+                              "one-poor-set", "robust-by-losing"])
+def test_anchor_configs_verdicts_follow_the_measured_numbers(tmp_path, synth_dirs, bonus, poor_held, robust_held):
+    res = anchor_configs.run(fake_ctx(tmp_path, synth_dirs, bonus=bonus))
+    claims = dict(res["verdicts"])
+    robust = claims.pop("robust to the anchor set")
+    assert robust.held is robust_held
+    means = [BASELINE_AP.get(s, 0.05) + bonus(s) for s in ANCHOR_SETS]
+    assert robust.margin == pytest.approx(0.30 - (max(means) - min(means)))
+    assert robust.noise == pytest.approx(verdicts.TIE)
+    assert set(claims) == {f"better than the baseline with the poor set {anchor_configs.label(s)}" for s in POOR}
+    assert all(v.held for v in claims.values()) is poor_held
     text = (tmp_path / "anchor-configs" / "README.md").read_text()
-    assert res["claim"] in text
+    for claim, v in res["verdicts"]:
+        assert f"- **{claim}**: {'held' if v.held else 'did not hold'}. {v.text}." in text
 
 
 def test_ties_follow_the_seed_spread():
-    assert _compare([0.40, 0.40], [0.30, 0.30]) == "higher" and _compare([0.30, 0.30], [0.40, 0.40]) == "lower"
-    assert _compare([0.302, 0.302], [0.30, 0.30]) == "tied"  # below TIE
-    assert _compare([0.30, 0.50], [0.35, 0.35]) == "tied"  # 0.05 apart, seeds spread by 0.1
-    assert _compare([0.39, 0.41], [0.30, 0.30]) == "higher"  # 0.1 apart, spreads only 0.01
+    assert compare([0.40, 0.40], [0.30, 0.30]) == "higher" and compare([0.30, 0.30], [0.40, 0.40]) == "lower"
+    assert compare([0.302, 0.302], [0.30, 0.30]) == "tied"  # below TIE
+    assert compare([0.30, 0.50], [0.35, 0.35]) == "tied"  # 0.05 apart, seeds spread by 0.1
+    assert compare([0.39, 0.41], [0.30, 0.30]) == "higher"  # 0.1 apart, spreads only 0.01
+
+
+def test_verdict_rules_both_ways():
+    assert verdicts.better([0.40, 0.42], [0.30, 0.31], "x").held  # +0.105 beyond noise 0.015
+    assert not verdicts.better([0.31, 0.33], [0.30, 0.31], "x").held  # +0.015 within noise 0.015
+    assert not verdicts.better([0.20, 0.21], [0.30, 0.31], "x").held
+    assert verdicts.at_least([0.30, 0.31], [0.30, 0.32], "x").held  # -0.005: within noise, so >= holds
+    assert not verdicts.at_least([0.20, 0.21], [0.30, 0.31], "x").held
+    v = verdicts.at_least([0.20, 0.21], [0.30, 0.31], "searched vs training set")
+    assert v.margin == pytest.approx(-0.10) and v.noise == pytest.approx(0.01)
+    assert v.text == "searched vs training set: 0.205 vs 0.305, Δ -0.100 (beyond the noise 0.010)"
+    # robustness: range of the per-set means, noise = the two largest seed spreads
+    meta = {"a": [0.40, 0.40], "b": [0.38, 0.38]}  # range 0.02
+    assert verdicts.robustness(meta, {"a": [0.40, 0.40], "b": [0.20, 0.20]}).held  # 0.20
+    assert not verdicts.robustness(meta, {"a": [0.40, 0.40], "b": [0.376, 0.376]}).held  # 0.024: within 0.005
+    noisy = verdicts.robustness(meta, {"a": [0.40, 0.40], "b": [0.30, 0.36]})  # range 0.07, spread 0.03
+    assert noisy.held and noisy.noise == pytest.approx(0.03) and noisy.margin == pytest.approx(0.05)
+    assert not verdicts.robustness(meta, {"a": [0.40, 0.40], "b": [0.30, 0.40]}).held  # 0.05 - 0.02 < 0.05
+
+
+def test_plateau_rule():
+    assert plateau(FLAT) == (pytest.approx(0.003), True)
+    assert plateau(RISING) == (pytest.approx(0.06), False)
+    assert plateau([(100, 0.1), (200, 0.11), (1000, 0.3)])[1] is False  # one evaluation in the last 20 %: nan
+    assert plateau([])[1] is False
+    # exactly at the tolerance counts as flat; just above does not
+    assert plateau([(800, 0.30), (900, 0.305), (1000, 0.31)]) == (pytest.approx(0.01), True)
+    assert plateau([(800, 0.30), (900, 0.305), (1000, 0.3101)])[1] is False
 
 
 def test_kmeans_recovers_known_shapes():
@@ -259,24 +314,25 @@ class YoloFakeRunner(FakeRunner):
 @pytest.mark.parametrize("bonus, held", [(0.02, True), (0.0, False), (0.004, False), (-0.02, False)],
                          ids=["metaanchor-better", "equal", "within-noise", "metaanchor-worse"])
 def test_yolo_experiment_report_and_verdict(tmp_path, synth_dirs, bonus, held):
-    from metaanchor.tools.experiments.suite import YOLO_K, yolo
-
     train, _ = synth_dirs
     runner = YoloFakeRunner(tmp_path / "cache", MICRO, device="cpu", log=lambda s: None, train_dir=train,
                             bonus=lambda spec: bonus)
-    res = yolo(Context(runner, [0, 1], tmp_path))
+    res = yolo.run(Context(runner, [0, 1], tmp_path))
     d = tmp_path / "yolo"
     text = (d / "README.md").read_text()
-    assert bool(res["held"]) is held and res["claim"] in text
-    assert ("held here" in res["claim"]) is held and ("did not hold" in res["claim"]) is not held
-    assert "It would hold if" in res["claim"] or "It would not hold if" in res["claim"]  # what would change it
+    [(claim, v)] = res["verdicts"]
+    assert v.held is held and v.margin == pytest.approx(bonus) and v.noise == pytest.approx(0.005)
+    assert f"- **{claim}**: {'held' if held else 'did not hold'}. {v.text}." in text
+    assert "would change" in text  # what would change the verdict
     # fake AP: 0.05 (+ bonus for MetaAnchor) + 0.002 per seed, two seeds: mean ± half-range
-    assert f"| k-means k={YOLO_K} (training) | {YOLO_K} | 0.051 ± 0.001 | {0.051 + bonus:.3f} ± 0.001 |" in text
+    k = yolo.YOLO_K
+    assert f"| k-means k={k} (training) | {k} | 0.051 ± 0.001 | {0.051 + bonus:.3f} ± 0.001 |" in text
     assert "Seeds: 0, 1" in text and "wall time" in text
     rows = list(csv.DictReader((d / "runs.csv").open()))
     # per seed: baseline with its training set; MetaAnchor with k=5, k=3, k=9 and a scales/ratios set
     assert len(rows) == 2 * (1 + 4)
     assert {r["num_anchors"] for r in rows if r["anchors"].startswith("k-means")} == {"3", "5", "9"}
+    assert {r["converged"] for r in rows} == {"True"}
     assert (d / "yolo_ap.png").read_bytes()[:4] == b"\x89PNG"
     for k in (3, 5, 9):
         assert len(AnchorSet.parse(str(d / f"kmeans{k}.yaml"))) == k
@@ -284,11 +340,10 @@ def test_yolo_experiment_report_and_verdict(tmp_path, synth_dirs, bonus, held):
 
 def test_yolo_experiment_trains_yolov2_with_the_kmeans_file(tmp_path, synth_dirs):
     from metaanchor.families.yolov2 import fit_yolo_anchors
-    from metaanchor.tools.experiments.suite import yolo
 
     train, _ = synth_dirs
     runner = YoloFakeRunner(tmp_path / "cache", MICRO, device="cpu", log=lambda s: None, train_dir=train)
-    yolo(Context(runner, [0, 1], tmp_path))
+    yolo.run(Context(runner, [0, 1], tmp_path))
     assert len(runner.configs) == 4
     assert {(c["model"]["head"], c["anchors"]["sample"], c["seed"]) for c in runner.configs} == {
         ("predefined", False, 0), ("metaanchor", True, 0), ("predefined", False, 1), ("metaanchor", True, 1)}
@@ -305,7 +360,8 @@ def test_yolo_quick_scale_is_the_demo_config(tmp_path):
     from metaanchor.cli.experiment import NAMES
     from metaanchor.config import load_config
     from metaanchor.tools.experiments.runner import QUICK
-    from metaanchor.tools.experiments.suite import EXPERIMENTS, yolo_overrides
+    from metaanchor.tools.experiments.suite import EXPERIMENTS
+    from metaanchor.tools.experiments.yolo import yolo_overrides
 
     assert "yolo" in EXPERIMENTS and tuple(EXPERIMENTS) == NAMES
     runner = FakeRunner(tmp_path, QUICK, device="cpu", log=lambda s: None)
@@ -338,3 +394,55 @@ def test_cli_anchors_fit_yolov2_single_standard_box(tmp_path, synth_dirs, capsys
     assert main(["anchors", "fit", "--config", "configs/yolo_demo.yaml", "--data", str(train), "-k", "3",
                  "--out", str(out2)]) == 0
     assert AnchorSet.parse(str(out2)) == fit_yolo_anchors(train, k=3, scale=2.0)
+
+
+# ------------------------------------------------------------------------------ suite
+def test_suite_plans_each_shared_run_once(tmp_path, synth_dirs):
+    from metaanchor.tools.experiments.suite import EXPERIMENTS, planned_runs
+
+    ctx = fake_ctx(tmp_path, synth_dirs, seeds=[0])
+    ctx.runner.dataset = lambda dist, split: synth_dirs[0] if dist == "default" else tmp_path / f"{dist}-{split}"
+    runs = planned_runs(list(EXPERIMENTS), ctx)
+    # anchor-configs 12; cross-eval adds fixed and sampled ±1 on 3x3 (its matrix and ±0.5 are anchor-configs'
+    # MetaAnchor runs); search none; transfer 4 (its elongated pair is anchor-configs' 3x3 pair: MICRO's
+    # distribution is 'default', so here the default -> tall pair is the shared one); data-dependent 1;
+    # generator 2 widths (its fixed run is cross-eval's); yolo 2
+    assert len(runs) == 12 + 2 + 0 + 4 + 1 + 2 + 2
+    keys = {config_key(p.cfg, ctx.runner.root) for p in runs}
+    assert len(keys) == len(runs)
+
+
+def test_all_experiments_write_reports_and_one_index_line_per_claim(tmp_path, synth_dirs):
+    from metaanchor.tools.experiments.suite import EXPERIMENTS, INDEX_HEAD, run_experiments
+
+    ctx = fake_ctx(tmp_path, synth_dirs, seeds=[0, 1])
+    results = run_experiments(list(EXPERIMENTS), ctx)
+    index = (tmp_path / "README.md").read_text()
+    assert INDEX_HEAD in index
+    for name, res in results.items():
+        text = (tmp_path / name / "README.md").read_text()
+        assert "## Convergence" in text and "![validation curves](val_curves.png)" in text
+        for claim, v in res["verdicts"]:
+            assert (f"| [{name}]({name}/README.md) | {claim} | {'yes' if v.held else 'no'} | {v.margin:+.3f} | "
+                    f"{v.noise:.3f} | micro, 2 |") in index
+        rows = list(csv.DictReader((tmp_path / name / "runs.csv").open()))
+        assert rows and {"seed", "converged"} <= set(rows[0])
+    # running one experiment again keeps the other experiments' lines
+    before = [line for line in index.splitlines() if line.startswith("| [search]")]
+    run_experiments(["anchor-configs"], ctx)
+    after = (tmp_path / "README.md").read_text()
+    assert before and all(line in after for line in before)
+
+
+def test_parallel_training_of_planned_runs(tmp_path):
+    from metaanchor.tools.experiments.context import Planned
+    from metaanchor.tools.experiments.suite import train_planned
+
+    runner = Runner(tmp_path / "cache", MICRO, device="cpu", log=lambda s: None)
+    cfgs = [runner.config("metaanchor", "1x1", seed=s) for s in (0, 1)]
+    ctx = Context(runner, [0, 1], tmp_path, jobs=2)
+    assert train_planned(ctx, [Planned(c, c["seed"]) for c in cfgs], threads=1) == 2
+    for c in cfgs:
+        summary = tmp_path / "cache" / "runs" / config_key(c, runner.root) / "summary.json"
+        assert json.loads(summary.read_text())["iterations"] == MICRO.max_iter
+    assert train_planned(ctx, [Planned(c, c["seed"]) for c in cfgs]) == 0  # cached

@@ -7,7 +7,7 @@ from pathlib import Path
 from metaanchor.errors import UserError
 
 # the suite's experiments (tools.experiments.suite.EXPERIMENTS), named here so `--help` imports no torch
-NAMES = ("anchor-configs", "cross-eval", "search", "transfer", "data-dependent", "yolo")
+NAMES = ("anchor-configs", "cross-eval", "search", "transfer", "data-dependent", "generator", "yolo")
 
 
 def add(sub):
@@ -15,41 +15,51 @@ def add(sub):
                        description="Run an experiment of the suite (or all) and write reports/<name>/README.md, "
                                    "runs.csv and PNG plots. Training runs are cached by config hash, so a "
                                    "second call reuses them and an interrupted 'all' resumes.")
-    p.add_argument("name", metavar="NAME|all",
-                   help=f"{', '.join(NAMES)}, or all")
-    p.add_argument("--quick", action="store_true", help="CPU-sized: tiny backbone, 128 px synthetic data")
+    p.add_argument("name", metavar="NAME[,NAME...]|all",
+                   help=f"{', '.join(NAMES)} (several joined by commas), or all")
+    p.add_argument("--quick", action="store_true",
+                   help="smoke-test scale (400 iterations, not converged); default: the converged scale")
+    p.add_argument("--full", action="store_true", help="GPU scale: ResNet-50, 512 px, 20000 iterations")
     p.add_argument("--data", help="COCO-layout folder (train/ val/ test/) replacing the default distribution")
-    p.add_argument("--seeds", type=int, default=2, help="seeds per configuration")
+    p.add_argument("--seeds", type=int, default=3, help="seeds per configuration")
+    p.add_argument("--jobs", type=int, default=1, help="training runs in parallel (one process each)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     p.add_argument("--out", default="reports", help="report folder")
     p.add_argument("--cache", help="run cache folder (default: OUT/.cache)")
     p.add_argument("--search-budget", type=int, default=12, help="anchor sets tried per search")
-    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
+    p.add_argument("--threads", type=int, default=0,
+                   help="torch CPU threads per training run (0: torch's default, or cores / --jobs)")
     p.set_defaults(func=cmd_experiment)
 
 
 def cmd_experiment(args) -> int:
     import torch
 
-    from metaanchor.tools.experiments.runner import FULL, QUICK, Runner
+    from metaanchor.tools.experiments.runner import CONVERGED, FULL, QUICK, Runner
     from metaanchor.tools.experiments.suite import EXPERIMENTS, Context, run_experiments
 
-    names = list(EXPERIMENTS) if args.name == "all" else [args.name]
-    if args.name != "all" and args.name not in EXPERIMENTS:
-        raise UserError(f"unknown experiment {args.name!r}; choose all or one of {', '.join(EXPERIMENTS)}")
+    names = list(EXPERIMENTS) if args.name == "all" else args.name.split(",")
+    for name in names:
+        if name not in EXPERIMENTS:
+            raise UserError(f"unknown experiment {name!r}; choose all or one of {', '.join(EXPERIMENTS)}")
     if args.seeds < 1:
         raise UserError(f"--seeds {args.seeds}: must be at least 1")
+    if args.jobs < 1:
+        raise UserError(f"--jobs {args.jobs}: must be at least 1")
+    if args.quick and args.full:
+        raise UserError("--quick and --full: choose one scale")
     if args.data and not Path(args.data).is_dir():
         raise UserError(f"--data {args.data}: not a dataset folder")
     if args.threads:
         torch.set_num_threads(args.threads)
     out = Path(args.out)
-    runner = Runner(args.cache or out / ".cache", QUICK if args.quick else FULL, device=args.device,
-                    data=args.data)
-    ctx = Context(runner, list(range(args.seeds)), out, search_budget=args.search_budget)
-    results = run_experiments(names, ctx)
+    scale = QUICK if args.quick else FULL if args.full else CONVERGED
+    runner = Runner(args.cache or out / ".cache", scale, device=args.device, data=args.data)
+    ctx = Context(runner, list(range(args.seeds)), out, search_budget=args.search_budget, jobs=args.jobs)
+    results = run_experiments(names, ctx, threads=args.threads)
     print(f"\ntrained {runner.trained} new runs; reports in {out}/")
     for name, res in results.items():
-        print(f"{name:<16}{'held' if res['held'] else 'not clearly':<13}{res['wall_s'] / 60:6.1f} min  "
+        held = sum(v.held for _, v in res["verdicts"])
+        print(f"{name:<16}{held}/{len(res['verdicts'])} claims held {res['wall_s'] / 60:6.1f} min  "
               f"{out / name / 'README.md'}")
     return 0

@@ -118,6 +118,55 @@ def line_plot(curves: dict[str, list[float]], path: Path, title: str, xlabel: st
     return Path(path)
 
 
+def curves_plot(curves: dict[str, list[list[tuple[int, float]]]], path: Path, title: str,
+                tail: float = 0.2) -> Path:
+    """Validation AP against iteration, one line per run, one colour per group: ``curves[group] = [curve per
+    run]``, each curve (iteration, AP) pairs; the last ``tail`` of the iterations (the plateau rule's
+    window) shaded."""
+    fig, ax = plt.subplots(figsize=(7.0, 4.0))
+    end = 0
+    for i, (name, runs) in enumerate(curves.items()):
+        for j, c in enumerate(r for r in runs if r):
+            ax.plot([x for x, _ in c], [y for _, y in c], color=f"C{i % 10}", alpha=0.75, lw=1.2,
+                    label=name if j == 0 else None)
+            end = max(end, c[-1][0])
+    if end:
+        ax.axvspan((1 - tail) * end, end, color="grey", alpha=0.12, label=f"last {tail:.0%}")
+    ax.set_xlabel("iteration")
+    ax.set_ylabel("validation AP")
+    ax.set_title(title, fontsize=10)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, ncol=2, loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return Path(path)
+
+
+def shift_plot(series: dict[str, list[tuple[float, list[float]]]], path: Path, title: str,
+               xlabel: str = "shift (octaves)") -> Path:
+    """AP against a shift, one line per series (mean over seeds, error bars half the range):
+    ``series[name] = [(x, values over seeds)]``. Names "A, B" share A's colour and B's line style."""
+    fig, ax = plt.subplots(figsize=(7.0, 4.0))
+    colours, styles = {}, {}
+    for name, pts in series.items():
+        a, _, b = name.partition(", ")
+        c = colours.setdefault(a, f"C{len(colours) % 10}")
+        ls = styles.setdefault(b, ("-", "--", ":", "-.")[len(styles) % 4])
+        stats = [mean_spread(v) for _, v in pts]
+        ax.errorbar([x for x, _ in pts], [m for m, _ in stats], yerr=[e for _, e in stats], color=c, ls=ls,
+                    marker=".", capsize=2, label=name)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("AP")
+    ax.set_title(title, fontsize=10)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, ncol=2)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return Path(path)
+
+
 def _short(label: str, n: int = 26) -> str:
     label = str(label)
     return label if len(label) <= n else label[: n - 1] + "…"

@@ -31,6 +31,24 @@ SPLIT_SEEDS = {"train": 0, "val": 1, "test": 2}  # synthetic seed offset of each
 SYNTH_BASE_SIZE = 128  # the synthetic presets' object sizes are for 128 px images
 LOCK = "training.lock"  # holds the pid of the process training a run (several runners may share a cache)
 LOCK_POLL_S = 10.0
+PLATEAU = 0.01  # a run has converged when its validation AP moves by at most this over the last PLATEAU_TAIL
+PLATEAU_TAIL = 0.2  # fraction of the iterations
+
+
+def plateau(curve: list[tuple[int, float]], tail: float = PLATEAU_TAIL, tol: float = PLATEAU) -> tuple[float, bool]:
+    """(range of validation AP over the last ``tail`` of the iterations, converged = range <= tol).
+
+    ``curve``: (iteration, AP) pairs in order. Fewer than two evaluations in the tail cannot show a
+    plateau: (nan, False).
+    """
+    if not curve:
+        return float("nan"), False
+    start = (1 - tail) * curve[-1][0]
+    last = [ap for it, ap in curve if it >= start]
+    if len(last) < 2:
+        return float("nan"), False
+    rng = max(last) - min(last)
+    return rng, rng <= tol + 1e-12
 
 
 def _alive(pid: int) -> bool:
@@ -65,20 +83,29 @@ class Scale:
     eval_batch: int = 32
     extra: tuple = field(default_factory=tuple)  # further KEY=VALUE overrides
     input_size: int = 0  # network input short side (0: image_size)
+    eval_period: int = 0  # validation AP every N iterations (the curve the plateau rule reads; 0: none)
+    distribution: str = "default"  # the synthetic box distribution the experiments train on (DISTRIBUTIONS)
 
     def describe(self) -> str:
-        return (f"{self.train_images} train / {self.val_images} val / {self.test_images} test synthetic images of "
-                f"{self.image_size} px"
+        return (f"{self.train_images} train / {self.val_images} val / {self.test_images} test synthetic "
+                f"'{self.distribution}' images of {self.image_size} px"
                 + (f" (network input {self.input_size} px)" if self.input_size not in (0, self.image_size) else "")
                 + f"; backbone {self.backbone} (FPN {self.fpn_channels} ch, {self.head_convs} "
                 f"head convs, generator width {self.hidden_dim}); {self.max_iter} iterations of batch "
-                f"{self.batch_size}, SGD lr {self.lr}, cosine schedule")
+                f"{self.batch_size}, SGD lr {self.lr}, cosine schedule"
+                + (f"; validation AP every {self.eval_period} iterations" if self.eval_period else ""))
 
 
 QUICK = Scale("quick", image_size=128, train_images=600, val_images=150, test_images=150, max_iter=400,
               batch_size=16, backbone="tiny", fpn_channels=64, head_convs=2, hidden_dim=16, lr=0.02,
-              warmup_iters=50)
-FULL = Scale("full", image_size=512, train_images=8000, val_images=1000, test_images=1000, max_iter=20000,
+              warmup_iters=50, eval_period=100)
+# The committed reports' scale: the demo's model (configs/demo.yaml) on 128 px 'elongated' shapes (h/w 1/4..4,
+# where the anchor ratios matter), trained until validation AP is flat (PLATEAU over the last 20 %).
+CONVERGED = Scale("converged", image_size=128, train_images=800, val_images=150, test_images=150, max_iter=1500,
+                  batch_size=16, backbone="tiny", fpn_channels=64, head_convs=2, hidden_dim=16, lr=0.02,
+                  warmup_iters=50, eval_period=100, distribution="elongated")
+SCALES = {s.name: s for s in (QUICK, CONVERGED)}
+FULL = Scale("full", image_size=512, train_images=8000, val_images=1000, test_images=1000, max_iter=15000,
              batch_size=16, backbone="resnet50", fpn_channels=256, head_convs=4, hidden_dim=32, lr=0.01,
              warmup_iters=500, eval_batch=16, extra=("model.head_norm=gn",))
 
@@ -120,6 +147,23 @@ class Run:
     @property
     def checkpoint(self) -> Path:
         return self.dir / "last.pt"
+
+    @property
+    def curve(self) -> list[tuple[int, float]]:
+        """Validation AP per evaluation, (iteration, AP), from the run's metrics.csv."""
+        import csv
+
+        path = self.dir / "metrics.csv"
+        if not path.is_file():
+            return []
+        with path.open(newline="") as f:
+            return [(int(r["iter"]), float(r["AP"])) for r in csv.DictReader(f) if r.get("AP")]
+
+    @property
+    def convergence(self) -> dict:
+        """``val_AP_last20_range`` and ``converged`` (the plateau rule) for runs.csv."""
+        rng, ok = plateau(self.curve)
+        return {"converged": ok, "val_AP_last20_range": rng}
 
 
 class Runner:
@@ -167,20 +211,27 @@ class Runner:
         return out
 
     # --------------------------------------------------------------- configs
+    @property
+    def main(self) -> str:
+        """The distribution the experiments train on: the scale's (``default`` is the user's ``--data``)."""
+        return "default" if self.data else self.scale.distribution
+
     def config(self, head: str = "metaanchor", anchors: str = "3x3", seed: int = 0, sample: bool = True,
-               distribution: str = "default", extra: tuple | list = ()) -> dict:
-        """The resolved training config of one run at this runner's scale."""
-        s = self.scale
+               distribution: str | None = None, extra: tuple | list = ()) -> dict:
+        """The resolved training config of one run at this runner's scale (on ``self.main`` by default)."""
+        s, distribution = self.scale, distribution or self.main
         cfg = load_config(None, [f"model.{k}={v}" for k, v in (
             ("backbone", s.backbone), ("head", head), ("fpn_channels", s.fpn_channels),
             ("head_convs", s.head_convs), ("hidden_dim", s.hidden_dim))] + [
             f"input.size={s.image_size}", f"solver.max_iter={s.max_iter}", f"solver.batch_size={s.batch_size}",
             f"solver.lr={s.lr}", f"solver.warmup_iters={s.warmup_iters}", f"eval.batch_size={s.eval_batch}",
             f"seed={seed}", f"anchors.sample={str(sample).lower()}", f"checkpoint.period={s.max_iter}",
-            *s.extra, *extra])
+            f"eval.period={s.eval_period}", *s.extra, *extra])
         set_key(cfg, "anchors.train", anchors)  # set directly: SPEC strings contain '=' and ';'
         set_key(cfg, "device", self.device)
         set_key(cfg, "data.train", str(self.dataset(distribution, "train")))
+        if s.eval_period:  # the validation curve of the plateau rule
+            set_key(cfg, "data.val", str(self.dataset(distribution, "val")))
         return cfg
 
     # -------------------------------------------------------------- training
@@ -267,11 +318,16 @@ class Runner:
         keys = [f"{Path(data_dir).name}|{anchor_key(spec)}" for spec in specs]
         missing = list({k: s for k, s in zip(keys, specs) if k not in cache}.items())
         if missing:
+            import warnings
+
             from metaanchor.engine.evaluate import evaluate_many
+            from metaanchor.families.base import AnchorRangeWarning
 
             t0 = time.time()
-            metrics = evaluate_many(self._model(run), self._data(Path(data_dir)), [s for _, s in missing],
-                                    self.scale.eval_batch, progress=False)
+            with warnings.catch_warnings():  # experiments leave the trained code range on purpose (reports say so)
+                warnings.simplefilter("ignore", AnchorRangeWarning)
+                metrics = evaluate_many(self._model(run), self._data(Path(data_dir)), [s for _, s in missing],
+                                        self.scale.eval_batch, progress=False)
             share = (time.time() - t0) / len(missing)
             for (key, spec), m in zip(missing, metrics):
                 cache[key] = {k: m[k] for k in KEPT_METRICS} | {"anchors": str(spec), "eval_s": share}

@@ -1,0 +1,83 @@
+"""The rules that turn per-seed AP values into the reports' verdicts (pure functions, tested both ways).
+
+Values are lists over seeds. The noise of a comparison is the sum of the two seed spreads (half the
+range over seeds, ``report.mean_spread``), at least ``TIE``: a difference within it is a tie.
+
+    compare([0.41, 0.43], [0.35, 0.36])              # 'higher'
+    robustness({"1x1": [..], ...}, {"1x1": [..], ...})   # Verdict: is MetaAnchor's spread over sets smaller?
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from metaanchor.tools.experiments.report import mean_spread
+
+TIE = 0.005  # AP differences below this (or within the seeds' spreads) are called ties
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """One claim's outcome: ``held`` (True: target met by more than the noise), the margin (positive: in the
+    claim's favour), the noise it was compared with, and one line saying so."""
+
+    held: bool
+    margin: float
+    noise: float
+    text: str
+
+
+def noise(a: list[float], b: list[float]) -> float:
+    """Sum of the two seed spreads, at least ``TIE``."""
+    return max(TIE, mean_spread(a)[1] + mean_spread(b)[1])
+
+
+def compare(a: list[float], b: list[float]) -> str:
+    """'higher' / 'lower' / 'tied' for the mean of ``a`` against ``b`` (tied: within ``noise``)."""
+    d = mean_spread(a)[0] - mean_spread(b)[0]
+    if abs(d) <= noise(a, b):
+        return "tied"
+    return "higher" if d > 0 else "lower"
+
+
+def at_least(a: list[float], b: list[float], what: str) -> Verdict:
+    """Claim ``a >= b``: held unless ``a`` is lower by more than the noise (e.g. searched vs training set)."""
+    (ma, _), (mb, _) = mean_spread(a), mean_spread(b)
+    v, n = compare(a, b), noise(a, b)
+    return Verdict(v != "lower", ma - mb, n, f"{what}: {ma:.3f} vs {mb:.3f}, Δ {ma - mb:+.3f} "
+                                             f"({'within' if v == 'tied' else 'beyond'} the noise {n:.3f})")
+
+
+def better(a: list[float], b: list[float], what: str) -> Verdict:
+    """Claim ``a > b`` by more than the noise (e.g. MetaAnchor vs baseline on a poor anchor set)."""
+    (ma, _), (mb, _) = mean_spread(a), mean_spread(b)
+    v, n = compare(a, b), noise(a, b)
+    return Verdict(v == "higher", ma - mb, n, f"{what}: {ma:.3f} vs {mb:.3f}, Δ {ma - mb:+.3f} "
+                                              f"({'beyond' if v != 'tied' else 'within'} the noise {n:.3f})")
+
+
+def spread(per_set: dict[str, list[float]]) -> tuple[float, float]:
+    """(max - min over anchor sets of the mean AP, largest seed spread of one set)."""
+    means = [mean_spread(v)[0] for v in per_set.values()]
+    return float(np.ptp(means)), max(mean_spread(v)[1] for v in per_set.values())
+
+
+def robustness(meta: dict[str, list[float]], base: dict[str, list[float]]) -> Verdict:
+    """Claim: MetaAnchor's AP varies less across anchor sets than the baseline's.
+
+    Held when the baseline's range of mean AP over the sets exceeds MetaAnchor's by more than the noise
+    (the two largest per-set seed spreads added, at least ``TIE``): a range is a difference of two means,
+    so its noise is of the order of the seed spreads.
+    """
+    (rm, sm), (rb, sb) = spread(meta), spread(base)
+    n = max(TIE, sm + sb)
+    held = rb - rm > n
+    return Verdict(held, rb - rm, n, f"range of mean AP over {len(meta)} anchor sets: MetaAnchor {rm:.3f}, "
+                                     f"baseline {rb:.3f}, Δ {rb - rm:+.3f} in MetaAnchor's favour "
+                                     f"({'beyond' if abs(rb - rm) > n else 'within'} the noise {n:.3f})")
+
+
+def all_held(verdicts: list[Verdict]) -> bool:
+    return bool(verdicts) and all(v.held for v in verdicts)
