@@ -446,3 +446,32 @@ def test_parallel_training_of_planned_runs(tmp_path):
         summary = tmp_path / "cache" / "runs" / config_key(c, runner.root) / "summary.json"
         assert json.loads(summary.read_text())["iterations"] == MICRO.max_iter
     assert train_planned(ctx, [Planned(c, c["seed"]) for c in cfgs]) == 0  # cached
+
+
+def test_cli_experiment_scales_and_their_errors(capsys):
+    from metaanchor.cli.experiment import SCALE_NAMES
+    from metaanchor.tools.experiments.runner import SCALES
+
+    assert set(SCALE_NAMES) == set(SCALES)
+    assert main(["experiment", "search", "--scale", "bccd"]) == 2
+    assert ("--scale bccd: needs --data (e.g. data/bccd with train/ val/ test/, see configs/bccd.yaml)"
+            in capsys.readouterr().err)
+    assert main(["experiment", "search", "--quick", "--scale", "full"]) == 2
+    assert "--quick and --scale full: choose one scale" in capsys.readouterr().err
+    assert main(["experiment", "search,nope", "--quick"]) == 2
+    assert "unknown experiment 'nope'" in capsys.readouterr().err
+    assert main(["experiment", "search", "--jobs", "0"]) == 2
+    assert "--jobs 0: must be at least 1" in capsys.readouterr().err
+
+
+def test_bccd_scale_is_configs_bccd(tmp_path):
+    from metaanchor.config import load_config
+    from metaanchor.tools.experiments.runner import BCCD
+
+    runner = Runner(tmp_path, BCCD, device="cpu", data=str(tmp_path), train_fn=CountingTrain(), log=lambda s: None)
+    cfg, want = runner.config("metaanchor", "3x3", 0), load_config("configs/bccd.yaml", [])
+    for key in ("model.backbone", "model.fpn_channels", "model.head_convs", "model.hidden_dim", "input.size",
+                "input.max_size", "input.augment", "solver.max_iter", "solver.batch_size", "solver.lr",
+                "solver.warmup_iters", "solver.ema", "solver.ema_tau", "eval.period", "data.workers"):
+        section, name = key.split(".")
+        assert cfg[section][name] == want[section][name], key

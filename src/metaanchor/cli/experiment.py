@@ -7,6 +7,7 @@ from pathlib import Path
 from metaanchor.errors import UserError
 
 # the suite's experiments (tools.experiments.suite.EXPERIMENTS), named here so `--help` imports no torch
+SCALE_NAMES = ("converged", "quick", "full", "bccd")  # tools.experiments.runner.SCALES
 NAMES = ("anchor-configs", "cross-eval", "search", "transfer", "data-dependent", "generator", "yolo")
 
 
@@ -17,9 +18,11 @@ def add(sub):
                                    "second call reuses them and an interrupted 'all' resumes.")
     p.add_argument("name", metavar="NAME[,NAME...]|all",
                    help=f"{', '.join(NAMES)} (several joined by commas), or all")
-    p.add_argument("--quick", action="store_true",
-                   help="smoke-test scale (400 iterations, not converged); default: the converged scale")
-    p.add_argument("--full", action="store_true", help="GPU scale: ResNet-50, 512 px, 20000 iterations")
+    p.add_argument("--quick", action="store_true", help="the smoke-test scale (= --scale quick: 400 iterations, "
+                                                          "not converged)")
+    p.add_argument("--scale", choices=SCALE_NAMES, default="converged",
+                   help="converged (default: the committed reports), quick, full (GPU: ResNet-50, 512 px), "
+                        "bccd (configs/bccd.yaml; needs --data)")
     p.add_argument("--data", help="COCO-layout folder (train/ val/ test/) replacing the default distribution")
     p.add_argument("--seeds", type=int, default=3, help="seeds per configuration")
     p.add_argument("--jobs", type=int, default=1, help="training runs in parallel (one process each)")
@@ -35,7 +38,7 @@ def add(sub):
 def cmd_experiment(args) -> int:
     import torch
 
-    from metaanchor.tools.experiments.runner import CONVERGED, FULL, QUICK, Runner
+    from metaanchor.tools.experiments.runner import SCALES, Runner
     from metaanchor.tools.experiments.suite import EXPERIMENTS, Context, run_experiments
 
     names = list(EXPERIMENTS) if args.name == "all" else args.name.split(",")
@@ -46,14 +49,16 @@ def cmd_experiment(args) -> int:
         raise UserError(f"--seeds {args.seeds}: must be at least 1")
     if args.jobs < 1:
         raise UserError(f"--jobs {args.jobs}: must be at least 1")
-    if args.quick and args.full:
-        raise UserError("--quick and --full: choose one scale")
+    if args.quick and args.scale not in ("converged", "quick"):
+        raise UserError(f"--quick and --scale {args.scale}: choose one scale")
+    scale = SCALES["quick" if args.quick else args.scale]
+    if scale.name == "bccd" and not args.data:
+        raise UserError("--scale bccd: needs --data (e.g. data/bccd with train/ val/ test/, see configs/bccd.yaml)")
     if args.data and not Path(args.data).is_dir():
         raise UserError(f"--data {args.data}: not a dataset folder")
     if args.threads:
         torch.set_num_threads(args.threads)
     out = Path(args.out)
-    scale = QUICK if args.quick else FULL if args.full else CONVERGED
     runner = Runner(args.cache or out / ".cache", scale, device=args.device, data=args.data)
     ctx = Context(runner, list(range(args.seeds)), out, search_budget=args.search_budget, jobs=args.jobs)
     results = run_experiments(names, ctx, threads=args.threads)

@@ -85,7 +85,8 @@ def scale_section(ctx: Context, runs: list[Run], wall: float, extra: str = "", s
     unique = list({r.key: r for r in runs}.values())
     train_s = sum(r.summary.get("wall_time_s", 0.0) for r in unique)
     eval_s = ctx.runner.eval_seconds - ctx.eval_mark
-    return (f"## Scale\n\n- {(scale or ctx.runner.scale).describe()}.\n- Seeds: {', '.join(map(str, ctx.seeds))} "
+    what = (scale or ctx.runner.scale).describe(ctx.runner.data)
+    return (f"## Scale\n\n- {what}.\n- Seeds: {', '.join(map(str, ctx.seeds))} "
             f"(tables: mean ± half the range over seeds).\n- Device: {device_name(ctx)}. Training runs used: "
             f"{len(unique)}; compute: {train_s / 60:.1f} min of training + {eval_s / 60:.1f} min of evaluation "
             f"(cached runs and evaluations included, measured when they ran; on CPU two runs shared the 2 cores "

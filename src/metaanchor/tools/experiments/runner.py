@@ -86,14 +86,17 @@ class Scale:
     eval_period: int = 0  # validation AP every N iterations (the curve the plateau rule reads; 0: none)
     distribution: str = "default"  # the synthetic box distribution the experiments train on (DISTRIBUTIONS)
 
-    def describe(self) -> str:
-        return (f"{self.train_images} train / {self.val_images} val / {self.test_images} test synthetic "
-                f"'{self.distribution}' images of {self.image_size} px"
-                + (f" (network input {self.input_size} px)" if self.input_size not in (0, self.image_size) else "")
-                + f"; backbone {self.backbone} (FPN {self.fpn_channels} ch, {self.head_convs} "
+    def describe(self, data: str | None = None) -> str:
+        """One sentence: data, model, schedule (``data``: the user's dataset folder replacing the synthetic one)."""
+        images = (f"dataset {data} (its train/val/test splits), network input {self.input_size or self.image_size} px"
+                  if data else f"{self.train_images} train / {self.val_images} val / {self.test_images} test synthetic "
+                  f"'{self.distribution}' images of {self.image_size} px"
+                  + (f" (network input {self.input_size} px)" if self.input_size not in (0, self.image_size) else ""))
+        return (images + f"; backbone {self.backbone} (FPN {self.fpn_channels} ch, {self.head_convs} "
                 f"head convs, generator width {self.hidden_dim}); {self.max_iter} iterations of batch "
                 f"{self.batch_size}, SGD lr {self.lr}, cosine schedule"
-                + (f"; validation AP every {self.eval_period} iterations" if self.eval_period else ""))
+                + (f"; validation AP every {self.eval_period} iterations" if self.eval_period else "")
+                + (f"; also {' '.join(self.extra)}" if self.extra else ""))
 
 
 QUICK = Scale("quick", image_size=128, train_images=600, val_images=150, test_images=150, max_iter=400,
@@ -104,10 +107,15 @@ QUICK = Scale("quick", image_size=128, train_images=600, val_images=150, test_im
 CONVERGED = Scale("converged", image_size=128, train_images=800, val_images=150, test_images=150, max_iter=1500,
                   batch_size=16, backbone="tiny", fpn_channels=64, head_convs=2, hidden_dim=16, lr=0.02,
                   warmup_iters=50, eval_period=100, distribution="elongated")
-SCALES = {s.name: s for s in (QUICK, CONVERGED)}
+# configs/bccd.yaml as a scale, for `--data data/bccd --scale bccd` (real photos; 31 min per run on 2 CPU cores)
+BCCD = Scale("bccd", image_size=384, train_images=0, val_images=0, test_images=0, max_iter=1100, batch_size=8,
+             backbone="tiny", fpn_channels=64, head_convs=2, hidden_dim=16, lr=0.01, warmup_iters=100, eval_batch=8,
+             eval_period=110, extra=("input.max_size=512", "input.augment=light", "solver.ema=0.999",
+                                     "solver.ema_tau=200", "data.workers=2"))
 FULL = Scale("full", image_size=512, train_images=8000, val_images=1000, test_images=1000, max_iter=15000,
              batch_size=16, backbone="resnet50", fpn_channels=256, head_convs=4, hidden_dim=32, lr=0.01,
-             warmup_iters=500, eval_batch=16, extra=("model.head_norm=gn",))
+             warmup_iters=500, eval_batch=16, eval_period=1000, extra=("model.head_norm=gn",))
+SCALES = {s.name: s for s in (QUICK, CONVERGED, FULL, BCCD)}
 
 
 def config_key(cfg: dict, root: Path) -> str:

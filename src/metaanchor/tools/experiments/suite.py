@@ -139,7 +139,7 @@ the noise (the sum of the two seed spreads, half-ranges over seeds, at least 0.0
 claim is in its report and in `metaanchor/tools/experiments/verdicts.py`. Every run logs validation AP during
 training; a run counts as converged when that AP moves by at most {PLATEAU} over the last {PLATEAU_TAIL:.0%} of
 its iterations (each report's `runs.csv` has `seed` and `converged` columns and a `val_curves.png`).
-Last invocation: {device_name(ctx)}, scale {ctx.runner.scale.name} ({ctx.runner.scale.describe()}).
+Last invocation: {device_name(ctx)}, scale {ctx.runner.scale.name} ({ctx.runner.scale.describe(ctx.runner.data)}).
 Real data (BCCD blood-cell photos, MetaAnchor vs predefined anchors, 3 seeds each): [bccd/](bccd/README.md).
 
 {INDEX_HEAD}
