@@ -202,6 +202,17 @@ def test_ties_follow_the_seed_spread():
     assert compare([0.39, 0.41], [0.30, 0.30]) == "higher"  # 0.1 apart, spreads only 0.01
 
 
+def test_schedule_verdict_both_ways():
+    from metaanchor.tools.experiments.schedule import GAIN, long_enough
+
+    ok = long_enough([0.30, 0.30], [0.305, 0.305], "baseline")  # gain 0.005 <= 0.01 + 0.005
+    assert ok.held and ok.margin == pytest.approx(GAIN + 0.005 - 0.005)
+    assert ok.text == ("baseline: test AP 0.300 -> 0.305 with twice the iterations, gain +0.005 "
+                       "(allowed 0.01 + noise 0.005)")
+    short = long_enough([0.26, 0.27], [0.32, 0.33], "baseline")  # gain 0.06 > 0.01 + 0.01
+    assert not short.held and short.margin == pytest.approx(0.02 - 0.06)
+
+
 def test_verdict_rules_both_ways():
     assert verdicts.better([0.40, 0.42], [0.30, 0.31], "x").held  # +0.105 beyond noise 0.015
     assert not verdicts.better([0.31, 0.33], [0.30, 0.31], "x").held  # +0.015 within noise 0.015
@@ -406,8 +417,8 @@ def test_suite_plans_each_shared_run_once(tmp_path, synth_dirs):
     # anchor-configs 12; cross-eval adds fixed and sampled ±1 on 3x3 (its matrix and ±0.5 are anchor-configs'
     # MetaAnchor runs); search none; transfer 4 (its elongated pair is anchor-configs' 3x3 pair: MICRO's
     # distribution is 'default', so here the default -> tall pair is the shared one); data-dependent 1;
-    # generator 2 widths (its fixed run is cross-eval's); yolo 2
-    assert len(runs) == 12 + 2 + 0 + 4 + 1 + 2 + 2
+    # generator 2 widths (its fixed run is cross-eval's); yolo 2; schedule 2 (the 3x3 pair twice as long)
+    assert len(runs) == 12 + 2 + 0 + 4 + 1 + 2 + 2 + 2
     keys = {config_key(p.cfg, ctx.runner.root) for p in runs}
     assert len(keys) == len(runs)
 

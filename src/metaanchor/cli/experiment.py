@@ -8,7 +8,7 @@ from metaanchor.errors import UserError
 
 # the suite's experiments (tools.experiments.suite.EXPERIMENTS), named here so `--help` imports no torch
 SCALE_NAMES = ("converged", "quick", "full", "bccd")  # tools.experiments.runner.SCALES
-NAMES = ("anchor-configs", "cross-eval", "search", "transfer", "data-dependent", "generator", "yolo")
+NAMES = ("anchor-configs", "schedule", "cross-eval", "search", "transfer", "data-dependent", "generator", "yolo")
 
 
 def add(sub):

@@ -1,6 +1,7 @@
 """The experiment suite: which experiments exist, training their runs (in parallel), the reports' index.
 
     anchor-configs  baseline vs MetaAnchor, each trained and tested with one anchor set (robustness)
+    schedule        is the scale's schedule long enough? (the 3x3 pair trained twice as long)
     cross-eval      MetaAnchor trained with set A, evaluated with set B; generalisation curve
     search          anchor search on the validation split, test AP of the found set (good and poor model)
     transfer        train on one box distribution, test on another, with the same or adapted anchors
@@ -25,6 +26,7 @@ from metaanchor.tools.experiments import (
     cross_eval,
     data_dependent,
     generator,
+    schedule,
     search,
     transfer,
     yolo,
@@ -32,7 +34,7 @@ from metaanchor.tools.experiments import (
 from metaanchor.tools.experiments.context import Context, Planned, device_name
 from metaanchor.tools.experiments.runner import PLATEAU, PLATEAU_TAIL, Runner, Scale, config_key
 
-EXPERIMENTS = {"anchor-configs": anchor_configs, "cross-eval": cross_eval, "search": search,
+EXPERIMENTS = {"anchor-configs": anchor_configs, "schedule": schedule, "cross-eval": cross_eval, "search": search,
                "transfer": transfer, "data-dependent": data_dependent, "generator": generator, "yolo": yolo}
 
 
