@@ -76,12 +76,15 @@ def train_planned(ctx: Context, planned: list[Planned], threads: int = 0) -> int
 
     threads = threads or max(1, (os.cpu_count() or 1) // ctx.jobs)
     t0, finished = time.time(), 0
-    with ProcessPoolExecutor(ctx.jobs, mp_context=get_context("spawn")) as pool:
+    pool = ProcessPoolExecutor(ctx.jobs, mp_context=get_context("spawn"))
+    try:
         futures = [pool.submit(_train_worker, str(r.root), r.scale, r.device, r.data, p.cfg, threads) for p in todo]
         for f in as_completed(futures):
             f.result()  # a failed run stops the suite with its error
             finished += 1
             r.log(f"[{finished}/{len(todo)} runs trained, {(time.time() - t0) / 60:.1f} min]")
+    finally:  # Ctrl-C or an error: queued runs never start; running ones save (their own SIGINT handling)
+        pool.shutdown(wait=True, cancel_futures=True)
     r.trained += len(todo)
     return len(todo)
 
