@@ -23,7 +23,7 @@ from metaanchor.tools.experiments.context import ANCHOR_SETS, POOR, SQUARE, Cont
 from metaanchor.tools.experiments.runner import Run, Runner, Scale, config_key, plateau
 from metaanchor.tools.experiments.verdicts import compare
 
-MICRO = Scale("micro", image_size=64, train_images=6, val_images=3, test_images=3, max_iter=2, batch_size=2,
+MICRO = Scale("micro", image_size=64, train_images=6, val_images=3, test_images=3, max_iter=4, batch_size=2,
               backbone="tiny", fpn_channels=8, head_convs=1, hidden_dim=4, lr=0.01, warmup_iters=1, eval_batch=3)
 
 
@@ -60,7 +60,7 @@ def test_config_key_ignores_device_and_absolute_paths(tmp_path):
 def test_real_micro_run_and_cached_evaluation(tmp_path, monkeypatch):
     runner = Runner(tmp_path, MICRO, device="cpu", log=lambda s: None)
     run = runner.train(runner.config("metaanchor", "1x1", seed=0))
-    assert run.checkpoint.is_file() and run.summary["iterations"] == 2
+    assert run.checkpoint.is_file() and run.summary["iterations"] == MICRO.max_iter
     test = runner.dataset("default", "test")
     m = runner.evaluate(run, test, "2x3")
     assert set(m) >= {"AP", "AP50"} and 0.0 <= m["AP"] <= 1.0
@@ -417,8 +417,9 @@ def test_suite_plans_each_shared_run_once(tmp_path, synth_dirs):
     # anchor-configs 12; cross-eval adds fixed and sampled ±1 on 3x3 (its matrix and ±0.5 are anchor-configs'
     # MetaAnchor runs); search none; transfer 4 (its elongated pair is anchor-configs' 3x3 pair: MICRO's
     # distribution is 'default', so here the default -> tall pair is the shared one); data-dependent 1;
-    # generator 2 widths (its fixed run is cross-eval's); yolo 2; schedule 2 (the 3x3 pair twice as long)
-    assert len(runs) == 12 + 2 + 0 + 4 + 1 + 2 + 2 + 2
+    # generator 2 widths (its fixed run is cross-eval's); yolo 2; schedule 4 (the 3x3 pair with a quarter and
+    # half of the iterations)
+    assert len(runs) == 12 + 2 + 0 + 4 + 1 + 2 + 2 + 4
     keys = {config_key(p.cfg, ctx.runner.root) for p in runs}
     assert len(keys) == len(runs)
 

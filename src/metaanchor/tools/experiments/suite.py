@@ -103,7 +103,7 @@ def run_experiments(names: list[str], ctx: Context, threads: int = 0) -> dict[st
 
 
 INDEX_HEAD = "| experiment | claim | held? | margin | noise | scale, seeds |"
-NOT_RUN = "(no verdict yet: not run with this suite)"
+NOT_RUN = "(no verdict at this scale yet; any report in the folder is an older one)"
 
 
 def index_rows(ctx: Context, results: dict[str, dict]) -> dict[tuple[str, str], str]:
@@ -125,8 +125,8 @@ def write_index(ctx: Context, results: dict[str, dict]) -> Path:
                 old[(cells[0].split("]")[0][1:], cells[1])] = line
     old = {k: v for k, v in old.items() if k[0] not in results and k[1] != NOT_RUN} | index_rows(ctx, results)
     lines = [old[k] for n in EXPERIMENTS for k in old if k[0] == n]
-    lines += [f"| [{n}]({n}/README.md) | {NOT_RUN} | – | – | – | – |" for n in EXPERIMENTS
-              if not any(k[0] == n for k in old)]
+    lines += [(f"| [{n}]({n}/README.md)" if (ctx.out / n / "README.md").is_file() else f"| {n}")
+              + f" | {NOT_RUN} | – | – | – | – |" for n in EXPERIMENTS if not any(k[0] == n for k in old)]
     text = f"""# Experiments: the paper's claims
 
 MetaAnchor (Yang et al., NeurIPS 2018) claims that generating the anchor functions from the anchor boxes
