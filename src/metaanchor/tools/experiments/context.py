@@ -89,8 +89,8 @@ def scale_section(ctx: Context, runs: list[Run], wall: float, extra: str = "", s
     return (f"## Scale\n\n- {what}.\n- Seeds: {', '.join(map(str, ctx.seeds))} "
             f"(tables: mean ± half the range over seeds).\n- Device: {device_name(ctx)}. Training runs used: "
             f"{len(unique)}; compute: {train_s / 60:.1f} min of training + {eval_s / 60:.1f} min of evaluation "
-            f"(cached runs and evaluations included, measured when they ran; on CPU two runs shared the 2 cores "
-            f"of the machine, one thread each); wall time of this report's last invocation: {wall / 60:.1f} min."
+            f"(cached runs and evaluations included, measured when they ran, often beside other runs on the same "
+            f"machine, so they are not speeds); wall time of this report's last invocation: {wall / 60:.1f} min."
             f"\n- Metrics: COCO AP (IoU .50:.95) and AP50 from pycocotools on the test split "
             f"({ctx.runner.scale.test_images} images), never the training data.{extra}")
 
@@ -106,7 +106,9 @@ def curves_section(d: Path, groups: dict[str, list[Run]], title: str) -> str:
     worst = f"; largest range {max(ranges):.3f}" if ranges else ""
     return (f"## Convergence\n\n{ok} of {len(conv)} runs converged by the plateau rule (validation AP within "
             f"{PLATEAU} over the last {PLATEAU_TAIL:.0%} of the iterations; `converged` and "
-            f"`val_AP_last20_range` in runs.csv){worst}.\n\n![validation curves](val_curves.png)")
+            f"`val_AP_last20_range` in runs.csv){worst}. A cosine schedule flattens every run at its end, so the "
+            f"rule alone is weak evidence: [schedule](../schedule/README.md) trains the same models for longer."
+            f"\n\n![validation curves](val_curves.png)")
 
 
 def verdict_section(verdicts: list[tuple[str, Verdict]], paper: str, would_change: str) -> str:
