@@ -16,6 +16,7 @@ run the named experiments plan (``ctx.jobs`` at a time, one process each), then 
 
 from __future__ import annotations
 
+import os
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from multiprocessing import get_context
@@ -72,8 +73,6 @@ def train_planned(ctx: Context, planned: list[Planned], threads: int = 0) -> int
         for p in todo:
             r.train(p.cfg)
         return len(todo)
-    import os
-
     threads = threads or max(1, (os.cpu_count() or 1) // ctx.jobs)
     t0, finished = time.time(), 0
     pool = ProcessPoolExecutor(ctx.jobs, mp_context=get_context("spawn"))
