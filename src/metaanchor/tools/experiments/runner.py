@@ -246,10 +246,17 @@ class Runner:
         return cfg
 
     # -------------------------------------------------------------- training
+    def run_dir(self, cfg: dict) -> Path:
+        """The cache folder of ``cfg``'s run (``summary.json`` in it once the run has finished)."""
+        return self.root / "runs" / config_key(cfg, self.root)
+
+    def is_trained(self, cfg: dict) -> bool:
+        return (self.run_dir(cfg) / "summary.json").is_file()
+
     def train(self, cfg: dict) -> Run:
         """Train ``cfg`` unless its run is cached; returns the finished run."""
-        key = config_key(cfg, self.root)
-        run_dir = self.root / "runs" / key
+        run_dir = self.run_dir(cfg)
+        key = run_dir.name
         summary_file = run_dir / "summary.json"
         if summary_file.is_file():
             return Run(key, run_dir, cfg, json.loads(summary_file.read_text()))

@@ -56,9 +56,10 @@ def run(ctx: Context) -> dict:
         write_anchor_file(AnchorSet.parse(best), d / f"found_{_slug(a)}_seed{seed}.json", search="greedy on val AP",
                           spec=best)
         specs = {"training set": a, "k-means fit (K=9)": str(fitted_file), "searched": best}
-        for kind, m in zip(specs, r.evaluate_sets(run_, ctx.test(), list(specs.values()))):
-            rows.append(row(run_, seed, trained_with=label(a), anchors=kind, spec=specs[kind],
-                            val_AP=r.evaluate(run_, ctx.val(), specs[kind])["AP"], **metrics(m)))
+        val = r.evaluate_sets(run_, ctx.val(), list(specs.values()))
+        for kind, m, v in zip(specs, r.evaluate_sets(run_, ctx.test(), list(specs.values())), val):
+            rows.append(row(run_, seed, trained_with=label(a), anchors=kind, spec=specs[kind], val_AP=v["AP"],
+                            **metrics(m)))
     report.write_csv(rows, d / "runs.csv")
     report.write_csv(tried_rows, d / "tried.csv")
     report.line_plot(curves, d / "search_progress.png", "greedy search: best validation AP so far",

@@ -66,7 +66,7 @@ def train_planned(ctx: Context, planned: list[Planned], threads: int = 0) -> int
     worker processes (spawned; ``threads`` torch threads each, default cores / jobs). Returns the number of
     runs trained. Two suites sharing a cache coordinate through the runs' lock files."""
     r = ctx.runner
-    todo = [p for p in planned if not (r.root / "runs" / config_key(p.cfg, r.root) / "summary.json").is_file()]
+    todo = [p for p in planned if not r.is_trained(p.cfg)]
     r.log(f"{len(planned)} training runs planned, {len(planned) - len(todo)} cached, {len(todo)} to train"
           + (f" ({ctx.jobs} at a time)" if ctx.jobs > 1 and todo else ""))
     if ctx.jobs <= 1 or len(todo) <= 1:

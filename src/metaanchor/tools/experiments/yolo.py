@@ -75,8 +75,9 @@ def _sets(ctx: Context) -> tuple[dict[str, str], str, float, int]:
     return sets, str(train_file), k_scale, size
 
 
-def plan(ctx: Context) -> list[Planned]:
-    r, train_file = ctx.runner, _sets(ctx)[1]
+def plan(ctx: Context, train_file: str | None = None) -> list[Planned]:
+    """The YOLOv2 pair per seed, trained with ``train_file`` (default: fitted now by ``_sets``)."""
+    r, train_file = ctx.runner, train_file or _sets(ctx)[1]
     return [Planned(r.config(head, train_file, seed, sample=head != "predefined", extra=yolo_overrides(r.scale)),
                     seed, {"head": head}) for seed in ctx.seeds for head in ("predefined", "metaanchor")]
 
@@ -85,9 +86,9 @@ def run(ctx: Context) -> dict:
     t0, r, rows = time.time(), ctx.runner, []
     d = ctx.dir("yolo")
     extra = yolo_overrides(r.scale)
-    sets, _, k_scale, size = _sets(ctx)
+    sets, train_file, k_scale, size = _sets(ctx)
     train_label = f"k-means k={YOLO_K} (training)"
-    done = [(p, r.train(p.cfg)) for p in plan(ctx)]
+    done = [(p, r.train(p.cfg)) for p in plan(ctx, train_file)]
     names = {"predefined": "YOLOv2", "metaanchor": "YOLOv2 + MetaAnchor"}
     for p, run_ in done:
         head = p.info["head"]
