@@ -47,7 +47,7 @@ def curve_sets() -> dict[tuple[str, float], str]:
 
 def _variant_cfg(ctx: Context, name: str, seed: int) -> dict:
     sample, jitter = VARIANTS[name]
-    extra = (f"anchors.scale_jitter={jitter}", f"anchors.ratio_jitter={jitter}") if sample and jitter != 0.5 else ()
+    extra = (f"anchors.scale_jitter={jitter}", f"anchors.ratio_jitter={jitter}") if sample else ()
     return ctx.runner.config("metaanchor", BASE, seed, sample=sample, extra=extra)
 
 

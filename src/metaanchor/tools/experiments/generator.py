@@ -34,8 +34,7 @@ def _variants(ctx: Context) -> dict[str, tuple[bool, int]]:
 
 def plan(ctx: Context) -> list[Planned]:
     r = ctx.runner
-    return [Planned(r.config("metaanchor", "3x3", seed, sample=sample,
-                             extra=() if w == r.scale.hidden_dim else (f"model.hidden_dim={w}",)),
+    return [Planned(r.config("metaanchor", "3x3", seed, sample=sample, extra=(f"model.hidden_dim={w}",)),
                     seed, {"variant": name})
             for seed in ctx.seeds for name, (sample, w) in _variants(ctx).items()]
 

@@ -32,8 +32,8 @@ def iterations(ctx: Context, factor: float) -> int:
 
 def _cfg(ctx: Context, head: str, factor: float, seed: int) -> dict:
     n = iterations(ctx, factor)
-    extra = () if factor == 1 else (f"solver.max_iter={n}", f"checkpoint.period={n}")
-    return ctx.runner.config(head, "3x3", seed, sample=head != "predefined", extra=extra)
+    return ctx.runner.config(head, "3x3", seed, sample=head != "predefined",
+                             extra=(f"solver.max_iter={n}", f"checkpoint.period={n}"))
 
 
 def plan(ctx: Context) -> list[Planned]:

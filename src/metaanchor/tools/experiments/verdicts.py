@@ -42,20 +42,22 @@ def compare(a: list[float], b: list[float]) -> str:
     return "higher" if d > 0 else "lower"
 
 
-def at_least(a: list[float], b: list[float], what: str) -> Verdict:
-    """Claim ``a >= b``: held unless ``a`` is lower by more than the noise (e.g. searched vs training set)."""
+def _difference(a: list[float], b: list[float], what: str, held: set[str]) -> Verdict:
+    """The mean of ``a`` against ``b``; held when ``compare`` gives one of ``held``."""
     (ma, _), (mb, _) = mean_spread(a), mean_spread(b)
     v, n = compare(a, b), noise(a, b)
-    return Verdict(v != "lower", ma - mb, n, f"{what}: {ma:.3f} vs {mb:.3f}, Δ {ma - mb:+.3f} "
-                                             f"({'within' if v == 'tied' else 'beyond'} the noise {n:.3f})")
+    return Verdict(v in held, ma - mb, n, f"{what}: {ma:.3f} vs {mb:.3f}, Δ {ma - mb:+.3f} "
+                                          f"({'within' if v == 'tied' else 'beyond'} the noise {n:.3f})")
+
+
+def at_least(a: list[float], b: list[float], what: str) -> Verdict:
+    """Claim ``a >= b``: held unless ``a`` is lower by more than the noise (e.g. searched vs training set)."""
+    return _difference(a, b, what, {"higher", "tied"})
 
 
 def better(a: list[float], b: list[float], what: str) -> Verdict:
     """Claim ``a > b`` by more than the noise (e.g. MetaAnchor vs baseline on a poor anchor set)."""
-    (ma, _), (mb, _) = mean_spread(a), mean_spread(b)
-    v, n = compare(a, b), noise(a, b)
-    return Verdict(v == "higher", ma - mb, n, f"{what}: {ma:.3f} vs {mb:.3f}, Δ {ma - mb:+.3f} "
-                                              f"({'beyond' if v != 'tied' else 'within'} the noise {n:.3f})")
+    return _difference(a, b, what, {"higher"})
 
 
 def spread(per_set: dict[str, list[float]]) -> tuple[float, float]:
