@@ -14,6 +14,7 @@ Ctrl-C (SIGINT) or SIGTERM during training finishes the current iteration, saves
 from __future__ import annotations
 
 import csv
+import io
 import math
 import os
 import sys
@@ -307,17 +308,11 @@ class Trainer:
         with path.open(newline="") as f:
             rows = [r for r in csv.DictReader(f) if r.get("iter", "").isdigit() and None not in r.values()]
         keep = [r for r in rows if int(r["iter"]) <= upto]
-        tmp = path.with_name(".metrics.csv.tmp")
-        with writing(path):
-            try:
-                with tmp.open("w", newline="") as f:
-                    w = csv.DictWriter(f, CSV_FIELDS, extrasaction="ignore")
-                    w.writeheader()
-                    w.writerows(keep)
-                os.replace(tmp, path)
-            except BaseException:
-                tmp.unlink(missing_ok=True)
-                raise
+        text = io.StringIO(newline="")
+        w = csv.DictWriter(text, CSV_FIELDS, extrasaction="ignore")
+        w.writeheader()
+        w.writerows(keep)
+        write_text(path, text.getvalue())
 
     def train(self) -> dict:
         """Run to ``solver.max_iter``; returns the final summary (metrics per anchor set)."""
