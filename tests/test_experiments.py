@@ -417,11 +417,46 @@ def test_suite_plans_each_shared_run_once(tmp_path, synth_dirs):
     # anchor-configs 12; cross-eval adds fixed and sampled ±1 on 3x3 (its matrix and ±0.5 are anchor-configs'
     # MetaAnchor runs); search none; transfer 4 (its elongated pair is anchor-configs' 3x3 pair: MICRO's
     # distribution is 'default', so here the default -> tall pair is the shared one); data-dependent 1;
-    # generator 2 widths (its fixed run is cross-eval's); yolo 2; schedule 4 (the 3x3 pair with a quarter and
-    # half of the iterations)
+    # generator 2 widths (its fixed run is cross-eval's); yolo 2; schedule 4 (the 3x3 pair with half and twice
+    # the iterations)
     assert len(runs) == 12 + 2 + 0 + 4 + 1 + 2 + 2 + 4
     keys = {config_key(p.cfg, ctx.runner.root) for p in runs}
     assert len(keys) == len(runs)
+
+
+def test_status_lists_each_planned_run_and_the_time_left(tmp_path):
+    from metaanchor.tools.experiments import schedule
+    from metaanchor.tools.experiments.runner import LOCK
+    from metaanchor.tools.experiments.suite import progress
+
+    def fake_train(cfg, out_dir, resume=False, progress=True):  # 360 s per iteration, validation AP 0.25 at the end
+        n = cfg["solver"]["max_iter"]
+        (out_dir / "metrics.csv").write_text(f"iter,AP\n1,0.1\n{n},0.25\n")
+        return {"iterations": n, "metrics": {}, "wall_time_s": 360.0 * n}
+
+    runner = Runner(tmp_path, MICRO, device="cpu", train_fn=fake_train, log=lambda s: None)
+    ctx = Context(runner, [0], tmp_path, jobs=2)
+    planned = schedule.plan(ctx)  # baseline 2, 4, 8 iterations, then MetaAnchor 2, 4, 8
+    assert [p.cfg["solver"]["max_iter"] for p in planned] == [2, 4, 8, 2, 4, 8]
+    for p in planned[:2]:
+        runner.train(p.cfg)
+    stopped, running = runner.run_dir(planned[2].cfg), runner.run_dir(planned[3].cfg)
+    stopped.mkdir(parents=True)
+    (stopped / "metrics.csv").write_text("iter,loss\n2,0.9\n3,0.8\n")
+    (stopped / "last.pt").write_bytes(b"checkpoint")
+    running.mkdir(parents=True)
+    (running / "metrics.csv").write_text("iter,loss\n1,0.9\n")
+    (running / LOCK).write_text("12345")
+    lines = progress(ctx, planned).splitlines()
+    assert len(lines) == 7
+    assert [line.split()[0] for line in lines[:6]] == [runner.run_dir(p.cfg).name for p in planned]
+    assert "trained, validation AP 0.250" in lines[0] and "head=predefined factor=0.5" in lines[0]
+    assert "stopped at iteration 3, resumes from its last checkpoint" in lines[2]
+    assert "running, at iteration 1" in lines[3]
+    assert "not started" in lines[4] and "not started" in lines[5]
+    # left: 8 - 3, 2 - 1, 4, 8 = 18 iterations at 360 s each, two at a time: 0.9 h
+    assert lines[6] == ("2 of 6 planned runs trained; 18 iterations left, about 0.9 h with 2 at a time at the "
+                        "trained runs' median 360.00 s/iteration")
 
 
 def test_all_experiments_write_reports_and_one_index_line_per_claim(tmp_path, synth_dirs):

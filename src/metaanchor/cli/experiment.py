@@ -32,6 +32,9 @@ def add(sub):
     p.add_argument("--search-budget", type=int, default=12, help="anchor sets tried per search")
     p.add_argument("--threads", type=int, default=0,
                    help="torch CPU threads per training run (0: torch's default, or cores / --jobs)")
+    p.add_argument("--status", action="store_true",
+                   help="train nothing: list the planned runs (trained, logged up to an iteration, not started) "
+                        "and the time left")
     p.set_defaults(func=cmd_experiment)
 
 
@@ -39,7 +42,7 @@ def cmd_experiment(args) -> int:
     import torch
 
     from metaanchor.tools.experiments.runner import SCALES, Runner
-    from metaanchor.tools.experiments.suite import EXPERIMENTS, Context, run_experiments
+    from metaanchor.tools.experiments.suite import EXPERIMENTS, Context, planned_runs, progress, run_experiments
 
     names = list(EXPERIMENTS) if args.name == "all" else args.name.split(",")
     for name in names:
@@ -61,6 +64,9 @@ def cmd_experiment(args) -> int:
     out = Path(args.out)
     runner = Runner(args.cache or out / ".cache", scale, device=args.device, data=args.data)
     ctx = Context(runner, list(range(args.seeds)), out, search_budget=args.search_budget, jobs=args.jobs)
+    if args.status:
+        print(progress(ctx, planned_runs(names, ctx)))
+        return 0
     results = run_experiments(names, ctx, threads=args.threads)
     print(f"\ntrained {runner.trained} new runs; reports in {out}/")
     for name, res in results.items():

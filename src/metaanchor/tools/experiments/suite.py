@@ -16,7 +16,9 @@ run the named experiments plan (``ctx.jobs`` at a time, one process each), then 
 
 from __future__ import annotations
 
+import csv
 import os
+import statistics
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from multiprocessing import get_context
@@ -33,7 +35,7 @@ from metaanchor.tools.experiments import (
     yolo,
 )
 from metaanchor.tools.experiments.context import Context, Planned, device_name
-from metaanchor.tools.experiments.runner import PLATEAU, PLATEAU_TAIL, Runner, Scale, config_key
+from metaanchor.tools.experiments.runner import LOCK, PLATEAU, PLATEAU_TAIL, Runner, Scale, config_key
 
 EXPERIMENTS = {"anchor-configs": anchor_configs, "schedule": schedule, "cross-eval": cross_eval, "search": search,
                "transfer": transfer, "data-dependent": data_dependent, "generator": generator, "yolo": yolo}
@@ -86,6 +88,43 @@ def train_planned(ctx: Context, planned: list[Planned], threads: int = 0) -> int
         pool.shutdown(wait=True, cancel_futures=True)
     r.trained += len(todo)
     return len(todo)
+
+
+def _last_iteration(run_dir: Path) -> int:
+    """The last iteration a run's metrics.csv logged (0: none)."""
+    path = run_dir / "metrics.csv"
+    if not path.is_file():
+        return 0
+    with path.open(newline="") as f:
+        return max((int(row["iter"]) for row in csv.DictReader(f) if row.get("iter", "").isdigit()), default=0)
+
+
+def progress(ctx: Context, planned: list[Planned]) -> str:
+    """What is left of a suite filled over several sittings: one line per planned run (trained, with its last
+    validation AP; running; stopped; not started) and a total with the time left at the median speed of the
+    trained runs. "Running" means the run's lock file is there (a run killed with -9 leaves it too)."""
+    r, lines, trained, left, speeds = ctx.runner, [], 0, 0, []
+    for p in planned:
+        d, total = r.run_dir(p.cfg), p.cfg["solver"]["max_iter"]
+        if r.is_trained(p.cfg):
+            run = r.train(p.cfg)  # cached: reads the summary
+            trained += 1
+            if run.summary.get("wall_time_s") and run.summary.get("iterations"):
+                speeds.append(run.summary["wall_time_s"] / run.summary["iterations"])
+            state = f"trained, validation AP {run.curve[-1][1]:.3f}" if run.curve else "trained"
+        else:
+            done = _last_iteration(d)
+            left += total - done
+            state = ("not started" if not done and not (d / LOCK).is_file()
+                     else f"running, at iteration {done}" if (d / LOCK).is_file()
+                     else f"stopped at iteration {done}, resumes from its last checkpoint" if (d / "last.pt").is_file()
+                     else f"stopped at iteration {done} before a checkpoint, starts again")
+        lines.append(f"{d.name} {total:>6} it  {state:<40} seed {p.seed} "
+                     + " ".join(f"{k}={v}" for k, v in p.info.items()))
+    rate = statistics.median(speeds) if speeds else 0.0
+    eta = (f", about {left * rate / ctx.jobs / 3600:.1f} h with {ctx.jobs} at a time at the trained runs' median "
+           f"{rate:.2f} s/iteration" if rate and left else "")
+    return "\n".join(lines + [f"{trained} of {len(planned)} planned runs trained; {left} iterations left{eta}"])
 
 
 def run_experiments(names: list[str], ctx: Context, threads: int = 0) -> dict[str, dict]:
