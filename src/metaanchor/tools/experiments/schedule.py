@@ -81,8 +81,9 @@ def run(ctx: Context) -> dict:
     report.write_readme(d, "schedule: is the converged scale's schedule long enough?", [
         f"The 3x3 pair of `anchor-configs` (baseline: predefined anchors; MetaAnchor: sampled anchors) trained "
         f"with {', '.join(map(str, its))} iterations (the same cosine schedule, stretched; {scale_its} is the "
-        "scale's, the runs every other report uses). The plateau rule looks at the end of one schedule, where a cosine learning rate is near zero "
-        "and every run is flat; schedules of different lengths show whether the models were still learning.",
+        "scale's, the runs every other report uses). The plateau rule looks at the end of one schedule, where "
+        "a cosine learning rate is near zero and every run is flat; schedules of different lengths show whether "
+        "the models were still learning.",
         scale_section(ctx, runs, time.time() - t0),
         "## Results (test AP, 3x3 anchors)\n\n" + report.markdown_table(
             ["model"] + [f"{n} iterations" for n in its] + ["last doubling"], body)
