@@ -176,8 +176,9 @@ paper's AP numbers were not available to us; comparisons with the paper are in w
 Reproduce: `metaanchor experiment all --seeds 3 --jobs 2` (the converged scale; `--quick` is the smoke-test
 scale). Runs are cached in `.cache/` under this folder, keyed by a hash of their config, so a second call
 reuses them and an interrupted `all` resumes (a run resumes from its last checkpoint). A run of the converged
-scale takes about 30 min on one CPU core (two at a time on a 2-core machine), so the suite is filled over
-several sittings; experiments marked "no verdict at this scale yet" have not been run at it.
+scale takes about 15 min with two runs sharing a 2-core machine, so the suite is filled over several sittings
+(`metaanchor experiment all --status` lists the planned runs and the time left); experiments marked "no
+verdict at this scale yet" have not been run at it.
 
 Verdicts: a claim holds when its margin (the difference the claim is about, positive in its favour) exceeds
 the noise (the sum of the two seed spreads, half-ranges over seeds, at least 0.005 AP); the exact rule of each
