@@ -213,6 +213,13 @@ def test_schedule_verdict_both_ways():
     assert not short.held and short.margin == pytest.approx(0.02 - 0.06)
 
 
+def test_verdicts_from_fewer_than_three_seeds_are_marked_preliminary():
+    assert verdicts.MIN_SEEDS == 3
+    assert verdicts.held_cell(True, 3) == "yes" and verdicts.held_cell(False, 5) == "no"
+    assert verdicts.held_cell(True, 1) == "yes (preliminary: 1 seed)"
+    assert verdicts.held_cell(False, 2) == "no (preliminary: 2 seeds)"
+
+
 def test_verdict_rules_both_ways():
     assert verdicts.better([0.40, 0.42], [0.30, 0.31], "x").held  # +0.105 beyond noise 0.015
     assert not verdicts.better([0.30, 0.34], [0.30, 0.31], "x").held  # +0.015 within noise 0.025
@@ -470,8 +477,9 @@ def test_all_experiments_write_reports_and_one_index_line_per_claim(tmp_path, sy
         text = (tmp_path / name / "README.md").read_text()
         assert "## Convergence" in text and "![validation curves](val_curves.png)" in text
         for claim, v in res["verdicts"]:
-            assert (f"| [{name}]({name}/README.md) | {claim} | {'yes' if v.held else 'no'} | {v.margin:+.3f} | "
-                    f"{v.noise:.3f} | micro, 2 |") in index
+            assert (f"| [{name}]({name}/README.md) | {claim} | {'yes' if v.held else 'no'} (preliminary: 2 seeds) | "
+                    f"{v.margin:+.3f} | {v.noise:.3f} | micro, 2 |") in index
+        assert "(tables: mean ± half the range over seeds; fewer than 3, so the verdicts below are preliminary)" in text
         rows = list(csv.DictReader((tmp_path / name / "runs.csv").open()))
         assert rows and {"seed", "converged"} <= set(rows[0])
     # running one experiment again keeps the other experiments' lines

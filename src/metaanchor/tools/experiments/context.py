@@ -14,7 +14,7 @@ from pathlib import Path
 
 from metaanchor.tools.experiments import report
 from metaanchor.tools.experiments.runner import PLATEAU, PLATEAU_TAIL, Run, Runner
-from metaanchor.tools.experiments.verdicts import Verdict
+from metaanchor.tools.experiments.verdicts import MIN_SEEDS, Verdict
 
 # Anchor sets (SPEC strings, level-relative). On the converged scale's 'elongated' boxes (h/w 1/4..4) the
 # two poor sets are plausible choices that cover the boxes badly: best-possible recall at IoU 0.5 on the test
@@ -86,8 +86,10 @@ def scale_section(ctx: Context, runs: list[Run], wall: float, extra: str = "", s
     train_s = sum(r.summary.get("wall_time_s", 0.0) for r in unique)
     eval_s = ctx.runner.eval_seconds - ctx.eval_mark
     what = (scale or ctx.runner.scale).describe(ctx.runner.data)
+    few = (f"; fewer than {MIN_SEEDS}, so the verdicts below are preliminary" if len(ctx.seeds) < MIN_SEEDS
+           else "")
     return (f"## Scale\n\n- {what}.\n- Seeds: {', '.join(map(str, ctx.seeds))} "
-            f"(tables: mean ± half the range over seeds).\n- Device: {device_name(ctx)}. Training runs used: "
+            f"(tables: mean ± half the range over seeds{few}).\n- Device: {device_name(ctx)}. Training runs used: "
             f"{len(unique)}; compute: {train_s / 60:.1f} min of training + {eval_s / 60:.1f} min of evaluation "
             f"(cached runs and evaluations included, measured when they ran, often beside other runs on the same "
             f"machine, so they are not speeds); wall time of this report's last invocation: {wall / 60:.1f} min."

@@ -36,6 +36,7 @@ from metaanchor.tools.experiments import (
 )
 from metaanchor.tools.experiments.context import Context, Planned, device_name
 from metaanchor.tools.experiments.runner import LOCK, PLATEAU, PLATEAU_TAIL, Runner, Scale, config_key
+from metaanchor.tools.experiments.verdicts import MIN_SEEDS, held_cell
 
 EXPERIMENTS = {"anchor-configs": anchor_configs, "schedule": schedule, "cross-eval": cross_eval, "search": search,
                "transfer": transfer, "data-dependent": data_dependent, "generator": generator, "yolo": yolo}
@@ -147,7 +148,7 @@ NOT_RUN = "(no verdict at this scale yet; any report in the folder is an older o
 def index_rows(ctx: Context, results: dict[str, dict]) -> dict[tuple[str, str], str]:
     """One index line per (experiment, claim): verdict, margin (positive: in the claim's favour), noise."""
     s = ctx.runner.scale
-    return {(name, claim): f"| [{name}]({name}/README.md) | {claim} | {'yes' if v.held else 'no'} | "
+    return {(name, claim): f"| [{name}]({name}/README.md) | {claim} | {held_cell(v.held, len(ctx.seeds))} | "
                            f"{v.margin:+.3f} | {v.noise:.3f} | {s.name}, {len(ctx.seeds)} |"
             for name, res in results.items() for claim, v in res["verdicts"]}
 
@@ -182,7 +183,8 @@ verdict at this scale yet" have not been run at it.
 
 Verdicts: a claim holds when its margin (the difference the claim is about, positive in its favour) exceeds
 the noise (the sum of the two seed spreads, half-ranges over seeds, at least 0.005 AP); the exact rule of each
-claim is in its report and in `metaanchor/tools/experiments/verdicts.py`. Every run logs validation AP during
+claim is in its report and in `metaanchor/tools/experiments/verdicts.py`. A verdict from fewer than {MIN_SEEDS}
+seeds is marked preliminary. Every run logs validation AP during
 training; a run counts as converged when that AP moves by at most {PLATEAU} over the last {PLATEAU_TAIL:.0%} of
 its iterations (each report's `runs.csv` has `seed` and `converged` columns and a `val_curves.png`).
 Last invocation: {device_name(ctx)}, scale {ctx.runner.scale.name} ({ctx.runner.scale.describe(ctx.runner.data)}).

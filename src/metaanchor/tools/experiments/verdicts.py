@@ -16,6 +16,13 @@ import numpy as np
 from metaanchor.tools.experiments.report import mean_spread
 
 TIE = 0.005  # AP differences below this (or within the seeds' spreads) are called ties
+MIN_SEEDS = 3  # a verdict backed by fewer seeds is reported as preliminary
+
+
+def held_cell(held: bool, seeds: int) -> str:
+    """The index's 'held?' cell: yes / no, marked preliminary below ``MIN_SEEDS`` seeds."""
+    word = "yes" if held else "no"
+    return word if seeds >= MIN_SEEDS else f"{word} (preliminary: {seeds} seed{'s' * (seeds != 1)})"
 
 
 @dataclass(frozen=True)
