@@ -429,6 +429,7 @@ def test_suite_plans_each_shared_run_once(tmp_path, synth_dirs):
     assert len(runs) == 12 + 2 + 0 + 4 + 1 + 2 + 2 + 4
     keys = {config_key(p.cfg, ctx.runner.root) for p in runs}
     assert len(keys) == len(runs)
+    assert [p.name for p in tmp_path.iterdir()] == ["cache"]  # planning (and so --status) writes no report file
 
 
 def test_status_lists_each_planned_run_and_the_time_left(tmp_path):

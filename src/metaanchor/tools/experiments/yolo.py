@@ -51,20 +51,22 @@ def yolo_scale(scale):
     return replace(scale, head_convs=2)
 
 
-def _sets(ctx: Context) -> tuple[dict[str, str], str, float, int]:
+def _sets(ctx: Context, report_files: bool = True) -> tuple[dict[str, str], str, float, int]:
     """The anchor sets (label -> SPEC or anchor file; the training set first), the training file, the box
-    scale of the k-means fit and the input size."""
-    r, d = ctx.runner, ctx.dir("yolo")
+    scale of the k-means fit and the input size. ``report_files``: also write ``reports/yolo/kmeans*.yaml``
+    (False when only planning: the training file in the cache is all a plan needs)."""
+    r = ctx.runner
     extra = yolo_overrides(r.scale)
     size = int(next(o for o in extra if o.startswith("input.size=")).split("=")[1])
     train_dir = r.dataset(r.main, "train")
     k_scale = input_scale(train_dir, None, size)  # boxes resized like the images
     sets: dict[str, str] = {}
-    for k in (YOLO_K, *YOLO_KS):
+    for k in (YOLO_K, *YOLO_KS) if report_files else (YOLO_K,):
         fitted = fit_yolo_anchors(train_dir, k=k, scale=k_scale)
         info = dict(source=f"{train_dir.name} (training split), k-means 1 - IoU, k={k}, boxes x{k_scale:.3g}",
                     method="metaanchor.families.yolov2.fit_yolo_anchors")
-        path = write_anchor_file(fitted, d / f"kmeans{k}.yaml", **info)
+        if report_files:
+            path = write_anchor_file(fitted, ctx.dir("yolo") / f"kmeans{k}.yaml", **info)
         if k == YOLO_K:  # the training file lives in the cache, named by its shapes (its path is hashed)
             path = write_anchor_file(fitted, r.root / "anchors" / f"yolo-kmeans{k}-{anchor_key(fitted)}.yaml", **info)
             train_file = path
@@ -77,7 +79,7 @@ def _sets(ctx: Context) -> tuple[dict[str, str], str, float, int]:
 
 def plan(ctx: Context, train_file: str | None = None) -> list[Planned]:
     """The YOLOv2 pair per seed, trained with ``train_file`` (default: fitted now by ``_sets``)."""
-    r, train_file = ctx.runner, train_file or _sets(ctx)[1]
+    r, train_file = ctx.runner, train_file or _sets(ctx, report_files=False)[1]
     return [Planned(r.config(head, train_file, seed, sample=head != "predefined", extra=yolo_overrides(r.scale)),
                     seed, {"head": head}) for seed in ctx.seeds for head in ("predefined", "metaanchor")]
 
