@@ -504,6 +504,39 @@ def test_parallel_training_of_planned_runs(tmp_path):
     assert train_planned(ctx, [Planned(c, c["seed"]) for c in cfgs]) == 0  # cached
 
 
+def test_a_failed_run_stops_the_parallel_suite_before_queued_runs_start(tmp_path):
+    from metaanchor.errors import UserError
+    from metaanchor.tools.experiments.context import Planned
+    from metaanchor.tools.experiments.suite import train_planned
+
+    runner = Runner(tmp_path / "cache", MICRO, device="cpu", log=lambda s: None)
+    bad = runner.config("metaanchor", "1x1", seed=0)
+    bad["data"]["train"] = str(tmp_path / "missing")
+    good = [runner.config("metaanchor", "1x1", seed=s) for s in (1, 2, 3)]
+    ctx = Context(runner, [0, 1, 2, 3], tmp_path, jobs=2)
+    with pytest.raises(UserError, match="missing"):
+        train_planned(ctx, [Planned(c, c["seed"]) for c in [bad, *good]], threads=1)
+    # the last run starts only after a whole micro run (seconds after the failure stopped the suite): never
+    assert not runner.is_trained(good[2]) and not runner.run_dir(good[2]).exists()
+
+
+def test_a_stopping_suite_hands_no_run_to_training(tmp_path):
+    from multiprocessing import get_context
+
+    from metaanchor.tools.experiments import suite
+
+    stop = get_context("spawn").Event()
+    suite._init_worker(stop)
+    try:
+        stop.set()
+        runner = Runner(tmp_path, MICRO, device="cpu", log=lambda s: None)
+        cfg = runner.config("metaanchor", "1x1", seed=0)
+        assert suite._train_worker(str(tmp_path), MICRO, "cpu", None, cfg, 1) is None
+        assert not runner.run_dir(cfg).exists()
+    finally:
+        suite._init_worker(None)
+
+
 def test_cli_experiment_scales_and_their_errors(capsys):
     from metaanchor.cli.experiment import SCALE_NAMES
     from metaanchor.tools.experiments.runner import SCALES

@@ -55,8 +55,19 @@ def planned_runs(names: list[str], ctx: Context) -> list[Planned]:
     return sorted(out, key=lambda p: p.seed)
 
 
-def _train_worker(root: str, scale: Scale, device: str, data: str | None, cfg: dict, threads: int) -> str:
-    """Train one run in a worker process (``threads`` torch threads); returns its key."""
+_STOP = None  # in a worker process: the suite's stop event (set when the suite fails or is interrupted)
+
+
+def _init_worker(stop) -> None:
+    global _STOP
+    _STOP = stop
+
+
+def _train_worker(root: str, scale: Scale, device: str, data: str | None, cfg: dict, threads: int) -> str | None:
+    """Train one run in a worker process (``threads`` torch threads); returns its key, or None when the suite
+    is stopping (a run already handed to the worker must not start then: the pool cannot cancel it)."""
+    if _STOP is not None and _STOP.is_set():
+        return None
     import torch
 
     torch.set_num_threads(threads)
@@ -78,14 +89,19 @@ def train_planned(ctx: Context, planned: list[Planned], threads: int = 0) -> int
         return len(todo)
     threads = threads or max(1, (os.cpu_count() or 1) // ctx.jobs)
     t0, finished = time.time(), 0
-    pool = ProcessPoolExecutor(ctx.jobs, mp_context=get_context("spawn"))
+    spawn = get_context("spawn")
+    stop = spawn.Event()
+    pool = ProcessPoolExecutor(ctx.jobs, mp_context=spawn, initializer=_init_worker, initargs=(stop,))
     try:
         futures = [pool.submit(_train_worker, str(r.root), r.scale, r.device, r.data, p.cfg, threads) for p in todo]
         for f in as_completed(futures):
             f.result()  # a failed run stops the suite with its error
             finished += 1
             r.log(f"[{finished}/{len(todo)} runs trained, {(time.time() - t0) / 60:.1f} min]")
-    finally:  # Ctrl-C or an error: queued runs never start; running ones save (their own SIGINT handling)
+    except BaseException:  # Ctrl-C or an error: queued runs never start, even those the workers already hold
+        stop.set()
+        raise
+    finally:  # running runs save their checkpoint on Ctrl-C (their own SIGINT handling) and are waited for
         pool.shutdown(wait=True, cancel_futures=True)
     r.trained += len(todo)
     return len(todo)
@@ -177,7 +193,7 @@ paper's AP numbers were not available to us; comparisons with the paper are in w
 Reproduce: `metaanchor experiment all --seeds 3 --jobs 2` (the converged scale; `--quick` is the smoke-test
 scale). Runs are cached in `.cache/` under this folder, keyed by a hash of their config, so a second call
 reuses them and an interrupted `all` resumes (a run resumes from its last checkpoint). A run of the converged
-scale takes about 15 min with two runs sharing a 2-core machine, so the suite is filled over several sittings
+scale takes about 19 min with two runs sharing a 2-core machine, so the suite is filled over several sittings
 (`metaanchor experiment all --status` lists the planned runs and the time left); experiments marked "no
 verdict at this scale yet" have not been run at it.
 
