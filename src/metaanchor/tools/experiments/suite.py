@@ -193,7 +193,7 @@ paper's AP numbers were not available to us; comparisons with the paper are in w
 Reproduce: `metaanchor experiment all --seeds 3 --jobs 2` (the converged scale; `--quick` is the smoke-test
 scale). Runs are cached in `.cache/` under this folder, keyed by a hash of their config, so a second call
 reuses them and an interrupted `all` resumes (a run resumes from its last checkpoint). A run of the converged
-scale takes about 19 min with two runs sharing a 2-core machine, so the suite is filled over several sittings
+scale takes about 38 min with two runs sharing a 2-core machine, so the suite is filled over several sittings
 (`metaanchor experiment all --status` lists the planned runs and the time left); experiments marked "no
 verdict at this scale yet" have not been run at it.
 
