@@ -24,6 +24,7 @@ from concurrent.futures import ProcessPoolExecutor, as_completed
 from multiprocessing import get_context
 from pathlib import Path
 
+from metaanchor.engine.signals import StopSignals
 from metaanchor.tools.experiments import (
     anchor_configs,
     cross_eval,
@@ -92,12 +93,17 @@ def train_planned(ctx: Context, planned: list[Planned], threads: int = 0) -> int
     spawn = get_context("spawn")
     stop = spawn.Event()
     pool = ProcessPoolExecutor(ctx.jobs, mp_context=spawn, initializer=_init_worker, initargs=(stop,))
+    # SIGINT / SIGTERM raise KeyboardInterrupt here even where the shell started us with SIGINT ignored
+    # (a background job): without that the event below was never set and the workers went on
+    signals = StopSignals(deferred=False)
     try:
-        futures = [pool.submit(_train_worker, str(r.root), r.scale, r.device, r.data, p.cfg, threads) for p in todo]
-        for f in as_completed(futures):
-            f.result()  # a failed run stops the suite with its error
-            finished += 1
-            r.log(f"[{finished}/{len(todo)} runs trained, {(time.time() - t0) / 60:.1f} min]")
+        with signals:
+            futures = [pool.submit(_train_worker, str(r.root), r.scale, r.device, r.data, p.cfg, threads)
+                       for p in todo]
+            for f in as_completed(futures):
+                f.result()  # a failed run stops the suite with its error
+                finished += 1
+                r.log(f"[{finished}/{len(todo)} runs trained, {(time.time() - t0) / 60:.1f} min]")
     except BaseException:  # Ctrl-C or an error: queued runs never start, even those the workers already hold
         stop.set()
         raise
