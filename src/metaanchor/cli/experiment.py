@@ -33,8 +33,8 @@ def add(sub):
     p.add_argument("--threads", type=int, default=0,
                    help="torch CPU threads per training run (0: torch's default, or cores / --jobs)")
     p.add_argument("--status", action="store_true",
-                   help="train nothing: list the planned runs (trained, logged up to an iteration, not started) "
-                        "and the time left")
+                   help="train nothing: list the planned runs (trained, running, stopped, not started) and the "
+                        "time left")
     p.set_defaults(func=cmd_experiment)
 
 

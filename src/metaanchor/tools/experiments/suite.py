@@ -134,14 +134,19 @@ def progress(ctx: Context, planned: list[Planned]) -> str:
             trained += 1
             if run.summary.get("wall_time_s") and run.summary.get("iterations"):
                 speeds.append(run.summary["wall_time_s"] / run.summary["iterations"])
-            state = f"trained, validation AP {run.curve[-1][1]:.3f}" if run.curve else "trained"
+            curve = run.curve  # reads metrics.csv
+            state = f"trained, validation AP {curve[-1][1]:.3f}" if curve else "trained"
         else:
             done = _last_iteration(d)
             left += total - done
-            state = ("not started" if not done and not (d / LOCK).is_file()
-                     else f"running, at iteration {done}" if (d / LOCK).is_file()
-                     else f"stopped at iteration {done}, resumes from its last checkpoint" if (d / "last.pt").is_file()
-                     else f"stopped at iteration {done} before a checkpoint, starts again")
+            if (d / LOCK).is_file():
+                state = f"running, at iteration {done}"
+            elif not done:
+                state = "not started"
+            elif (d / "last.pt").is_file():
+                state = f"stopped at iteration {done}, resumes from its last checkpoint"
+            else:
+                state = f"stopped at iteration {done} before a checkpoint, starts again"
         lines.append(f"{d.name} {total:>6} it  {state:<40} seed {p.seed} "
                      + " ".join(f"{k}={v}" for k, v in p.info.items()))
     rate = statistics.median(speeds) if speeds else 0.0
