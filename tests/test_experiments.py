@@ -516,7 +516,8 @@ def test_a_failed_run_stops_the_parallel_suite_before_queued_runs_start(tmp_path
     ctx = Context(runner, [0, 1, 2, 3], tmp_path, jobs=2)
     with pytest.raises(UserError, match="missing"):
         train_planned(ctx, [Planned(c, c["seed"]) for c in [bad, *good]], threads=1)
-    # the last run starts only after a whole micro run (seconds after the failure stopped the suite): never
+    # the failed run's worker set the stop event before taking another run; the last run could start only
+    # if the other worker had trained two whole runs before the missing folder was noticed
     assert not runner.is_trained(good[2]) and not runner.run_dir(good[2]).exists()
 
 

@@ -116,3 +116,55 @@ def test_signal_handlers_are_restored_and_only_installed_in_the_main_thread():
     t.join()
     assert seen == [{}]
     assert (signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)) == before
+
+
+SUITE = """
+import signal
+import sys
+from pathlib import Path
+
+from metaanchor.tools.experiments.context import Context, Planned
+from metaanchor.tools.experiments.runner import Runner, Scale
+from metaanchor.tools.experiments.suite import train_planned
+
+if __name__ == "__main__":
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # as a shell starts a background job; spawned workers inherit it
+    scale = Scale("never", image_size=64, train_images=6, val_images=3, test_images=3, max_iter=NEVER, batch_size=2,
+                  backbone="tiny", fpn_channels=8, head_convs=1, hidden_dim=4, lr=0.01, warmup_iters=1,
+                  extra=("log.period=1", "checkpoint.period=NEVER"))
+    runner = Runner(Path(sys.argv[1]), scale, device="cpu")
+    ctx = Context(runner, [0, 1, 2, 3], Path(sys.argv[1]), jobs=2)
+    train_planned(ctx, [Planned(runner.config("metaanchor", "1x1", seed=s), s) for s in range(4)], threads=1)
+""".replace("NEVER", str(NEVER))
+
+
+def test_ctrl_c_stops_a_parallel_suite_started_in_the_background(tmp_path):
+    """Ctrl-C (SIGINT to the process group) while two runs train: both save last.pt, the two queued runs never
+    start (the pool has already handed them to the workers), and the suite exits, even though it was started with
+    SIGINT ignored."""
+    script = tmp_path / "suite.py"
+    script.write_text(SUITE)
+    cache = tmp_path / "cache"
+    with (tmp_path / "log.txt").open("w") as log:
+        p = subprocess.Popen([sys.executable, str(script), str(cache)], stdout=log, stderr=subprocess.PIPE, text=True,
+                             env=ENV, start_new_session=True)
+        try:
+            deadline = time.monotonic() + DEADLINE
+            while sum(logged_iteration(d) >= 2 for d in cache.glob("runs/*")) < 2:
+                assert p.poll() is None, p.communicate()[1]
+                assert time.monotonic() < deadline, "the suite's runs made no progress"
+                time.sleep(0.05)
+            os.killpg(p.pid, signal.SIGINT)
+            _, err = p.communicate(timeout=DEADLINE)
+        finally:
+            if p.poll() is None:
+                os.killpg(p.pid, signal.SIGKILL)
+                p.wait()
+    assert p.returncode != 0 and "KeyboardInterrupt" in err, err
+    runs = sorted(cache.glob("runs/*"))
+    assert len(runs) == 2  # the queued runs made no folder
+    for run in runs:
+        assert (run / "last.pt").is_file() and not (run / "summary.json").exists()
+        assert 2 <= torch.load(run / "last.pt", weights_only=True)["iteration"] < NEVER
+    log = (tmp_path / "log.txt").read_text()
+    assert "seed=0" in log and "seed=1" in log and "seed=2" not in log and "seed=3" not in log, log

@@ -66,14 +66,22 @@ def _init_worker(stop) -> None:
 
 def _train_worker(root: str, scale: Scale, device: str, data: str | None, cfg: dict, threads: int) -> str | None:
     """Train one run in a worker process (``threads`` torch threads); returns its key, or None when the suite
-    is stopping (a run already handed to the worker must not start then: the pool cannot cancel it)."""
+    is stopping (a run already handed to the worker must not start then: the pool cannot cancel it).
+
+    A run that fails or is interrupted (Ctrl-C reaches the workers too) sets the stop event itself before its
+    worker can take the next run, so no queued run starts whatever the parent is doing at that moment."""
     if _STOP is not None and _STOP.is_set():
         return None
     import torch
 
     torch.set_num_threads(threads)
     runner = Runner(root, scale, device=device, data=data, log=lambda s: print(s, flush=True))
-    return runner.train(cfg).key
+    try:
+        return runner.train(cfg).key
+    except BaseException:
+        if _STOP is not None:
+            _STOP.set()
+        raise
 
 
 def train_planned(ctx: Context, planned: list[Planned], threads: int = 0) -> int:
