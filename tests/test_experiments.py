@@ -467,6 +467,30 @@ def test_status_lists_each_planned_run_and_the_time_left(tmp_path):
                         "trained runs' median 360.00 s/iteration")
 
 
+def test_status_counts_each_experiments_trained_runs_per_seed(tmp_path):
+    from metaanchor.tools.experiments import data_dependent
+    from metaanchor.tools.experiments.suite import experiment_progress
+
+    def fake_train(cfg, out_dir, resume=False, progress=True):
+        return {"iterations": cfg["solver"]["max_iter"], "metrics": {}}
+
+    runner = Runner(tmp_path, MICRO, device="cpu", train_fn=fake_train, log=lambda s: None)
+    ctx = Context(runner, [0, 1], tmp_path)
+    for p in anchor_configs.plan(ctx):
+        if p.seed == 0:
+            runner.train(p.cfg)
+    data_dependent_run = data_dependent.plan(ctx)[-1]  # seed 1, the data-dependent generator
+    runner.train(data_dependent_run.cfg)
+    lines = experiment_progress(["anchor-configs", "data-dependent"], ctx).splitlines()
+    # data-dependent shares its data-independent 3x3 run with anchor-configs (seed 0 trained above)
+    assert lines == ["anchor-configs   12 of 24 runs trained (seeds 0: 12/12, 1: 0/12)",
+                     "data-dependent    2 of 4 runs trained (seeds 0: 1/2, 1: 1/2)"]
+    runner.train(data_dependent.plan(ctx)[1].cfg)  # seed 0's data-dependent run
+    runner.train(data_dependent.plan(ctx)[2].cfg)  # seed 1's data-independent one
+    assert experiment_progress(["data-dependent"], ctx) == ("data-dependent    4 of 4 runs trained "
+                                                          "(seeds 0: 2/2, 1: 2/2); report ready to write")
+
+
 def test_all_experiments_write_reports_and_one_index_line_per_claim(tmp_path, synth_dirs):
     from metaanchor.tools.experiments.suite import EXPERIMENTS, INDEX_HEAD, run_experiments
 

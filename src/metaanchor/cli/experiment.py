@@ -34,7 +34,7 @@ def add(sub):
                    help="torch CPU threads per training run (0: torch's default, or cores / --jobs)")
     p.add_argument("--status", action="store_true",
                    help="train nothing: list the planned runs (trained, running, stopped, not started) and the "
-                        "time left")
+                        "time left, then each experiment's runs trained per seed")
     p.set_defaults(func=cmd_experiment)
 
 
@@ -42,7 +42,14 @@ def cmd_experiment(args) -> int:
     import torch
 
     from metaanchor.tools.experiments.runner import SCALES, Runner
-    from metaanchor.tools.experiments.suite import EXPERIMENTS, Context, planned_runs, progress, run_experiments
+    from metaanchor.tools.experiments.suite import (
+        EXPERIMENTS,
+        Context,
+        experiment_progress,
+        planned_runs,
+        progress,
+        run_experiments,
+    )
 
     names = list(EXPERIMENTS) if args.name == "all" else args.name.split(",")
     for name in names:
@@ -66,6 +73,7 @@ def cmd_experiment(args) -> int:
     ctx = Context(runner, list(range(args.seeds)), out, search_budget=args.search_budget, jobs=args.jobs)
     if args.status:
         print(progress(ctx, planned_runs(names, ctx)))
+        print(experiment_progress(names, ctx))
         return 0
     results = run_experiments(names, ctx, threads=args.threads)
     print(f"\ntrained {runner.trained} new runs; reports in {out}/")

@@ -163,6 +163,20 @@ def progress(ctx: Context, planned: list[Planned]) -> str:
     return "\n".join(lines + [f"{trained} of {len(planned)} planned runs trained; {left} iterations left{eta}"])
 
 
+def experiment_progress(names: list[str], ctx: Context) -> str:
+    """One line per named experiment: its runs trained, per seed (a run shared by experiments counts in each),
+    so a suite filled over sittings can finish one experiment's seeds first (``experiment NAME --seeds 3``)."""
+    r, lines = ctx.runner, []
+    for name in names:
+        plan = EXPERIMENTS[name].plan(ctx)
+        per_seed = [[r.is_trained(p.cfg) for p in plan if p.seed == s] for s in ctx.seeds]
+        done = sum(map(sum, per_seed))
+        lines.append(f"{name:<16}{done:>3} of {len(plan)} runs trained (seeds "
+                     + ", ".join(f"{s}: {sum(t)}/{len(t)}" for s, t in zip(ctx.seeds, per_seed)) + ")"
+                     + ("; report ready to write" if done == len(plan) else ""))
+    return "\n".join(lines)
+
+
 def run_experiments(names: list[str], ctx: Context, threads: int = 0) -> dict[str, dict]:
     """Train every planned run of the named experiments, then run them in order (writing their reports);
     returns their results and writes ``ctx.out/README.md``."""
