@@ -422,11 +422,11 @@ def test_suite_plans_each_shared_run_once(tmp_path, synth_dirs):
     ctx.runner.dataset = lambda dist, split: synth_dirs[0] if dist == "default" else tmp_path / f"{dist}-{split}"
     runs = planned_runs(list(EXPERIMENTS), ctx)
     # anchor-configs 12; cross-eval adds fixed and sampled ±1 on 3x3 (its matrix and ±0.5 are anchor-configs'
-    # MetaAnchor runs); search none; transfer 4 (its elongated pair is anchor-configs' 3x3 pair: MICRO's
-    # distribution is 'default', so here the default -> tall pair is the shared one); data-dependent 1;
-    # generator 2 widths (its fixed run is cross-eval's); yolo 2; schedule 4 (the 3x3 pair with half and twice
-    # the iterations)
-    assert len(runs) == 12 + 2 + 0 + 4 + 1 + 2 + 2 + 4
+    # MetaAnchor runs); search 1 (the square-trained model with ratios sampled 1/4..4); transfer 4 (its
+    # elongated pair is anchor-configs' 3x3 pair: MICRO's distribution is 'default', so here the default -> tall
+    # pair is the shared one); data-dependent 1; generator 2 widths (its fixed run is cross-eval's); yolo 2;
+    # schedule 4 (the 3x3 pair with half and twice the iterations)
+    assert len(runs) == 12 + 2 + 1 + 4 + 1 + 2 + 2 + 4
     keys = {config_key(p.cfg, ctx.runner.root) for p in runs}
     assert len(keys) == len(runs)
     assert [p.name for p in tmp_path.iterdir()] == ["cache"]  # planning (and so --status) writes no report file
