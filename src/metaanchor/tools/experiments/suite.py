@@ -102,7 +102,8 @@ def train_planned(ctx: Context, planned: list[Planned], threads: int = 0) -> int
     stop = spawn.Event()
     pool = ProcessPoolExecutor(ctx.jobs, mp_context=spawn, initializer=_init_worker, initargs=(stop,))
     # SIGINT / SIGTERM raise KeyboardInterrupt here even where the shell started us with SIGINT ignored
-    # (a background job): without that the event below was never set and the workers went on
+    # (a background job), so the parent stops waiting and sets the event below; an interrupted or failed
+    # run's worker sets it too (_train_worker), before it can take a queued run
     signals = StopSignals(deferred=False)
     try:
         with signals:
