@@ -149,11 +149,12 @@ def test_anchor_configs_report_states_measured_numbers(tmp_path, synth_dirs):
     bpr = anchor_fit_quality(anchor_configs.box_shapes(synth_dirs[1]), "3x3")["bpr"]
     assert f"| 3x3 | 9 | {bpr:.2f} | 0.351 ± 0.001 | 0.371 ± 0.001 | +0.020 |" in text  # means over seeds
     rows = list(csv.DictReader((d / "runs.csv").open()))
-    assert len(rows) == 2 * 2 * len(ANCHOR_SETS)
+    assert len(rows) == 2 * (2 * len(ANCHOR_SETS) + 1)  # two seeds, two heads per set + the unsampled extra run
     # the plateau rule per run: MetaAnchor's curves are flat at the end, the baseline's still rise
-    assert {(r["model"], r["converged"]) for r in rows} == {("MetaAnchor", "True"), ("baseline", "False")}
+    assert {(r["model"], r["converged"]) for r in rows} == {("MetaAnchor", "True"), ("baseline", "False"),
+                                                            ("MetaAnchor, no sampling", "True")}
     assert {r["seed"] for r in rows} == {"0", "1"}
-    assert "12 of 24 runs converged by the plateau rule" in text and "largest range 0.060" in text
+    assert "14 of 26 runs converged by the plateau rule" in text and "largest range 0.060" in text
     for f in ("ap_by_anchor_set.png", "val_curves.png"):
         assert (d / f).read_bytes()[:4] == b"\x89PNG"
     claims = dict(res["verdicts"])
@@ -184,6 +185,7 @@ def test_anchor_configs_verdicts_follow_the_measured_numbers(tmp_path, synth_dir
     res = anchor_configs.run(fake_ctx(tmp_path, synth_dirs, bonus=bonus))
     claims = dict(res["verdicts"])
     robust = claims.pop("robust to the anchor set")
+    claims.pop("anchor sampling raises MetaAnchor's AP with 1x3 (extra run: trained without it)")
     assert robust.held is robust_held
     means = [BASELINE_AP.get(s, 0.05) + bonus(s) for s in ANCHOR_SETS]
     assert robust.margin == pytest.approx(0.30 - (max(means) - min(means)))
@@ -193,6 +195,39 @@ def test_anchor_configs_verdicts_follow_the_measured_numbers(tmp_path, synth_dir
     text = (tmp_path / "anchor-configs" / "README.md").read_text()
     for claim, v in res["verdicts"]:
         assert f"- **{claim}**: {'held' if v.held else 'did not hold'}. {v.text}." in text
+
+
+class UnsampledRunner(FakeRunner):
+    """FakeRunner whose MetaAnchor trained without anchor sampling loses ``loss`` AP (the sampled one keeps
+    FakeRunner's +0.02 over the baseline on 1x3)."""
+
+    def __init__(self, *args, loss=0.0, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.loss = loss
+
+    def evaluate(self, run, data_dir, anchors=None):
+        m = super().evaluate(run, data_dir, anchors)
+        flat = run.cfg["model"]["head"] == "metaanchor" and not run.cfg["anchors"]["sample"]
+        return {k: v - self.loss * flat for k, v in m.items()}
+
+
+@pytest.mark.parametrize("loss, held, reading", [
+    (0.02, True, "without sampling MetaAnchor scores like the baseline, so its gain with this set comes from "
+                 "sampling the anchors"),
+    (0.0, False, "without sampling MetaAnchor keeps its gain, so the gain comes from generating the last layers"),
+    (0.01, True, "without sampling MetaAnchor's AP is higher against the baseline and lower against MetaAnchor "
+                 "with sampling (tied: within the noise)"),
+], ids=["gain-from-sampling", "gain-from-generator", "in-between"])
+def test_the_unsampled_extra_run_says_where_the_gain_comes_from(tmp_path, synth_dirs, loss, held, reading):
+    runner = UnsampledRunner(tmp_path / "cache", MICRO, device="cpu", log=lambda s: None, split_dir=synth_dirs[1],
+                             loss=loss)
+    res = anchor_configs.run(Context(runner, [0, 1], tmp_path))
+    v = dict(res["verdicts"])["anchor sampling raises MetaAnchor's AP with 1x3 (extra run: trained without it)"]
+    assert v.held is held and v.margin == pytest.approx(loss)
+    text = (tmp_path / "anchor-configs" / "README.md").read_text()
+    flat = BASELINE_AP["1x3"] + 0.02 - loss + 0.001  # mean over seeds 0 and 1 (+0.000, +0.002)
+    assert f"| 1x3 | 0.321 ± 0.001 | 0.341 ± 0.001 | {flat:.3f} ± 0.001 |" in text
+    assert f"Reading: {reading}" in text
 
 
 def test_ties_follow_the_seed_spread():
@@ -421,12 +456,12 @@ def test_suite_plans_each_shared_run_once(tmp_path, synth_dirs):
     ctx = fake_ctx(tmp_path, synth_dirs, seeds=[0])
     ctx.runner.dataset = lambda dist, split: synth_dirs[0] if dist == "default" else tmp_path / f"{dist}-{split}"
     runs = planned_runs(list(EXPERIMENTS), ctx)
-    # anchor-configs 12; cross-eval adds fixed and sampled ±1 on 3x3 (its matrix and ±0.5 are anchor-configs'
-    # MetaAnchor runs); search 1 (the square-trained model with ratios sampled 1/4..4); transfer 4 (its
-    # elongated pair is anchor-configs' 3x3 pair: MICRO's distribution is 'default', so here the default -> tall
-    # pair is the shared one); data-dependent 1; generator 2 widths (its fixed run is cross-eval's); yolo 2;
-    # schedule 4 (the 3x3 pair with half and twice the iterations)
-    assert len(runs) == 12 + 2 + 1 + 4 + 1 + 2 + 2 + 4
+    # anchor-configs 13 (12 + the unsampled 1x3 run); cross-eval adds fixed and sampled ±1 on 3x3 (its matrix
+    # and ±0.5 are anchor-configs' MetaAnchor runs); search 1 (the square-trained model with ratios sampled
+    # 1/4..4); transfer 4 (its elongated pair is anchor-configs' 3x3 pair: MICRO's distribution is 'default', so
+    # here the default -> tall pair is the shared one); data-dependent 1; generator 2 widths (its fixed run is
+    # cross-eval's); yolo 2; schedule 4 (the 3x3 pair with half and twice the iterations)
+    assert len(runs) == 13 + 2 + 1 + 4 + 1 + 2 + 2 + 4
     keys = {config_key(p.cfg, ctx.runner.root) for p in runs}
     assert len(keys) == len(runs)
     assert [p.name for p in tmp_path.iterdir()] == ["cache"]  # planning (and so --status) writes no report file
@@ -483,7 +518,7 @@ def test_status_counts_each_experiments_trained_runs_per_seed(tmp_path):
     runner.train(data_dependent_run.cfg)
     lines = experiment_progress(["anchor-configs", "data-dependent"], ctx).splitlines()
     # data-dependent shares its data-independent 3x3 run with anchor-configs (seed 0 trained above)
-    assert lines == ["anchor-configs   12 of 24 runs trained (seeds 0: 12/12, 1: 0/12)",
+    assert lines == ["anchor-configs   13 of 26 runs trained (seeds 0: 13/13, 1: 0/13)",
                      "data-dependent    2 of 4 runs trained (seeds 0: 1/2, 1: 1/2)"]
     runner.train(data_dependent.plan(ctx)[1].cfg)  # seed 0's data-dependent run
     runner.train(data_dependent.plan(ctx)[2].cfg)  # seed 1's data-independent one
