@@ -74,6 +74,23 @@ def test_boxes_inside_image_and_sizes_ratios_in_configured_range(name):
     assert np.log(np.array(sizes)).std() > 0.15 * (hi - lo)
 
 
+def test_image_ratio_mode_gives_each_image_one_half_of_the_ratio_range():
+    """'wide-or-tall': every image's boxes are all wide (h/w <= 1) or all tall (>= 1), both kinds of image
+    occur, and the default mode mixes them within images ('elongated' has the same ratio range)."""
+    def sides(cfg):
+        out = []
+        for index in range(80):
+            _, b, _ = render_sample(cfg, index)
+            r = (b[:, 3] - b[:, 1]) / (b[:, 2] - b[:, 0])
+            # one pixel of rounding either way (see test_boxes_inside_image_and_sizes_ratios_in_configured_range)
+            out.append("wide" if (r <= 1.1).all() else "tall" if (r >= 0.9).all() else "mixed")
+        return out
+
+    per_image = sides(synth_config("wide-or-tall"))
+    assert "mixed" not in per_image and per_image.count("wide") >= 20 and per_image.count("tall") >= 20
+    assert sides(synth_config("elongated")).count("mixed") >= 10
+
+
 def test_drawn_pixels_fill_the_reported_box_tightly():
     cfg = SynthConfig(background="plain", max_objects=1, num_classes=8, seed=2)
     for index in range(40):
@@ -106,6 +123,7 @@ def test_presets_parse_and_override():
     (["min_size=50", "max_size=20"], "min_size"),
     (["num_classes=99"], "num_classes"),
     (["background=stripes"], "background"),
+    (["ratio_mode=scene"], "ratio_mode must be one of object, image, got 'scene'"),
 ])
 def test_bad_config_raises_user_error_naming_the_problem(items, named):
     with pytest.raises(UserError, match=named):

@@ -230,6 +230,43 @@ def test_the_unsampled_extra_run_says_where_the_gain_comes_from(tmp_path, synth_
     assert f"Reading: {reading}" in text
 
 
+class ImageTellsRunner(FakeRunner):
+    """FakeRunner whose data-dependent generator gains ``gain`` AP when trained on 'wide-or-tall' images."""
+
+    def __init__(self, *args, gain=0.0, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.gain = gain
+
+    def evaluate(self, run, data_dir, anchors=None):
+        m = super().evaluate(run, data_dir, anchors)
+        tells = run.cfg["model"]["head"] == "metaanchor-dd" and "wide-or-tall" in run.cfg["data"]["train"]
+        return {k: v + self.gain * tells for k, v in m.items()}
+
+
+@pytest.mark.parametrize("gain, held, reading", [
+    (0.03, True, "the data-dependent generator gains where the image tells the box shapes"),
+    (0.0, False, "the data-dependent generator does not gain even where the image tells the box shapes"),
+    (-0.03, False, "the data-dependent generator is lower even where the image tells the box shapes"),
+], ids=["gains", "tied", "lower"])
+def test_data_dependent_extra_run_on_images_that_tell_their_box_shapes(tmp_path, gain, held, reading):
+    from metaanchor.tools.experiments import data_dependent
+
+    runner = ImageTellsRunner(tmp_path / "cache", MICRO, device="cpu", log=lambda s: None, gain=gain)
+    res = data_dependent.run(Context(runner, [0, 1], tmp_path))
+    claims = dict(res["verdicts"])
+    assert not claims.pop("the data-dependent generator is better").held  # tied on the main data
+    (claim, v), = claims.items()
+    assert claim == ("the data-dependent generator is better where each image holds only wide or only tall boxes "
+                     "(extra run, 'wide-or-tall')")
+    assert v.held is held and v.margin == pytest.approx(gain)
+    text = (tmp_path / "data-dependent" / "README.md").read_text()
+    di = BASELINE_AP["3x3"] + 0.02 + 0.001  # FakeRunner's 3x3 AP, mean over seeds 0 and 1
+    assert f"| 3x3 | {di:.3f} ± 0.001 | {di + gain:.3f} ± 0.001 | {gain:+.3f} |" in text
+    assert f"Reading: {reading}" in text
+    rows = list(csv.DictReader((tmp_path / "data-dependent" / "runs.csv").open()))
+    assert sum(r["data"] == "wide-or-tall" for r in rows) == 4  # 2 generators x 2 seeds, 3x3 only
+
+
 def test_ties_follow_the_seed_spread():
     assert compare([0.40, 0.40], [0.30, 0.30]) == "higher" and compare([0.30, 0.30], [0.40, 0.40]) == "lower"
     assert compare([0.302, 0.302], [0.30, 0.30]) == "tied"  # below TIE
@@ -459,9 +496,10 @@ def test_suite_plans_each_shared_run_once(tmp_path, synth_dirs):
     # anchor-configs 13 (12 + the unsampled 1x3 run); cross-eval adds fixed and sampled ±1 on 3x3 (its matrix
     # and ±0.5 are anchor-configs' MetaAnchor runs); search 1 (the square-trained model with ratios sampled
     # 1/4..4); transfer 4 (its elongated pair is anchor-configs' 3x3 pair: MICRO's distribution is 'default', so
-    # here the default -> tall pair is the shared one); data-dependent 1; generator 2 widths (its fixed run is
-    # cross-eval's); yolo 2; schedule 4 (the 3x3 pair with half and twice the iterations)
-    assert len(runs) == 13 + 2 + 1 + 4 + 1 + 2 + 2 + 4
+    # here the default -> tall pair is the shared one); data-dependent 3 (its generator, and both on
+    # 'wide-or-tall'); generator 2 widths (its fixed run is cross-eval's); yolo 2; schedule 4 (the 3x3 pair with
+    # half and twice the iterations)
+    assert len(runs) == 13 + 2 + 1 + 4 + 3 + 2 + 2 + 4
     keys = {config_key(p.cfg, ctx.runner.root) for p in runs}
     assert len(keys) == len(runs)
     assert [p.name for p in tmp_path.iterdir()] == ["cache"]  # planning (and so --status) writes no report file
@@ -514,16 +552,16 @@ def test_status_counts_each_experiments_trained_runs_per_seed(tmp_path):
     for p in anchor_configs.plan(ctx):
         if p.seed == 0:
             runner.train(p.cfg)
-    data_dependent_run = data_dependent.plan(ctx)[-1]  # seed 1, the data-dependent generator
-    runner.train(data_dependent_run.cfg)
+    planned = data_dependent.plan(ctx)  # per seed on the main data (seed 0, then 1), then the extra runs
+    runner.train(planned[3].cfg)  # seed 1, the data-dependent generator
     lines = experiment_progress(["anchor-configs", "data-dependent"], ctx).splitlines()
     # data-dependent shares its data-independent 3x3 run with anchor-configs (seed 0 trained above)
     assert lines == ["anchor-configs   13 of 26 runs trained (seeds 0: 13/13, 1: 0/13)",
-                     "data-dependent    2 of 4 runs trained (seeds 0: 1/2, 1: 1/2)"]
-    runner.train(data_dependent.plan(ctx)[1].cfg)  # seed 0's data-dependent run
-    runner.train(data_dependent.plan(ctx)[2].cfg)  # seed 1's data-independent one
-    assert experiment_progress(["data-dependent"], ctx) == ("data-dependent    4 of 4 runs trained "
-                                                          "(seeds 0: 2/2, 1: 2/2); report ready to write")
+                     "data-dependent    2 of 8 runs trained (seeds 0: 1/4, 1: 1/4)"]
+    for p in planned[1:3] + planned[4:]:  # the rest
+        runner.train(p.cfg)
+    assert experiment_progress(["data-dependent"], ctx) == ("data-dependent    8 of 8 runs trained "
+                                                          "(seeds 0: 4/4, 1: 4/4); report ready to write")
 
 
 def test_all_experiments_write_reports_and_one_index_line_per_claim(tmp_path, synth_dirs):

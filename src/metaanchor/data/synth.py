@@ -9,7 +9,12 @@ set by :class:`SynthConfig`:
   restricted to the ratios at which a box of size ``s`` fits in the image
   (so ``w = s / sqrt(r) <= image_size`` and ``h = s * sqrt(r) <= image_size``);
 - the pixel size is then rounded to whole pixels, so measured sizes and ratios
-  can differ from the sampled ones by rasterisation (about one pixel per side).
+  can differ from the sampled ones by rasterisation (about one pixel per side);
+- ``ratio_mode="image"`` makes the ratio range a property of the image: each
+  image draws one half of ``[min_ratio, max_ratio]`` (split at the geometric
+  mean, e.g. wide 1/4..1 or tall 1..4) for all its objects, so the image tells
+  which box shapes it holds (``"object"``, the default: every object draws from
+  the whole range).
 
 Occlusion: shapes are drawn in order, later on top. A placement is rejected
 (and re-sampled, up to ``_PLACEMENT_TRIES`` times) if it would cover more than
@@ -44,6 +49,7 @@ SHAPES: tuple[str, ...] = (
     "rectangle", "ellipse", "triangle", "cross", "diamond", "hexagon", "star", "trapezoid",
 )
 BACKGROUNDS: tuple[str, ...] = ("texture", "plain")
+RATIO_MODES: tuple[str, ...] = ("object", "image")
 MAX_OCCLUDED = 0.5  # largest fraction of an object's box area that later boxes may cover
 _PLACEMENT_TRIES = 30
 _MIN_SIDE = 2  # pixels; smallest box side ever drawn
@@ -74,6 +80,7 @@ class SynthConfig:
     max_objects: int = 4
     seed: int = 0
     background: str = "texture"
+    ratio_mode: str = "object"  # "image": each image's objects share one half of the ratio range
 
     def __post_init__(self) -> None:
         self.validate()
@@ -103,6 +110,8 @@ class SynthConfig:
             (0 <= self.seed <= MAX_SEED, f"seed must be in 0..{MAX_SEED}, got {self.seed}"),
             (self.background in BACKGROUNDS,
              f"background must be one of {', '.join(BACKGROUNDS)}, got {self.background!r}"),
+            (self.ratio_mode in RATIO_MODES,
+             f"ratio_mode must be one of {', '.join(RATIO_MODES)}, got {self.ratio_mode!r}"),
         ]
         for ok, message in checks:
             if not ok:
@@ -129,6 +138,9 @@ DISTRIBUTIONS: dict[str, dict[str, Any]] = {
     # sqrt(wh) relative to the short side, h/w), several objects per image
     "bccd-like": {"min_size": 10.0, "max_size": 57.0, "min_ratio": 0.6, "max_ratio": 1.5, "min_objects": 3,
                   "max_objects": 8},
+    # elongated's ratios, but each image holds only wide (1/4..1) or only tall (1..4) boxes: the image tells
+    # the box shapes (data-dependent generator). Named to sort last: a preset's sorted index seeds its splits
+    "wide-or-tall": {"min_ratio": 0.25, "max_ratio": 4.0, "ratio_mode": "image"},
 }
 
 
@@ -248,6 +260,10 @@ def _draw_shape(draw: ImageDraw.ImageDraw, kind: str, box: tuple[int, int, int, 
 
 def _place_objects(cfg: SynthConfig, rng: np.random.Generator) -> list[tuple[int, int, int, int]]:
     """Boxes (x0, y0, w, h) respecting the occlusion rule, in drawing order."""
+    if cfg.ratio_mode == "image":  # one half of the log-ratio range for the whole image
+        mid = math.sqrt(cfg.min_ratio * cfg.max_ratio)
+        lo, hi = ((cfg.min_ratio, mid), (mid, cfg.max_ratio))[int(rng.integers(2))]
+        cfg = dataclasses.replace(cfg, min_ratio=lo, max_ratio=hi)
     count = int(rng.integers(cfg.min_objects, cfg.max_objects + 1))
     boxes: list[tuple[int, int, int, int]] = []
     covered: list[float] = []  # area of each box covered by later boxes
