@@ -108,14 +108,15 @@ class FakeRunner(Runner):
     """Training and evaluation replaced by a table: AP depends on head, training and test anchors.
 
     The baseline scores ``BASELINE_AP``; MetaAnchor scores it plus ``bonus(anchor set)`` (by default +0.02,
-    +0.03 on the poor sets, so its range over the sets is smaller); every seed adds 0.002 to both. Every
-    split is the real ``data`` folder (box statistics are read from it). Trained runs get a validation curve
-    (``curve(cfg)``, FLAT by default) in their metrics.csv."""
+    +0.03 on the poor sets, so its range over the sets is smaller); every seed adds 0.002 to both, and
+    ``shift(cfg)`` adds a per-run amount (0 by default). Every split is the real ``data`` folder (box statistics
+    are read from it). Trained runs get a validation curve (``curve(cfg)``, FLAT by default) in their
+    metrics.csv."""
 
     def __init__(self, *args, bonus=lambda spec: 0.03 if spec in POOR else 0.02, curve=lambda cfg: FLAT,
-                 split_dir=None, **kwargs):
+                 split_dir=None, shift=lambda cfg: 0.0, **kwargs):
         super().__init__(*args, **kwargs)
-        self.bonus, self.curve, self.split_dir = bonus, curve, split_dir
+        self.bonus, self.curve, self.split_dir, self.shift = bonus, curve, split_dir, shift
 
     def dataset(self, distribution, split):
         return self.split_dir or self.root / f"{distribution}-{split}"
@@ -133,7 +134,8 @@ class FakeRunner(Runner):
     def evaluate(self, run, data_dir, anchors=None):
         base = BASELINE_AP.get(anchors, 0.05)
         bonus = 0.0 if run.cfg["model"]["head"] == "predefined" else self.bonus(anchors)
-        return {k: base + bonus + 0.002 * run.cfg["seed"] for k in ("AP", "AP50", "AP75", "APs", "APm", "APl")}
+        ap = base + bonus + self.shift(run.cfg) + 0.002 * run.cfg["seed"]
+        return {k: ap for k in ("AP", "AP50", "AP75", "APs", "APm", "APl")}
 
 
 def fake_ctx(tmp_path, synth_dirs, seeds=(0, 1), **kw):
@@ -197,20 +199,6 @@ def test_anchor_configs_verdicts_follow_the_measured_numbers(tmp_path, synth_dir
         assert f"- **{claim}**: {'held' if v.held else 'did not hold'}. {v.text}." in text
 
 
-class UnsampledRunner(FakeRunner):
-    """FakeRunner whose MetaAnchor trained without anchor sampling loses ``loss`` AP (the sampled one keeps
-    FakeRunner's +0.02 over the baseline on 1x3)."""
-
-    def __init__(self, *args, loss=0.0, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.loss = loss
-
-    def evaluate(self, run, data_dir, anchors=None):
-        m = super().evaluate(run, data_dir, anchors)
-        flat = run.cfg["model"]["head"] == "metaanchor" and not run.cfg["anchors"]["sample"]
-        return {k: v - self.loss * flat for k, v in m.items()}
-
-
 @pytest.mark.parametrize("loss, held, reading", [
     (0.02, True, "without sampling MetaAnchor scores like the baseline, so its gain with this set comes from "
                  "sampling the anchors"),
@@ -221,8 +209,11 @@ class UnsampledRunner(FakeRunner):
                  "sampling (tied: within the noise), which neither explanation fits"),  # below the baseline by 0.01
 ], ids=["gain-from-sampling", "gain-from-generator", "both", "below-the-baseline"])
 def test_the_unsampled_extra_run_says_where_the_gain_comes_from(tmp_path, synth_dirs, loss, held, reading):
-    runner = UnsampledRunner(tmp_path / "cache", MICRO, device="cpu", log=lambda s: None, split_dir=synth_dirs[1],
-                             loss=loss)
+    def unsampled_loses(cfg):  # MetaAnchor trained without anchor sampling loses ``loss`` AP
+        return -loss * (cfg["model"]["head"] == "metaanchor" and not cfg["anchors"]["sample"])
+
+    runner = FakeRunner(tmp_path / "cache", MICRO, device="cpu", log=lambda s: None, split_dir=synth_dirs[1],
+                        shift=unsampled_loses)
     res = anchor_configs.run(Context(runner, [0, 1], tmp_path))
     v = dict(res["verdicts"])["anchor sampling raises MetaAnchor's AP with 1x3 (extra run: trained without it)"]
     assert v.held is held and v.margin == pytest.approx(loss)
@@ -230,19 +221,6 @@ def test_the_unsampled_extra_run_says_where_the_gain_comes_from(tmp_path, synth_
     flat = BASELINE_AP["1x3"] + 0.02 - loss + 0.001  # mean over seeds 0 and 1 (+0.000, +0.002)
     assert f"| 1x3 | 0.321 ± 0.001 | 0.341 ± 0.001 | {flat:.3f} ± 0.001 |" in text
     assert f"Reading: {reading}" in text
-
-
-class ImageTellsRunner(FakeRunner):
-    """FakeRunner whose data-dependent generator gains ``gain`` AP when trained on 'wide-or-tall' images."""
-
-    def __init__(self, *args, gain=0.0, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.gain = gain
-
-    def evaluate(self, run, data_dir, anchors=None):
-        m = super().evaluate(run, data_dir, anchors)
-        tells = run.cfg["model"]["head"] == "metaanchor-dd" and "wide-or-tall" in run.cfg["data"]["train"]
-        return {k: v + self.gain * tells for k, v in m.items()}
 
 
 @pytest.mark.parametrize("gain, held, reading", [
@@ -253,7 +231,10 @@ class ImageTellsRunner(FakeRunner):
 def test_data_dependent_extra_run_on_images_that_tell_their_box_shapes(tmp_path, gain, held, reading):
     from metaanchor.tools.experiments import data_dependent
 
-    runner = ImageTellsRunner(tmp_path / "cache", MICRO, device="cpu", log=lambda s: None, gain=gain)
+    def dd_gains(cfg):  # the data-dependent generator trained on 'wide-or-tall' gains ``gain`` AP
+        return gain * (cfg["model"]["head"] == "metaanchor-dd" and "wide-or-tall" in cfg["data"]["train"])
+
+    runner = FakeRunner(tmp_path / "cache", MICRO, device="cpu", log=lambda s: None, shift=dd_gains)
     res = data_dependent.run(Context(runner, [0, 1], tmp_path))
     claims = dict(res["verdicts"])
     assert not claims.pop("the data-dependent generator is better").held  # tied on the main data

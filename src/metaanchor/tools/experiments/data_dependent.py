@@ -55,17 +55,17 @@ def _extra_section(di: list[float], dd: list[float]) -> str:
 
 
 def run(ctx: Context) -> dict:
-    t0, r, rows = time.time(), ctx.runner, []
+    t0, r, main, extra = time.time(), ctx.runner, [], []
     done = [(p, r.train(p.cfg)) for p in plan(ctx)]
     for p, run_ in done:
         if p.info.get("extra"):
-            rows.append(row(run_, p.seed, model=MODEL_NAMES[p.info["head"]], data=IMAGE_TELLS, anchors="3x3",
-                            **metrics(r.evaluate(run_, ctx.test(IMAGE_TELLS), "3x3"))))
+            extra.append(row(run_, p.seed, model=MODEL_NAMES[p.info["head"]], data=IMAGE_TELLS, anchors="3x3",
+                             **metrics(r.evaluate(run_, ctx.test(IMAGE_TELLS), "3x3"))))
             continue
         for spec, m in zip(EVAL_SETS, r.evaluate_sets(run_, ctx.test(), list(EVAL_SETS))):
-            rows.append(row(run_, p.seed, model=MODEL_NAMES[p.info["head"]], data=r.main, anchors=label(spec),
+            main.append(row(run_, p.seed, model=MODEL_NAMES[p.info["head"]], data=r.main, anchors=label(spec),
                             **metrics(m)))
-    main, extra = [x for x in rows if x["data"] == r.main], [x for x in rows if x["data"] == IMAGE_TELLS]
+    rows = main + extra  # the plan's order: every main run before the extra runs
     d = ctx.dir("data-dependent")
     report.write_csv(rows, d / "runs.csv")
     ap, ap_extra = report.group(main, ("anchors", "model")), report.group(extra, ("model",))
