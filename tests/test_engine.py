@@ -52,6 +52,22 @@ def test_resume_after_a_stop_equals_uninterrupted_run(synth_dirs, tmp_path, monk
         assert torch.equal(full[k], cut[k]), k
 
 
+def test_a_resumed_run_counts_the_time_and_devices_of_its_earlier_sittings(synth_dirs, tmp_path):
+    train_dir, _ = synth_dirs
+    cfg = tiny_cfg(train_dir, "solver.max_iter=2")
+    first = train_mod.train(cfg, tmp_path, progress=False)
+    assert first["devices"] == ["cpu"]
+    payload = torch.load(tmp_path / "last.pt", weights_only=True)
+    assert payload["devices"] == ["cpu"] and payload["train_seconds"] > 0
+    # as if the first sitting had taken 1000 s on a GPU (another machine) before this resume on the CPU
+    payload.update(train_seconds=1000.0, devices=["cuda (Some GPU)"])
+    torch.save(payload, tmp_path / "last.pt")
+    summary = train_mod.train(cfg, tmp_path, resume=True, progress=False)
+    assert summary["devices"] == ["cuda (Some GPU)", "cpu"]
+    assert summary["wall_time_s"] >= 1000.0
+    assert json.loads((tmp_path / "summary.json").read_text())["devices"] == ["cuda (Some GPU)", "cpu"]
+
+
 def test_lr_schedule_warmup_then_decay():
     s = {"warmup_iters": 10, "max_iter": 100, "schedule": "step", "steps": [0.5, 0.8]}
     assert lr_factor(0, s) == pytest.approx(0.1)

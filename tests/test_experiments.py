@@ -126,7 +126,8 @@ class FakeRunner(Runner):
         d = self.root / "runs" / key
         d.mkdir(parents=True, exist_ok=True)
         (d / "metrics.csv").write_text("iter,AP\n" + "".join(f"{i},{ap}\n" for i, ap in self.curve(cfg)))
-        return Run(key, d, cfg, {"wall_time_s": 10.0})
+        devices = ["cpu"] if cfg["seed"] == 0 else ["cuda (Fake GPU)", "cpu"]  # seed 1: resumed on another machine
+        return Run(key, d, cfg, {"wall_time_s": 10.0, "devices": devices})
 
     def evaluate_sets(self, run, data_dir, specs):
         return [self.evaluate(run, data_dir, s) for s in specs]
@@ -156,6 +157,8 @@ def test_anchor_configs_report_states_measured_numbers(tmp_path, synth_dirs):
     assert {(r["model"], r["converged"]) for r in rows} == {("MetaAnchor", "True"), ("baseline", "False"),
                                                             ("MetaAnchor, no sampling", "True")}
     assert {r["seed"] for r in rows} == {"0", "1"}
+    assert {(r["seed"], r["device"]) for r in rows} == {("0", "cpu"), ("1", "cuda (Fake GPU), then cpu")}
+    assert "Training runs used: 26, trained on cpu: 13; cuda (Fake GPU), then cpu: 13;" in text
     assert "14 of 26 runs converged by the plateau rule" in text and "largest range 0.060" in text
     for f in ("ap_by_anchor_set.png", "val_curves.png"):
         assert (d / f).read_bytes()[:4] == b"\x89PNG"

@@ -21,3 +21,10 @@ def resolve_device(name: str) -> torch.device:
     elif name != "cpu":
         raise ConfigError(f"device={name!r}: expected auto, cpu, cuda or cuda:N")
     return torch.device(name)
+
+
+def device_label(device: torch.device) -> str:
+    """``cpu``, or ``cuda`` with the GPU's name (``cuda (NVIDIA H100 80GB HBM3)``): what a run's summary records."""
+    if device.type != "cuda":
+        return device.type
+    return f"cuda ({torch.cuda.get_device_name(device)})"

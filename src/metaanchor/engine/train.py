@@ -35,7 +35,7 @@ from metaanchor.data.loader import (
     orientation_groups,
 )
 from metaanchor.engine import checkpoint as ckpt
-from metaanchor.engine.device import resolve_device
+from metaanchor.engine.device import device_label, resolve_device
 from metaanchor.engine.ema import ModelEMA
 from metaanchor.engine.evaluate import METRIC_KEYS, evaluate, fmt_metric, format_per_class
 from metaanchor.engine.signals import StopSignals, ignore_stop_signals
@@ -117,6 +117,9 @@ class Trainer:
             self.amp_dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
         self.start_iter, self.best_ap, self.skipped = 0, -1.0, 0
+        # training time and devices of the earlier sittings of a resumed run (so its summary counts them all)
+        self.prior_seconds, self.devices = 0.0, [device_label(self.device)]
+        self.t0 = time.time()
         self.best_iter, self.evals_since_best = 0, 0  # for solver.early_stop
         self.bad_images: set[str] = set()  # unreadable training images skipped (data.skip_invalid)
         self.early_stopped = False
@@ -162,7 +165,8 @@ class Trainer:
         payload.update(optimizer=self.optimizer.state_dict(), scaler=self.scaler.state_dict(),
                        iteration=iteration, best_ap=self.best_ap, skipped=self.skipped, train_config=self.cfg,
                        bad_images=sorted(self.bad_images), weights="ema" if self.ema else "trained",
-                       best_iter=self.best_iter, evals_since_best=self.evals_since_best)
+                       best_iter=self.best_iter, evals_since_best=self.evals_since_best,
+                       train_seconds=time.time() - self.t0, devices=self.devices)
         ckpt.save(payload, self.out / name)
 
     def _resume(self) -> None:
@@ -191,6 +195,8 @@ class Trainer:
             raise CheckpointError(f"checkpoint {path}: training state does not fit this run "
                                   f"({str(e).splitlines()[0] if str(e) else type(e).__name__})") from None
         self.bad_images = set(payload.get("bad_images", []))
+        self.prior_seconds = float(payload.get("train_seconds", 0.0))  # 0 for checkpoints older than the key
+        self.devices = list(dict.fromkeys([*payload.get("devices", []), *self.devices]))
         if self.main:
             tqdm.write(f"--resume: continuing from {path} at iteration {self.start_iter}")
 
@@ -318,7 +324,7 @@ class Trainer:
         """Run to ``solver.max_iter``; returns the final summary (metrics per anchor set)."""
         s = self.cfg["solver"]
         writer = self._prepare_run_folder()
-        t0 = time.time()
+        t0 = self.t0 = time.time() - self.prior_seconds  # seconds in metrics.csv and the summary count all sittings
         self.model.train()
         bar = tqdm(total=s["max_iter"], initial=self.start_iter, desc="train", disable=not self.progress,
                    dynamic_ncols=True)
@@ -336,6 +342,7 @@ class Trainer:
                 with writing(self.out):
                     writer.close()
         summary["wall_time_s"] = time.time() - t0
+        summary["devices"] = self.devices
         summary["skipped_steps"] = self.skipped
         summary["skipped_images"] = len(self.bad_images)
         if self.main:

@@ -9,6 +9,7 @@ train them in parallel first) and ``run(ctx) -> dict`` (trains what is missing, 
 from __future__ import annotations
 
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -71,7 +72,13 @@ def metrics(m: dict) -> dict:
 def row(run: Run, seed: int, **fields) -> dict:
     """A runs.csv row: seed, the caller's fields, the plateau rule's columns, training time, run key."""
     return {"seed": seed, **fields, **run.convergence, "train_s": run.summary.get("wall_time_s", 0.0),
-            "run": run.key}
+            "device": trained_on(run), "run": run.key}
+
+
+def trained_on(run: Run) -> str:
+    """The devices a run was trained on, in order (``cuda (NVIDIA H100 80GB HBM3), then cpu`` for a run resumed
+    on another machine); ``not recorded`` for runs from before summaries recorded it."""
+    return ", then ".join(run.summary.get("devices", [])) or "not recorded"
 
 
 def device_name(ctx: Context) -> str:
@@ -84,13 +91,15 @@ def scale_section(ctx: Context, runs: list[Run], wall: float, extra: str = "", s
     """The report's Scale section; ``scale`` replaces the runner's when an experiment trains differently."""
     unique = list({r.key: r for r in runs}.values())
     train_s = sum(r.summary.get("wall_time_s", 0.0) for r in unique)
+    devices = Counter(trained_on(r) for r in unique)
     eval_s = ctx.runner.eval_seconds - ctx.eval_mark
     what = (scale or ctx.runner.scale).describe(ctx.runner.data)
     few = (f"; fewer than {MIN_SEEDS}, so the verdicts below are preliminary" if len(ctx.seeds) < MIN_SEEDS
            else "")
     return (f"## Scale\n\n- {what}.\n- Seeds: {', '.join(map(str, ctx.seeds))} "
-            f"(tables: mean ± half the range over seeds{few}).\n- Device: {device_name(ctx)}. Training runs used: "
-            f"{len(unique)}; compute: {train_s / 60:.1f} min of training + {eval_s / 60:.1f} min of evaluation "
+            f"(tables: mean ± half the range over seeds{few}).\n- Device: {device_name(ctx)} (evaluation). Training "
+            f"runs used: {len(unique)}, trained on {'; '.join(f'{d}: {n}' for d, n in sorted(devices.items()))}; "
+            f"compute: {train_s / 60:.1f} min of training + {eval_s / 60:.1f} min of evaluation "
             f"(cached runs and evaluations included, measured when they ran, often beside other runs on the same "
             f"machine, so they are not speeds); wall time of this report's last invocation: {wall / 60:.1f} min."
             f"\n- Metrics: COCO AP (IoU .50:.95) and AP50 from pycocotools on the test split "
