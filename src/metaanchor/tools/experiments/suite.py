@@ -230,8 +230,8 @@ reuses them and an interrupted `all` resumes (a run resumes from its last checkp
 scale takes about 38 min with two runs sharing a 2-core machine, so the suite is filled over several sittings
 (`metaanchor experiment all --status` lists the planned runs and the time left); experiments marked "no
 verdict at this scale yet" have not been run at it. On a GPU machine use `--device cuda --jobs 4`: on one
-H100 (16 cores) four runs at once trained at 15-17 iterations/s each (about 12.5 min per run; MetaAnchor's
-runs are the slower ones), 65 iterations/s in all, about six times this 2-core machine. More runs at once do
+H100 (16 cores) four runs at once trained at 15-19 iterations/s each (about 12 min per run; MetaAnchor's
+runs are the slower ones), 65-70 iterations/s in all, about six times this 2-core machine. More runs at once do
 not help: 16 (one core each) gave 80 iterations/s in all and 24 gave 81, so each run takes 4 times as long for
 +25 % throughput; the tiny model's step is bound by kernel launches and switching between processes, not by
 the GPU's arithmetic. A run stopped with Ctrl-C on one machine resumes on another (its checkpoint is
