@@ -232,10 +232,10 @@ scale takes about 38 min with two runs sharing a 2-core machine, so the suite is
 verdict at this scale yet" have not been run at it. On a GPU machine use `--device cuda --jobs 4`: on one
 H100 (16 cores) four runs at once trained at 15-19 iterations/s each (about 12 min per run; MetaAnchor's
 runs are the slower ones), 65-70 iterations/s in all, about six times this 2-core machine. More runs at once do
-not help: 16 (one core each) gave 80 iterations/s in all and 24 gave 81, so each run takes 4 times as long for
-+25 % throughput; the tiny model's step is bound by kernel launches and switching between processes, not by
-the GPU's arithmetic. A run stopped with Ctrl-C on one machine resumes on another (its checkpoint is
-device-independent); `runs.csv` names the devices each run was trained on.
+not help: 16 (one core each) gave 80 iterations/s in all and 24 gave 81, so each run took about 3 times as
+long (0.19 s per iteration) for +15-25 % throughput; the tiny model's step is bound by kernel launches and
+switching between processes, not by the GPU's arithmetic. A run stopped with Ctrl-C on one machine resumes
+on another (its checkpoint is device-independent); `runs.csv` names the devices each run was trained on.
 
 Verdicts: a claim holds when its margin (the difference the claim is about, positive in its favour) exceeds
 the noise (the sum of the two seed spreads, half-ranges over seeds, at least 0.005 AP); the exact rule of each
