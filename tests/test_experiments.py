@@ -158,7 +158,8 @@ def test_anchor_configs_report_states_measured_numbers(tmp_path, synth_dirs):
                                                             ("MetaAnchor, no sampling", "True")}
     assert {r["seed"] for r in rows} == {"0", "1"}
     assert {(r["seed"], r["device"]) for r in rows} == {("0", "cpu"), ("1", "cuda (Fake GPU), then cpu")}
-    assert "Training runs used: 26, trained on cpu: 13; cuda (Fake GPU), then cpu: 13;" in text
+    assert ("Training runs used: 26, trained on cpu: 13; cuda (Fake GPU), then cpu: 13 (iterations on a GPU ran in "
+            "mixed precision, solver.amp; on the CPU in float32);") in text
     assert "14 of 26 runs converged by the plateau rule" in text and "largest range 0.060" in text
     for f in ("ap_by_anchor_set.png", "val_curves.png"):
         assert (d / f).read_bytes()[:4] == b"\x89PNG"

@@ -92,13 +92,15 @@ def scale_section(ctx: Context, runs: list[Run], wall: float, extra: str = "", s
     unique = list({r.key: r for r in runs}.values())
     train_s = sum(r.summary.get("wall_time_s", 0.0) for r in unique)
     devices = Counter(trained_on(r) for r in unique)
+    amp = (" (iterations on a GPU ran in mixed precision, solver.amp; on the CPU in float32)"
+           if any("cuda" in d for d in devices) else "")
     eval_s = ctx.runner.eval_seconds - ctx.eval_mark
     what = (scale or ctx.runner.scale).describe(ctx.runner.data)
     few = (f"; fewer than {MIN_SEEDS}, so the verdicts below are preliminary" if len(ctx.seeds) < MIN_SEEDS
            else "")
     return (f"## Scale\n\n- {what}.\n- Seeds: {', '.join(map(str, ctx.seeds))} "
             f"(tables: mean ± half the range over seeds{few}).\n- Device: {device_name(ctx)} (evaluation). Training "
-            f"runs used: {len(unique)}, trained on {'; '.join(f'{d}: {n}' for d, n in sorted(devices.items()))}; "
+            f"runs used: {len(unique)}, trained on {'; '.join(f'{d}: {n}' for d, n in sorted(devices.items()))}{amp}; "
             f"compute: {train_s / 60:.1f} min of training + {eval_s / 60:.1f} min of evaluation "
             f"(cached runs and evaluations included, measured when they ran, often beside other runs on the same "
             f"machine, so they are not speeds); wall time of this report's last invocation: {wall / 60:.1f} min."
