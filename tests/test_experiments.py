@@ -272,6 +272,25 @@ def test_schedule_verdict_both_ways():
     assert not short.held and short.margin == pytest.approx(0.02 - 0.06)
 
 
+def test_transfer_report_adds_anchors_searched_on_b_for_metaanchor(tmp_path, synth_dirs):
+    from metaanchor.tools.experiments import transfer
+
+    ctx = fake_ctx(tmp_path, synth_dirs, seeds=[0])
+    res = transfer.run(ctx)
+    rows = list(csv.DictReader((tmp_path / "transfer" / "runs.csv").open()))
+    searched = [r for r in rows if r["anchors"] == transfer.SEARCHED]
+    assert {r["model"] for r in searched} == {"MetaAnchor"} and len(searched) == len(transfer.TRANSFER)
+    assert all(r["test_on"] == b for r, (_, b) in zip(searched, transfer.TRANSFER))
+    text = (tmp_path / "transfer" / "README.md").read_text()
+    assert "## Anchors searched on B" in text
+    for r, (a, b) in zip(searched, transfer.TRANSFER):
+        assert f"| {a} → {b} | 0.370 | 0.070 | {float(r['AP']):.3f} | `{r['spec']}` |" in text
+    claims = [c for c, _ in res["verdicts"]]
+    assert len(claims) == 2 * len(transfer.TRANSFER)
+    assert claims[-1] == "MetaAnchor with anchors searched on B's validation split beats the better baseline variant " \
+                         "on elongated → bccd-like"
+
+
 def test_verdicts_from_fewer_than_three_seeds_are_marked_preliminary():
     assert verdicts.MIN_SEEDS == 3
     assert verdicts.held_cell(True, 3) == "yes" and verdicts.held_cell(False, 5) == "no"
@@ -288,6 +307,11 @@ def test_verdict_rules_both_ways():
     v = verdicts.at_least([0.20, 0.21], [0.30, 0.31], "searched vs training set")
     assert v.margin == pytest.approx(-0.10) and v.noise == pytest.approx(0.01)
     assert v.text == "searched vs training set: 0.205 vs 0.305, Δ -0.100 (beyond the noise 0.010)"
+    # a floor: when both sides fail (e.g. a transfer where no model finds the objects) the claim is not held
+    low = verdicts.better([0.015, 0.015], [0.010, 0.010], "x", floor=verdicts.FLOOR)
+    assert not low.held and low.margin == pytest.approx(0.005)
+    assert low.text == "x: 0.015 vs 0.010, Δ +0.005; both below 0.05 AP, so this comparison tests nothing (no verdict)"
+    assert verdicts.better([0.06, 0.06], [0.01, 0.01], "x", floor=verdicts.FLOOR).held  # one side above: judged
     # robustness: range of the per-set means, noise = the two largest seed spreads
     meta = {"a": [0.40, 0.40], "b": [0.38, 0.38]}  # range 0.02
     assert verdicts.robustness(meta, {"a": [0.40, 0.40], "b": [0.20, 0.20]}).held  # 0.20

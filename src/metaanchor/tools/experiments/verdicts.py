@@ -17,6 +17,7 @@ from metaanchor.tools.experiments.report import mean_spread
 
 TIE = 0.005  # AP differences below this (or within the seeds' spreads) are called ties
 MIN_SEEDS = 3  # a verdict backed by fewer seeds is reported as preliminary
+FLOOR = 0.05  # when both sides of a comparison score below this AP, it tests nothing (both models fail)
 
 
 def held_cell(held: bool, seeds: int) -> str:
@@ -49,10 +50,14 @@ def compare(a: list[float], b: list[float]) -> str:
     return "higher" if d > 0 else "lower"
 
 
-def _difference(a: list[float], b: list[float], what: str, held: set[str]) -> Verdict:
-    """The mean of ``a`` against ``b``; held when ``compare`` gives one of ``held``."""
+def _difference(a: list[float], b: list[float], what: str, held: set[str], floor: float = 0.0) -> Verdict:
+    """The mean of ``a`` against ``b``; held when ``compare`` gives one of ``held``. When both means are below
+    ``floor`` the comparison tests nothing: not held, and the text says so."""
     (ma, _), (mb, _) = mean_spread(a), mean_spread(b)
     v, n = compare(a, b), noise(a, b)
+    if max(ma, mb) < floor:
+        return Verdict(False, ma - mb, n, f"{what}: {ma:.3f} vs {mb:.3f}, Δ {ma - mb:+.3f}; both below {floor} AP, "
+                                          f"so this comparison tests nothing (no verdict)")
     return Verdict(v in held, ma - mb, n, f"{what}: {ma:.3f} vs {mb:.3f}, Δ {ma - mb:+.3f} "
                                           f"({'within' if v == 'tied' else 'beyond'} the noise {n:.3f})")
 
@@ -62,9 +67,10 @@ def at_least(a: list[float], b: list[float], what: str) -> Verdict:
     return _difference(a, b, what, {"higher", "tied"})
 
 
-def better(a: list[float], b: list[float], what: str) -> Verdict:
-    """Claim ``a > b`` by more than the noise (e.g. MetaAnchor vs baseline on a poor anchor set)."""
-    return _difference(a, b, what, {"higher"})
+def better(a: list[float], b: list[float], what: str, floor: float = 0.0) -> Verdict:
+    """Claim ``a > b`` by more than the noise (e.g. MetaAnchor vs baseline on a poor anchor set); with
+    ``floor`` (e.g. ``FLOOR``), a comparison where both score below it is not held and says it tests nothing."""
+    return _difference(a, b, what, {"higher"}, floor)
 
 
 def spread(per_set: dict[str, list[float]]) -> tuple[float, float]:
