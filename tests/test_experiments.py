@@ -296,6 +296,7 @@ def test_verdicts_from_fewer_than_three_seeds_are_marked_preliminary():
     assert verdicts.held_cell(True, 3) == "yes" and verdicts.held_cell(False, 5) == "no"
     assert verdicts.held_cell(True, 1) == "yes (preliminary: 1 seed)"
     assert verdicts.held_cell(False, 2) == "no (preliminary: 2 seeds)"
+    assert verdicts.held_cell(False, 1, tested=False) == "untested (both below 0.05 AP) (preliminary: 1 seed)"
 
 
 def test_verdict_rules_both_ways():
@@ -309,7 +310,7 @@ def test_verdict_rules_both_ways():
     assert v.text == "searched vs training set: 0.205 vs 0.305, Δ -0.100 (beyond the noise 0.010)"
     # a floor: when both sides fail (e.g. a transfer where no model finds the objects) the claim is not held
     low = verdicts.better([0.015, 0.015], [0.010, 0.010], "x", floor=verdicts.FLOOR)
-    assert not low.held and low.margin == pytest.approx(0.005)
+    assert not low.held and not low.tested and low.margin == pytest.approx(0.005)
     assert low.text == "x: 0.015 vs 0.010, Δ +0.005; both below 0.05 AP, so this comparison tests nothing (no verdict)"
     assert verdicts.better([0.06, 0.06], [0.01, 0.01], "x", floor=verdicts.FLOOR).held  # one side above: judged
     # robustness: range of the per-set means, noise = the two largest seed spreads

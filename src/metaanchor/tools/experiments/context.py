@@ -127,6 +127,7 @@ def curves_section(d: Path, groups: dict[str, list[Run]], title: str) -> str:
 def verdict_section(verdicts: list[tuple[str, Verdict]], paper: str, would_change: str) -> str:
     """'Did the claim hold here?': one line per claim with margin and noise, what the paper says, and what
     would change the verdict."""
-    lines = [f"- **{claim}**: {'held' if v.held else 'did not hold'}. {v.text}." for claim, v in verdicts]
+    lines = [f"- **{claim}**: {'held' if v.held else 'did not hold' if v.tested else 'untested'}. {v.text}."
+             for claim, v in verdicts]
     return ("## Did the claim hold here?\n\n" + "\n".join(lines) + f"\n\n{paper} Noise is the sum of the two "
             f"seed spreads (half-ranges), at least 0.005 AP. {would_change}")

@@ -198,7 +198,7 @@ NOT_RUN = "(no verdict at this scale yet; any report in the folder is an older o
 def index_rows(ctx: Context, results: dict[str, dict]) -> dict[tuple[str, str], str]:
     """One index line per (experiment, claim): verdict, margin (positive: in the claim's favour), noise."""
     s = ctx.runner.scale
-    return {(name, claim): f"| [{name}]({name}/README.md) | {claim} | {held_cell(v.held, len(ctx.seeds))} | "
+    return {(name, claim): f"| [{name}]({name}/README.md) | {claim} | {held_cell(v.held, len(ctx.seeds), v.tested)} | "
                            f"{v.margin:+.3f} | {v.noise:.3f} | {s.name}, {len(ctx.seeds)} |"
             for name, res in results.items() for claim, v in res["verdicts"]}
 

@@ -20,9 +20,10 @@ MIN_SEEDS = 3  # a verdict backed by fewer seeds is reported as preliminary
 FLOOR = 0.05  # when both sides of a comparison score below this AP, it tests nothing (both models fail)
 
 
-def held_cell(held: bool, seeds: int) -> str:
-    """The index's 'held?' cell: yes / no, marked preliminary below ``MIN_SEEDS`` seeds."""
-    word = "yes" if held else "no"
+def held_cell(held: bool, seeds: int, tested: bool = True) -> str:
+    """The index's 'held?' cell: yes / no (or 'untested' for a comparison below the ``FLOOR``), marked
+    preliminary below ``MIN_SEEDS`` seeds."""
+    word = "yes" if held else "no" if tested else f"untested (both below {FLOOR} AP)"
     return word if seeds >= MIN_SEEDS else f"{word} (preliminary: {seeds} seed{'s' * (seeds != 1)})"
 
 
@@ -35,6 +36,7 @@ class Verdict:
     margin: float
     noise: float
     text: str
+    tested: bool = True  # False: both sides scored below the floor, so the comparison says nothing
 
 
 def noise(a: list[float], b: list[float]) -> float:
@@ -57,7 +59,7 @@ def _difference(a: list[float], b: list[float], what: str, held: set[str], floor
     v, n = compare(a, b), noise(a, b)
     if max(ma, mb) < floor:
         return Verdict(False, ma - mb, n, f"{what}: {ma:.3f} vs {mb:.3f}, Δ {ma - mb:+.3f}; both below {floor} AP, "
-                                          f"so this comparison tests nothing (no verdict)")
+                                          f"so this comparison tests nothing (no verdict)", tested=False)
     return Verdict(v in held, ma - mb, n, f"{what}: {ma:.3f} vs {mb:.3f}, Δ {ma - mb:+.3f} "
                                           f"({'within' if v == 'tied' else 'beyond'} the noise {n:.3f})")
 
