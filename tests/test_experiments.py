@@ -20,7 +20,7 @@ from metaanchor.geometry.anchor_fit import (
 from metaanchor.geometry.anchors import AnchorSet
 from metaanchor.tools.experiments import anchor_configs, cross_eval, report, verdicts, yolo
 from metaanchor.tools.experiments.context import ANCHOR_SETS, POOR, SQUARE, Context
-from metaanchor.tools.experiments.runner import Run, Runner, Scale, config_key, plateau
+from metaanchor.tools.experiments.runner import Run, Runner, Scale, anchor_key, config_key, plateau
 from metaanchor.tools.experiments.verdicts import compare
 
 MICRO = Scale("micro", image_size=64, train_images=6, val_images=3, test_images=3, max_iter=4, batch_size=2,
@@ -78,12 +78,23 @@ def test_real_micro_run_and_cached_evaluation(tmp_path, monkeypatch):
         want = evaluate(model, data, spec, MICRO.eval_batch, progress=False)
         assert {k: got[k] for k in ("AP", "AP50", "AR100")} == {k: want[k] for k in ("AP", "AP50", "AR100")}
 
+    # another input size: the model sees images of that size, the result is cached apart, the model keeps its own
+    shapes = []
+    hook = model.batcher.register_forward_hook(lambda mod, args, out: shapes.append(tuple(out[0].shape[-2:])))
+    runner.evaluate(run, test, "2x3", size=32)
+    hook.remove()
+    assert shapes and all(max(hw) == 32 for hw in shapes)  # the test images are square, 64 px
+    assert (model.batcher.min_size, model.batcher.max_size) == (MICRO.image_size, MICRO.image_size)
+    keys = json.loads((run.dir / "evals.json").read_text())
+    assert sum(k.startswith(f"{test.name}@32px|") for k in keys) == 1
+
     monkeypatch.setattr("metaanchor.engine.evaluate.evaluate", boom)
     monkeypatch.setattr("metaanchor.engine.evaluate.evaluate_many", boom)
     # another spelling of the same 6 shapes hits the same cache entry
     same = runner.evaluate(run, test, f"scales=1,{2 ** 0.5!r};ratios=0.5,1,2")
     assert same["AP"] == m["AP"]
     assert runner.evaluate_sets(run, test, ["5x5", "1x1"]) == [many[1], many[0]]
+    assert runner.evaluate(run, test, "2x3", size=32) == keys[f"{test.name}@32px|{anchor_key('2x3')}"]
 
 
 def test_report_files_contain_the_numbers(tmp_path):
@@ -109,14 +120,15 @@ class FakeRunner(Runner):
 
     The baseline scores ``BASELINE_AP``; MetaAnchor scores it plus ``bonus(anchor set)`` (by default +0.02,
     +0.03 on the poor sets, so its range over the sets is smaller); every seed adds 0.002 to both, and
-    ``shift(cfg)`` adds a per-run amount (0 by default). Every split is the real ``data`` folder (box statistics
-    are read from it). Trained runs get a validation curve (``curve(cfg)``, FLAT by default) in their
-    metrics.csv."""
+    ``shift(cfg)`` adds a per-run amount (0 by default), ``resize(size)`` one per input size given to
+    ``evaluate`` (0 by default; always 0 at the model's own size, ``size=None``). Every split is the real
+    ``data`` folder (box statistics are read from it). Trained runs get a validation curve (``curve(cfg)``, FLAT
+    by default) in their metrics.csv."""
 
     def __init__(self, *args, bonus=lambda spec: 0.03 if spec in POOR else 0.02, curve=lambda cfg: FLAT,
-                 split_dir=None, shift=lambda cfg: 0.0, **kwargs):
+                 split_dir=None, shift=lambda cfg: 0.0, resize=lambda size: 0.0, **kwargs):
         super().__init__(*args, **kwargs)
-        self.bonus, self.curve, self.split_dir, self.shift = bonus, curve, split_dir, shift
+        self.bonus, self.curve, self.split_dir, self.shift, self.resize = bonus, curve, split_dir, shift, resize
 
     def dataset(self, distribution, split):
         return self.split_dir or self.root / f"{distribution}-{split}"
@@ -129,13 +141,13 @@ class FakeRunner(Runner):
         devices = ["cpu"] if cfg["seed"] == 0 else ["cuda (Fake GPU)", "cpu"]  # seed 1: resumed on another machine
         return Run(key, d, cfg, {"wall_time_s": 10.0, "devices": devices})
 
-    def evaluate_sets(self, run, data_dir, specs):
-        return [self.evaluate(run, data_dir, s) for s in specs]
+    def evaluate_sets(self, run, data_dir, specs, size=None):
+        return [self.evaluate(run, data_dir, s, size) for s in specs]
 
-    def evaluate(self, run, data_dir, anchors=None):
+    def evaluate(self, run, data_dir, anchors=None, size=None):
         base = BASELINE_AP.get(anchors, 0.05)
         bonus = 0.0 if run.cfg["model"]["head"] == "predefined" else self.bonus(anchors)
-        ap = base + bonus + self.shift(run.cfg) + 0.002 * run.cfg["seed"]
+        ap = base + bonus + self.shift(run.cfg) + 0.002 * run.cfg["seed"] + (self.resize(size) if size else 0.0)
         return {k: ap for k in ("AP", "AP50", "AP75", "APs", "APm", "APl")}
 
 
@@ -286,9 +298,36 @@ def test_transfer_report_adds_anchors_searched_on_b_for_metaanchor(tmp_path, syn
     for r, (a, b) in zip(searched, transfer.TRANSFER):
         assert f"| {a} → {b} | 0.370 | 0.070 | {float(r['AP']):.3f} | `{r['spec']}` |" in text
     claims = [c for c, _ in res["verdicts"]]
-    assert len(claims) == 2 * len(transfer.TRANSFER)
+    assert len(claims) == 2 * len(transfer.TRANSFER)  # every model finds B's objects: no explanation is asked for
     assert claims[-1] == "MetaAnchor with anchors searched on B's validation split beats the better baseline variant " \
                          "on elongated → bccd-like"
+    # no other input size helps here: the model's own size (the first tried) is chosen
+    resized = [r for r in rows if r["anchors"] == transfer.RESIZED]
+    assert len(resized) == 2 * len(transfer.TRANSFER) and {r["input_size"] for r in resized} == {"64"}
+    assert "| default → tall | MetaAnchor | 0.370 | 0.370 | 0.370 | 0.370 | 64 px | 0.370 | 0.370 |" in text
+
+
+def test_transfer_explains_a_pair_no_model_detects_by_resizing_b(tmp_path, synth_dirs):
+    """Where both heads score below the floor on B, the input size searched on B's val says whether the
+    features (not the anchors) failed: here 32 px inputs (half the training size) lift every model by 0.2 AP."""
+    from metaanchor.tools.experiments import transfer
+
+    ctx = fake_ctx(tmp_path, synth_dirs, seeds=[0], shift=lambda cfg: -0.34, resize=lambda n: 0.2 * (n == 32))
+    res = transfer.run(ctx)
+    rows = list(csv.DictReader((tmp_path / "transfer" / "runs.csv").open()))
+    resized = [r for r in rows if r["anchors"] == transfer.RESIZED]
+    assert {r["input_size"] for r in resized} == {"32"}
+    assert {round(float(r["AP"]), 3) for r in resized} == {0.21, 0.23}  # baseline 0.01 + 0.2, MetaAnchor 0.03 + 0.2
+    text = (tmp_path / "transfer" / "README.md").read_text()
+    assert "| small → large | MetaAnchor | 0.030 | 0.030 | 0.230 | 0.030 | 32 px | 0.030 | 0.230 |" in text
+    claims = dict(res["verdicts"])
+    assert len(claims) == 3 * len(transfer.TRANSFER)
+    v = claims["explanation of small → large: B's objects are found once its images are resized (the features, "
+               "not the anchors, fail to transfer)"]
+    assert v.held and v.margin == pytest.approx(0.2)
+    assert v.text.startswith("MetaAnchor's test AP on large, 3x3 anchors, input size searched on large's val vs "
+                             "64 px: 0.230 vs 0.030")
+    assert not claims["MetaAnchor with adapted anchors beats the better baseline variant on small → large"].tested
 
 
 def test_verdicts_from_fewer_than_three_seeds_are_marked_preliminary():

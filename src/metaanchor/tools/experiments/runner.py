@@ -331,16 +331,18 @@ class Runner:
             self._datasets[str(path)] = CocoDataset(path)
         return self._datasets[str(path)]
 
-    def evaluate(self, run: Run, data_dir: Path, anchors: str | None = None) -> dict:
-        """COCO metrics (``KEPT_METRICS``) of ``run`` on ``data_dir`` with ``anchors`` (default: training set)."""
-        return self.evaluate_sets(run, data_dir, [anchors or run.cfg["anchors"]["train"]])[0]
+    def evaluate(self, run: Run, data_dir: Path, anchors: str | None = None, size: int | None = None) -> dict:
+        """COCO metrics (``KEPT_METRICS``) of ``run`` on ``data_dir`` with ``anchors`` (default: training set);
+        ``size``: input size (short side and long-side cap, px) instead of the model's own."""
+        return self.evaluate_sets(run, data_dir, [anchors or run.cfg["anchors"]["train"]], size)[0]
 
-    def evaluate_sets(self, run: Run, data_dir: Path, specs: list[str]) -> list[dict]:
+    def evaluate_sets(self, run: Run, data_dir: Path, specs: list[str], size: int | None = None) -> list[dict]:
         """``evaluate`` for several anchor sets: the ones not cached yet come from one pass over the data
         (``evaluate_many``: backbone and towers once per batch); ``eval_s`` is that pass's share per set."""
         cache_file = run.dir / "evals.json"
         cache = json.loads(cache_file.read_text()) if cache_file.is_file() else {}
-        keys = [f"{Path(data_dir).name}|{anchor_key(spec)}" for spec in specs]
+        at = f"@{size}px" if size else ""
+        keys = [f"{Path(data_dir).name}{at}|{anchor_key(spec)}" for spec in specs]
         missing = list({k: s for k, s in zip(keys, specs) if k not in cache}.items())
         if missing:
             import warnings
@@ -349,10 +351,16 @@ class Runner:
             from metaanchor.families.base import AnchorRangeWarning
 
             t0 = time.time()
-            with warnings.catch_warnings():  # experiments leave the trained code range on purpose (reports say so)
-                warnings.simplefilter("ignore", AnchorRangeWarning)
-                metrics = evaluate_many(self._model(run), self._data(Path(data_dir)), [s for _, s in missing],
-                                        self.scale.eval_batch, progress=False)
+            model = self._model(run)
+            own = model.batcher.min_size, model.batcher.max_size
+            model.batcher.min_size, model.batcher.max_size = (size, size) if size else own
+            try:
+                with warnings.catch_warnings():  # experiments leave the trained code range on purpose (reports say so)
+                    warnings.simplefilter("ignore", AnchorRangeWarning)
+                    metrics = evaluate_many(model, self._data(Path(data_dir)), [s for _, s in missing],
+                                            self.scale.eval_batch, progress=False)
+            finally:
+                model.batcher.min_size, model.batcher.max_size = own
             share = (time.time() - t0) / len(missing)
             for (key, spec), m in zip(missing, metrics):
                 cache[key] = {k: m[k] for k in KEPT_METRICS} | {"anchors": str(spec), "eval_s": share}
