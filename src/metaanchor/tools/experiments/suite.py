@@ -244,7 +244,8 @@ seeds is marked preliminary. Every run logs validation AP during
 training; a run counts as converged when that AP moves by at most {PLATEAU} over the last {PLATEAU_TAIL:.0%} of
 its iterations (each report's `runs.csv` has `seed` and `converged` columns and a `val_curves.png`).
 Last invocation: {device_name(ctx)}, scale {ctx.runner.scale.name} ({ctx.runner.scale.describe(ctx.runner.data)}).
-Real data (BCCD blood-cell photos, MetaAnchor vs predefined anchors, 3 seeds each): [bccd/](bccd/README.md).
+Real data (BCCD blood-cell photos): MetaAnchor vs predefined anchors (3 seeds each), and anchor search for a
+model trained with a good and with a poor set (one seed each): [bccd/](bccd/README.md).
 
 {INDEX_HEAD}
 |---|---|---|---|---|---|
