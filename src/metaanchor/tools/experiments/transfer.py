@@ -124,7 +124,7 @@ def run(ctx: Context) -> dict:
             ["A → B", "same (3x3)", "k-means on B", "searched on B's val", "found set (per seed)"], searched_body),
         "## Input size searched on B\n\nAnchors can only help where the features respond to B's objects. To "
         "tell the two apart, every model is also evaluated with its training anchors (3x3) on B's images "
-        f"resized to {', '.join(f'{n}' for n in sizes)} px (the input size replaced at test time; {own} px is "
+        f"resized to {', '.join(map(str, sizes))} px (the input size replaced at test time; {own} px is "
         "the training size); the size with the best validation AP on B is scored on B's test split. A model "
         "that fails on B at its own size but not at another has learned features for A's object sizes only: no "
         "anchor set fixes that, a resized input does.\n\n" + report.markdown_table(
