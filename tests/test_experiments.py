@@ -287,7 +287,7 @@ def test_schedule_verdict_both_ways():
 def test_transfer_report_adds_anchors_searched_on_b_for_metaanchor(tmp_path, synth_dirs):
     from metaanchor.tools.experiments import transfer
 
-    ctx = fake_ctx(tmp_path, synth_dirs, seeds=[0])
+    ctx = fake_ctx(tmp_path, synth_dirs, seeds=[0], resize=lambda n: -0.05)  # other input sizes do worse
     res = transfer.run(ctx)
     rows = list(csv.DictReader((tmp_path / "transfer" / "runs.csv").open()))
     searched = [r for r in rows if r["anchors"] == transfer.SEARCHED]
@@ -301,10 +301,10 @@ def test_transfer_report_adds_anchors_searched_on_b_for_metaanchor(tmp_path, syn
     assert len(claims) == 2 * len(transfer.TRANSFER)  # every model finds B's objects: no explanation is asked for
     assert claims[-1] == "MetaAnchor with anchors searched on B's validation split beats the better baseline variant " \
                          "on elongated → bccd-like"
-    # no other input size helps here: the model's own size (the first tried) is chosen
+    # no other input size helps here: the model's own size is chosen
     resized = [r for r in rows if r["anchors"] == transfer.RESIZED]
     assert len(resized) == 2 * len(transfer.TRANSFER) and {r["input_size"] for r in resized} == {"64"}
-    assert "| default → tall | MetaAnchor | 0.370 | 0.370 | 0.370 | 0.370 | 64 px | 0.370 | 0.370 |" in text
+    assert "| default → tall | MetaAnchor | 0.370 | 0.320 | 0.320 | 0.320 | 64 px | 0.370 | 0.370 |" in text
 
 
 def test_transfer_explains_a_pair_no_model_detects_by_resizing_b(tmp_path, synth_dirs):
