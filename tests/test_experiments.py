@@ -324,7 +324,9 @@ def test_transfer_explains_a_pair_no_model_detects_by_resizing_b(tmp_path, synth
     assert len(claims) == 3 * len(transfer.TRANSFER)
     v = claims["explanation of small → large: B's objects are found once its images are resized (the features, "
                "not the anchors, fail to transfer)"]
-    assert v.held and v.margin == pytest.approx(0.2)
+    assert v.held and v.margin == pytest.approx(0.2) and v.paired  # the same models at two input sizes
+    assert "the noise is the spread (half-range) of the per-seed differences" in text
+    assert not any(c.paired for n, c in claims.items() if not n.startswith("explanation"))  # MetaAnchor vs baseline
     assert v.text.startswith("MetaAnchor's test AP on large, 3x3 anchors, input size searched on large's val vs "
                              "64 px: 0.230 vs 0.030")
     assert not claims["MetaAnchor with adapted anchors beats the better baseline variant on small → large"].tested
@@ -359,6 +361,26 @@ def test_verdict_rules_both_ways():
     noisy = verdicts.robustness(meta, {"a": [0.40, 0.40], "b": [0.30, 0.36]})  # range 0.07, spread 0.03
     assert noisy.held and noisy.noise == pytest.approx(0.03) and noisy.margin == pytest.approx(0.05)
     assert not verdicts.robustness(meta, {"a": [0.40, 0.40], "b": [0.30, 0.40]}).held  # 0.05 - 0.02 < 0.05
+
+
+def test_paired_verdicts_use_the_spread_of_per_seed_differences():
+    # the same three models (one per seed) evaluated two ways: the models differ by seed far more than the
+    # two evaluations of one model do, so only the paired rule sees the consistent gain
+    searched, training = [0.40, 0.45, 0.50], [0.38, 0.42, 0.45]  # per-seed gains 0.02, 0.03, 0.05
+    unpaired = verdicts.better(searched, training, "searched vs training set")
+    assert not unpaired.held and not unpaired.paired
+    assert unpaired.margin == pytest.approx(0.10 / 3) and unpaired.noise == pytest.approx(0.085)  # 0.05 + 0.035
+    paired = verdicts.better(searched, training, "searched vs training set", paired=True)
+    assert paired.held and paired.paired
+    assert paired.margin == pytest.approx(0.10 / 3) and paired.noise == pytest.approx(0.015)  # (0.05 - 0.02) / 2
+    assert paired.text == ("searched vs training set: 0.450 vs 0.417, Δ +0.033 (beyond the paired noise "
+                           "(spread of the per-seed differences) 0.015)")
+    # one side lower on every seed by a steady amount: paired, that is a loss, not a tie
+    assert not verdicts.at_least(training, searched, "x", paired=True).held
+    assert verdicts.at_least(training, searched, "x").held
+    assert verdicts.compare([0.40, 0.45], [0.40, 0.45], paired=True) == "tied"  # no difference at all: TIE
+    with pytest.raises(ValueError, match="one value per seed on both sides, got 3 and 2"):
+        verdicts.noise([0.4, 0.4, 0.4], [0.3, 0.3], paired=True)
 
 
 def test_plateau_rule():

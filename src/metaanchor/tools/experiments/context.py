@@ -129,5 +129,8 @@ def verdict_section(verdicts: list[tuple[str, Verdict]], paper: str, would_chang
     would change the verdict."""
     lines = [f"- **{claim}**: {'held' if v.held else 'did not hold' if v.tested else 'untested'}. {v.text}."
              for claim, v in verdicts]
+    paired = (" Where both sides are the same models evaluated two ways (the paired noise), the models' own "
+              "seed-to-seed variation cancels, so the noise is the spread (half-range) of the per-seed differences, "
+              "at least 0.005 AP." if any(v.paired for _, v in verdicts) else "")
     return ("## Did the claim hold here?\n\n" + "\n".join(lines) + f"\n\n{paper} Noise is the sum of the two "
-            f"seed spreads (half-ranges), at least 0.005 AP. {would_change}")
+            f"seed spreads (half-ranges), at least 0.005 AP.{paired} {would_change}")

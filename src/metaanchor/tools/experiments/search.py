@@ -75,10 +75,11 @@ def run(ctx: Context) -> dict:
                       f"test AP {x['AP']:.3f})" for n in SEARCH_FROM for s in ctx.seeds for x in rows
                       if x["trained_with"] == n and x["seed"] == s and x["anchors"] == "searched")
     verdicts = [(f"the searched set is at least as good as the training set on test (trained with {n})",
-                 at_least(ap[(n, "searched")], ap[(n, "training set")], "searched vs training set"))
+                 at_least(ap[(n, "searched")], ap[(n, "training set")], "searched vs training set", paired=True))
                 for n in SEARCH_FROM if n != WIDE]
     verdicts.append((f"the search improves on the training set of the model trained with {WIDE}",
-                     better(ap[(WIDE, "searched")], ap[(WIDE, "training set")], "searched vs training set")))
+                     better(ap[(WIDE, "searched")], ap[(WIDE, "training set")], "searched vs training set",
+                            paired=True)))
     shapes = box_shapes(ctx.test())
     quality = "; ".join(f"{n}: {q['bpr']:.2f} / {q['mean_iou']:.2f}" for n, q in (
         (n, anchor_fit_quality(shapes, s)) for n, s in (("k-means K=9", fitted), ("3x3", "3x3"),

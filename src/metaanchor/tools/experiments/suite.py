@@ -238,11 +238,13 @@ switching between processes, not by the GPU's arithmetic. A run stopped with Ctr
 on another (its checkpoint is device-independent); `runs.csv` names the devices each run was trained on.
 
 Verdicts: a claim holds when its margin (the difference the claim is about, positive in its favour) exceeds
-the noise (the sum of the two seed spreads, half-ranges over seeds, at least 0.005 AP); the exact rule of each
-claim is in its report and in `metaanchor/tools/experiments/verdicts.py`. A verdict from fewer than {MIN_SEEDS}
-seeds is marked preliminary. Every run logs validation AP during
-training; a run counts as converged when that AP moves by at most {PLATEAU} over the last {PLATEAU_TAIL:.0%} of
-its iterations (each report's `runs.csv` has `seed` and `converged` columns and a `val_curves.png`).
+the noise (the sum of the two seed spreads, half-ranges over seeds, at least 0.005 AP; where both sides are
+the same models evaluated two ways, e.g. with the searched and with the training anchors, the half-range of the
+per-seed differences); the exact rule of each claim is in its report and in
+`metaanchor/tools/experiments/verdicts.py`. A verdict from fewer than {MIN_SEEDS} seeds is marked preliminary.
+Every run logs validation AP during training; a run counts as converged when that AP moves by at most
+{PLATEAU} over the last {PLATEAU_TAIL:.0%} of its iterations (each report's `runs.csv` has `seed` and
+`converged` columns and a `val_curves.png`).
 Last invocation: {device_name(ctx)}, scale {ctx.runner.scale.name} ({ctx.runner.scale.describe(ctx.runner.data)}).
 Real data (BCCD blood-cell photos): MetaAnchor vs predefined anchors (3 seeds each), and anchor search for a
 model trained with a good and with a poor set (one seed each): [bccd/](bccd/README.md).

@@ -97,7 +97,7 @@ def run(ctx: Context) -> dict:
                              "(the features, not the anchors, fail to transfer)",
                              better(ap[(a, b, "MetaAnchor", RESIZED)], ap[(a, b, "MetaAnchor", SAME)],
                                     f"MetaAnchor's test AP on {b}, 3x3 anchors, input size searched on {b}'s val "
-                                    f"vs {own} px")))
+                                    f"vs {own} px", paired=True)))
     searched_body = [[f"{a} → {b}", report.fmt(ap[(a, b, "MetaAnchor", SAME)]),
                       report.fmt(ap[(a, b, "MetaAnchor", ADAPTED)]), report.fmt(ap[(a, b, "MetaAnchor", SEARCHED)]),
                       ", ".join(f"`{x['spec']}`" for x in rows if (x["train_on"], x["test_on"], x["anchors"])

@@ -1,7 +1,10 @@
 """The rules that turn per-seed AP values into the reports' verdicts (pure functions, tested both ways).
 
 Values are lists over seeds. The noise of a comparison is the sum of the two seed spreads (half the
-range over seeds, ``report.mean_spread``), at least ``TIE``: a difference within it is a tie.
+range over seeds, ``report.mean_spread``), at least ``TIE``: a difference within it is a tie. A paired
+comparison (``paired=True``: ``a[i]`` and ``b[i]`` measure the same trained model of seed i two ways, e.g. with
+two anchor sets) takes the seed spread of the differences ``a[i] - b[i]`` instead: the models' own
+seed-to-seed variation cancels in each difference.
 
     compare([0.41, 0.43], [0.35, 0.36])              # 'higher'
     robustness({"1x1": [..], ...}, {"1x1": [..], ...})   # Verdict: is MetaAnchor's spread over sets smaller?
@@ -37,42 +40,50 @@ class Verdict:
     noise: float
     text: str
     tested: bool = True  # False: both sides scored below the floor, so the comparison says nothing
+    paired: bool = False  # True: the noise is the spread of per-seed differences of the same models
 
 
-def noise(a: list[float], b: list[float]) -> float:
-    """Sum of the two seed spreads, at least ``TIE``."""
-    return max(TIE, mean_spread(a)[1] + mean_spread(b)[1])
+def noise(a: list[float], b: list[float], paired: bool = False) -> float:
+    """Sum of the two seed spreads, at least ``TIE``; ``paired``: the seed spread of ``a[i] - b[i]``, at least
+    ``TIE``."""
+    if not paired:
+        return max(TIE, mean_spread(a)[1] + mean_spread(b)[1])
+    if len(a) != len(b):
+        raise ValueError(f"a paired comparison needs one value per seed on both sides, got {len(a)} and {len(b)}")
+    return max(TIE, mean_spread([x - y for x, y in zip(a, b)])[1])
 
 
-def compare(a: list[float], b: list[float]) -> str:
+def compare(a: list[float], b: list[float], paired: bool = False) -> str:
     """'higher' / 'lower' / 'tied' for the mean of ``a`` against ``b`` (tied: within ``noise``)."""
     d = mean_spread(a)[0] - mean_spread(b)[0]
-    if abs(d) <= noise(a, b):
+    if abs(d) <= noise(a, b, paired):
         return "tied"
     return "higher" if d > 0 else "lower"
 
 
-def _difference(a: list[float], b: list[float], what: str, held: set[str], floor: float = 0.0) -> Verdict:
+def _difference(a: list[float], b: list[float], what: str, held: set[str], floor: float = 0.0,
+                paired: bool = False) -> Verdict:
     """The mean of ``a`` against ``b``; held when ``compare`` gives one of ``held``. When both means are below
     ``floor`` the comparison tests nothing: not held, and the text says so."""
     (ma, _), (mb, _) = mean_spread(a), mean_spread(b)
-    v, n = compare(a, b), noise(a, b)
+    v, n = compare(a, b, paired), noise(a, b, paired)
     if max(ma, mb) < floor:
         return Verdict(False, ma - mb, n, f"{what}: {ma:.3f} vs {mb:.3f}, Δ {ma - mb:+.3f}; both below {floor} AP, "
-                                          f"so this comparison tests nothing (no verdict)", tested=False)
+                                          f"so this comparison tests nothing (no verdict)", False, paired)
+    kind = "the paired noise (spread of the per-seed differences)" if paired else "the noise"
     return Verdict(v in held, ma - mb, n, f"{what}: {ma:.3f} vs {mb:.3f}, Δ {ma - mb:+.3f} "
-                                          f"({'within' if v == 'tied' else 'beyond'} the noise {n:.3f})")
+                                          f"({'within' if v == 'tied' else 'beyond'} {kind} {n:.3f})", paired=paired)
 
 
-def at_least(a: list[float], b: list[float], what: str) -> Verdict:
+def at_least(a: list[float], b: list[float], what: str, paired: bool = False) -> Verdict:
     """Claim ``a >= b``: held unless ``a`` is lower by more than the noise (e.g. searched vs training set)."""
-    return _difference(a, b, what, {"higher", "tied"})
+    return _difference(a, b, what, {"higher", "tied"}, paired=paired)
 
 
-def better(a: list[float], b: list[float], what: str, floor: float = 0.0) -> Verdict:
+def better(a: list[float], b: list[float], what: str, floor: float = 0.0, paired: bool = False) -> Verdict:
     """Claim ``a > b`` by more than the noise (e.g. MetaAnchor vs baseline on a poor anchor set); with
     ``floor`` (e.g. ``FLOOR``), a comparison where both score below it is not held and says it tests nothing."""
-    return _difference(a, b, what, {"higher"}, floor)
+    return _difference(a, b, what, {"higher"}, floor, paired)
 
 
 def spread(per_set: dict[str, list[float]]) -> tuple[float, float]:
