@@ -363,6 +363,26 @@ def test_verdict_rules_both_ways():
     assert not verdicts.robustness(meta, {"a": [0.40, 0.40], "b": [0.30, 0.40]}).held  # 0.05 - 0.02 < 0.05
 
 
+def test_search_report_compares_each_model_with_itself(tmp_path, synth_dirs):
+    """The searched and the training set are scored on the same model, so the seeds' own spread (here 0.021
+    per side) is not the noise: the verdicts are paired, and each found set states its own gain."""
+    from metaanchor.tools.experiments import search
+
+    ctx = fake_ctx(tmp_path, synth_dirs, shift=lambda cfg: 0.04 * cfg["seed"])  # seed 1 scores 0.042 higher
+    res = search.run(ctx)
+    claims = dict(res["verdicts"])
+    assert len(claims) == len(search.SEARCH_FROM)
+    assert all(v.paired and v.noise == pytest.approx(verdicts.TIE) for v in claims.values())
+    rows = list(csv.DictReader((tmp_path / "search" / "runs.csv").open()))
+    ap = {(r["trained_with"], r["seed"], r["anchors"]): float(r["AP"]) for r in rows}
+    text = (tmp_path / "search" / "README.md").read_text()
+    for n in search.SEARCH_FROM:
+        for seed in ("0", "1"):
+            gain = ap[(n, seed, "searched")] - ap[(n, seed, "training set")]
+            assert f"test AP {ap[(n, seed, 'searched')]:.3f}, {gain:+.3f} over the training set)" in text
+    assert "the noise is the spread (half-range) of the per-seed differences" in text
+
+
 def test_paired_verdicts_use_the_spread_of_per_seed_differences():
     # the same three models (one per seed) evaluated two ways: the models differ by seed far more than the
     # two evaluations of one model do, so only the paired rule sees the consistent gain

@@ -71,8 +71,10 @@ def run(ctx: Context) -> dict:
     report.bar_plot({n: {k: ap[(n, k)] for k in KINDS} for n in SEARCH_FROM}, d / "test_ap.png",
                     "test AP: training set vs k-means fit vs searched set")
     body = [[n] + [report.fmt(ap[(n, k)]) for k in KINDS] for n in SEARCH_FROM]
+    test_ap = {(x["trained_with"], x["seed"], x["anchors"]): x["AP"] for x in rows}
     found = "\n".join(f"- trained with {n}, seed {s}: `{x['spec']}` (val AP {x['val_AP']:.3f}, "
-                      f"test AP {x['AP']:.3f})" for n in SEARCH_FROM for s in ctx.seeds for x in rows
+                      f"test AP {x['AP']:.3f}, {x['AP'] - test_ap[(n, s, 'training set')]:+.3f} over the training "
+                      f"set)" for n in SEARCH_FROM for s in ctx.seeds for x in rows
                       if x["trained_with"] == n and x["seed"] == s and x["anchors"] == "searched")
     verdicts = [(f"the searched set is at least as good as the training set on test (trained with {n})",
                  at_least(ap[(n, "searched")], ap[(n, "training set")], "searched vs training set", paired=True))
