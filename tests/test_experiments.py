@@ -97,6 +97,67 @@ def test_real_micro_run_and_cached_evaluation(tmp_path, monkeypatch):
     assert runner.evaluate(run, test, "2x3", size=32) == keys[f"{test.name}@32px|{anchor_key('2x3')}"]
 
 
+def test_records_carry_a_finished_run_to_a_machine_without_its_cache(tmp_path, monkeypatch):
+    import dataclasses
+
+    from metaanchor.errors import UserError
+
+    scale = dataclasses.replace(MICRO, eval_period=2)  # a validation curve: AP at iterations 2 and 4
+    records = tmp_path / "repo" / "records"
+    here = Runner(tmp_path / "here", scale, device="cpu", log=lambda s: None, records=records)
+    cfg = here.config("metaanchor", "1x1", seed=0)
+    run = here.train(cfg)
+    test = here.dataset("default", "test")
+    m = here.evaluate_sets(run, test, ["1x1", "2x3"])
+    rec = json.loads((records / f"{run.key}.json").read_text())
+    assert rec["summary"]["iterations"] == 4 and [it for it, _ in rec["curve"]] == [2, 4]
+    assert {v["anchors"]: v["AP"] for v in rec["evals"].values()} == {"1x1": m[0]["AP"], "2x3": m[1]["AP"]}
+
+    def boom(*a, **k):
+        raise AssertionError("trained or evaluated again instead of using the record")
+
+    # another machine: an empty cache (its own synthetic data), the same records; nothing is trained or evaluated
+    monkeypatch.setattr("metaanchor.engine.evaluate.evaluate_many", boom)
+    there = Runner(tmp_path / "there", scale, device="cpu", train_fn=boom, log=lambda s: None, records=records)
+    cfg2 = there.config("metaanchor", "1x1", seed=0)
+    assert config_key(cfg2, there.root) == run.key and there.is_trained(cfg2)
+    again = there.train(cfg2)
+    assert again.summary == json.loads(json.dumps(run.summary)) and again.curve == run.curve
+    assert not again.checkpoint.is_file()
+    assert there.evaluate_sets(again, there.dataset("default", "test"), ["2x3", "1x1"]) == [m[1], m[0]]
+    with pytest.raises(UserError) as err:
+        there.evaluate(again, there.dataset("default", "test"), "5x5")
+    assert str(err.value) == (
+        f"run {run.key}: evaluation {test.name}|{anchor_key('5x5')} (anchors 5x5) is not in its record "
+        f"{records / (run.key + '.json')} and the run's checkpoint is not on this machine; delete the record to "
+        "train the run again")
+    assert not there.is_trained(there.config("metaanchor", "1x1", seed=1))
+
+    # a run finished before records existed gets its record the next time it is asked for
+    (records / f"{run.key}.json").unlink()
+    assert here.train(cfg).key == run.key
+    assert json.loads((records / f"{run.key}.json").read_text())["evals"] == rec["evals"]
+
+
+def test_evaluate_only_records_the_trained_runs_and_writes_no_report(tmp_path, synth_dirs):
+    from metaanchor.tools.experiments import generator
+    from metaanchor.tools.experiments.context import EvaluatedOnly
+    from metaanchor.tools.experiments.suite import run_experiments
+
+    ctx = fake_ctx(tmp_path, synth_dirs, seeds=(0,))
+    planned = generator.plan(ctx)
+    trained = {config_key(p.cfg, ctx.runner.root) for p in planned[:2]}
+    ctx.runner.is_trained = lambda cfg: config_key(cfg, ctx.runner.root) in trained
+    seen = []
+    ctx.runner.train = lambda cfg, train=ctx.runner.train: seen.append(config_key(cfg, ctx.runner.root)) or train(cfg)
+    ctx.evaluate_only = True
+    with pytest.raises(EvaluatedOnly) as stop:
+        generator.run(ctx)
+    assert stop.value.args == (2,) and set(seen) == trained
+    assert run_experiments(["generator"], ctx) == {}
+    assert not (tmp_path / "generator").exists() and not (tmp_path / "README.md").exists()
+
+
 def test_report_files_contain_the_numbers(tmp_path):
     rows = [{"seed": s, "model": k, "AP": v} for s, (k, v) in enumerate([("a", 0.25), ("a", 0.35), ("b", 0.5)])]
     report.write_csv(rows, tmp_path / "runs.csv")
@@ -722,7 +783,7 @@ def test_a_stopping_suite_hands_no_run_to_training(tmp_path):
         stop.set()
         runner = Runner(tmp_path, MICRO, device="cpu", log=lambda s: None)
         cfg = runner.config("metaanchor", "1x1", seed=0)
-        assert suite._train_worker(str(tmp_path), MICRO, "cpu", None, cfg, 1) is None
+        assert suite._train_worker(str(tmp_path), MICRO, "cpu", None, None, cfg, 1) is None
         assert not runner.run_dir(cfg).exists()
     finally:
         suite._init_worker(None)

@@ -29,12 +29,19 @@ def add(sub):
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     p.add_argument("--out", default="reports", help="report folder")
     p.add_argument("--cache", help="run cache folder (default: OUT/.cache)")
+    p.add_argument("--records", help="folder of the finished runs' records: summary, validation curve and "
+                                     "evaluations, committed so the suite can be filled over sittings on fresh "
+                                     "machines (default: OUT/records)")
     p.add_argument("--search-budget", type=int, default=12, help="anchor sets tried per search")
     p.add_argument("--threads", type=int, default=0,
                    help="torch CPU threads per training run (0: torch's default, or cores / --jobs)")
     p.add_argument("--status", action="store_true",
                    help="train nothing: list the planned runs (trained, running, stopped, not started) and the "
                         "time left, then each experiment's runs trained per seed")
+    p.add_argument("--evaluate-trained", action="store_true",
+                   help="train nothing and write no report: evaluate the trained runs as their reports will (the "
+                        "results go to their records), so a later sitting without their checkpoints can write "
+                        "the reports")
     p.set_defaults(func=cmd_experiment)
 
 
@@ -69,13 +76,18 @@ def cmd_experiment(args) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     out = Path(args.out)
-    runner = Runner(args.cache or out / ".cache", scale, device=args.device, data=args.data)
-    ctx = Context(runner, list(range(args.seeds)), out, search_budget=args.search_budget, jobs=args.jobs)
+    runner = Runner(args.cache or out / ".cache", scale, device=args.device, data=args.data,
+                    records=args.records or out / "records")
+    ctx = Context(runner, list(range(args.seeds)), out, search_budget=args.search_budget, jobs=args.jobs,
+                  evaluate_only=args.evaluate_trained)
     if args.status:
         print(progress(ctx, planned_runs(names, ctx)))
         print(experiment_progress(names, ctx))
         return 0
     results = run_experiments(names, ctx, threads=args.threads)
+    if args.evaluate_trained:
+        print(f"evaluated the trained runs of {', '.join(names)}; records in {runner.records}/")
+        return 0
     print(f"\ntrained {runner.trained} new runs; reports in {out}/")
     for name, res in results.items():
         held = sum(v.held for _, v in res["verdicts"])

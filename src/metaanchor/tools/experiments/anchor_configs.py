@@ -75,7 +75,7 @@ def _unsampled_section(ap: dict) -> str:
 
 def run(ctx: Context) -> dict:
     t0, r, rows = time.time(), ctx.runner, []
-    done = [(p, r.train(p.cfg)) for p in plan(ctx)]
+    done = ctx.train(plan(ctx))
     runs = [x for _, x in done]
     for p, run_ in done:
         spec = p.info["anchors"]
@@ -83,6 +83,7 @@ def run(ctx: Context) -> dict:
         model = UNSAMPLED if p.info.get("unsampled") else MODEL_NAMES[p.info["head"]]
         rows.append(row(run_, p.seed, model=model, anchors=label(spec), num_anchors=len(AnchorSet.parse(spec)),
                         **metrics(m)))
+    ctx.evaluated(done)
     ap, ap50 = report.group(rows, ("anchors", "model")), report.group(rows, ("anchors", "model"), "AP50")
     shapes = box_shapes(ctx.test())
     bpr = {s: anchor_fit_quality(shapes, s)["bpr"] for s in ANCHOR_SETS}

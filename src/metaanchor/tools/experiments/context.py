@@ -32,6 +32,10 @@ def label(spec: str) -> str:
     return LABELS.get(spec, spec)
 
 
+class EvaluatedOnly(Exception):
+    """An experiment stopped after evaluating its trained runs (``Context.evaluate_only``); args[0]: how many."""
+
+
 @dataclass
 class Planned:
     """One training run an experiment needs: its config and what identifies it in the report."""
@@ -50,8 +54,21 @@ class Context:
     out: Path
     search_budget: int = 12
     jobs: int = 1  # training runs in parallel (suite.train_planned)
+    evaluate_only: bool = False  # evaluate the trained runs (recording the results), train and write nothing
     started: float = field(default_factory=time.time)
     eval_mark: float = 0.0  # runner.eval_seconds when the current experiment started
+
+    def train(self, planned: list[Planned]) -> list[tuple[Planned, Run]]:
+        """The planned runs, trained (or taken from the cache or the records); with ``evaluate_only``, only the
+        runs already trained."""
+        r = self.runner
+        return [(p, r.train(p.cfg)) for p in planned if not self.evaluate_only or r.is_trained(p.cfg)]
+
+    def evaluated(self, done: list) -> None:
+        """Called by an experiment once it has evaluated its runs, before it writes anything: with
+        ``evaluate_only`` it stops there (``EvaluatedOnly``), the evaluations being recorded by the runner."""
+        if self.evaluate_only:
+            raise EvaluatedOnly(len(done))
 
     def dir(self, name: str) -> Path:
         d = self.out / name

@@ -61,7 +61,7 @@ def plan(ctx: Context) -> list[Planned]:
 
 def run(ctx: Context) -> dict:
     t0, r, rows, curve_rows = time.time(), ctx.runner, [], []
-    done = [(p, r.train(p.cfg)) for p in plan(ctx)]
+    done = ctx.train(plan(ctx))
     sets = curve_sets()
     for p, run_ in done:
         if p.info["part"] == "matrix":
@@ -72,6 +72,7 @@ def run(ctx: Context) -> dict:
             for (axis, delta), m in zip(sets, r.evaluate_sets(run_, ctx.test(), list(sets.values()))):
                 curve_rows.append(row(run_, p.seed, variant=p.info["variant"], axis=axis, shift_octaves=delta,
                                       anchors=sets[(axis, delta)], **metrics(m)))
+    ctx.evaluated(done)
     d = ctx.dir("cross-eval")
     report.write_csv(rows, d / "runs.csv")
     report.write_csv(curve_rows, d / "curve.csv")

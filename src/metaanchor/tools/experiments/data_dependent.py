@@ -56,7 +56,7 @@ def _extra_section(di: list[float], dd: list[float]) -> str:
 
 def run(ctx: Context) -> dict:
     t0, r, main, extra = time.time(), ctx.runner, [], []
-    done = [(p, r.train(p.cfg)) for p in plan(ctx)]
+    done = ctx.train(plan(ctx))
     for p, run_ in done:
         if p.info.get("extra"):
             extra.append(row(run_, p.seed, model=MODEL_NAMES[p.info["head"]], data=IMAGE_TELLS, anchors="3x3",
@@ -65,6 +65,7 @@ def run(ctx: Context) -> dict:
         for spec, m in zip(EVAL_SETS, r.evaluate_sets(run_, ctx.test(), list(EVAL_SETS))):
             main.append(row(run_, p.seed, model=MODEL_NAMES[p.info["head"]], data=r.main, anchors=label(spec),
                             **metrics(m)))
+    ctx.evaluated(done)
     rows = main + extra  # the plan's order: every main run before the extra runs
     d = ctx.dir("data-dependent")
     report.write_csv(rows, d / "runs.csv")

@@ -41,10 +41,11 @@ def plan(ctx: Context) -> list[Planned]:
 
 def run(ctx: Context) -> dict:
     t0, r, rows = time.time(), ctx.runner, []
-    done = [(p, r.train(p.cfg)) for p in plan(ctx)]
+    done = ctx.train(plan(ctx))
     for p, run_ in done:
         for name, m in zip(EVAL_SETS, r.evaluate_sets(run_, ctx.test(), list(EVAL_SETS.values()))):
             rows.append(row(run_, p.seed, variant=p.info["variant"], anchors=name, **metrics(m)))
+    ctx.evaluated(done)
     d = ctx.dir("generator")
     report.write_csv(rows, d / "runs.csv")
     ap = report.group(rows, ("variant", "anchors"))

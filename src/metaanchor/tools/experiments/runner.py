@@ -7,7 +7,14 @@ A finished run is ``ROOT/runs/<key>/`` with ``last.pt`` and ``summary.json``;
 an interrupted one (``last.pt`` without ``summary.json``) is resumed. Each
 evaluation of a run (dataset x anchor set) is cached in ``evals.json`` beside it.
 
-    runner = Runner("reports/.cache", QUICK)
+With ``records`` (the suite uses ``reports/records/``, committed), every finished run also gets a small
+``records/<key>.json``: its summary, validation curve and evaluations, but not its weights (10 MB). The
+cache lives on one machine; the records travel with the repository, so a suite filled over several sittings
+on fresh machines keeps what each sitting trained: a run with a record counts as trained, and its recorded
+evaluations are reused. An evaluation that is neither recorded nor possible (no checkpoint on this machine)
+is an error naming the record to delete to train the run again.
+
+    runner = Runner("reports/.cache", QUICK, records="reports/records")
     run = runner.train(runner.config(head="metaanchor", anchors="3x3", seed=0))
     metrics = runner.evaluate(run, runner.dataset("default", "test"), "5x5")   # {AP, AP50, ...}
 """
@@ -24,6 +31,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from metaanchor.config import load_config, set_key
+from metaanchor.errors import UserError
 from metaanchor.geometry.anchors import AnchorSet
 
 KEPT_METRICS = ("AP", "AP50", "AP75", "APs", "APm", "APl", "AR100")
@@ -161,6 +169,7 @@ class Run:
     dir: Path
     cfg: dict
     summary: dict
+    recorded_curve: list | None = None  # the curve of a run known from its record only (no folder here)
 
     @property
     def checkpoint(self) -> Path:
@@ -168,12 +177,12 @@ class Run:
 
     @property
     def curve(self) -> list[tuple[int, float]]:
-        """Validation AP per evaluation, (iteration, AP), from the run's metrics.csv."""
+        """Validation AP per evaluation, (iteration, AP), from the run's metrics.csv (or its record)."""
         import csv
 
         path = self.dir / "metrics.csv"
         if not path.is_file():
-            return []
+            return [(int(it), float(ap)) for it, ap in self.recorded_curve or []]
         with path.open(newline="") as f:
             return [(int(r["iter"]), float(r["AP"])) for r in csv.DictReader(f) if r.get("AP")]
 
@@ -189,6 +198,7 @@ class Runner:
 
     Args:
         root: cache folder (``reports/.cache``).
+        records: folder of the finished runs' records (``reports/records``; None: no records).
         scale: ``QUICK`` or ``FULL`` (or a custom ``Scale``).
         device: ``auto``, ``cpu``, ``cuda``.
         data: optional dataset folder (COCO layout with train/ val/ test/ sub-folders, or
@@ -198,8 +208,10 @@ class Runner:
     """
 
     def __init__(self, root: str | Path, scale: Scale = QUICK, device: str = "auto", data: str | None = None,
-                 train_fn: Callable | None = None, log: Callable[[str], None] = print):
+                 train_fn: Callable | None = None, log: Callable[[str], None] = print,
+                 records: str | Path | None = None):
         self.root = Path(root).resolve()
+        self.records = Path(records).resolve() if records else None
         self.scale, self.device, self.data = scale, device, data
         self._train_fn = train_fn
         self.log = log
@@ -258,15 +270,49 @@ class Runner:
         return self.root / "runs" / config_key(cfg, self.root)
 
     def is_trained(self, cfg: dict) -> bool:
-        return (self.run_dir(cfg) / "summary.json").is_file()
+        """Finished here (its cache folder has ``summary.json``) or on another machine (it has a record)."""
+        run_dir = self.run_dir(cfg)
+        return (run_dir / "summary.json").is_file() or self._record(run_dir.name) is not None
 
+    # --------------------------------------------------------------- records
+    def _record_file(self, key: str) -> Path | None:
+        return self.records / f"{key}.json" if self.records else None
+
+    def _record(self, key: str) -> dict | None:
+        f = self._record_file(key)
+        return json.loads(f.read_text()) if f is not None and f.is_file() else None
+
+    def _write_record(self, run: Run, evals: dict) -> None:
+        """``records/<key>.json``: the run's summary, validation curve and evaluations (atomic write)."""
+        if self.records is None:
+            return
+        self.records.mkdir(parents=True, exist_ok=True)
+        f = self._record_file(run.key)
+        rec = {"key": run.key, "summary": run.summary, "curve": [list(c) for c in run.curve], "evals": evals}
+        tmp = f.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(rec, indent=1, sort_keys=True, default=str) + "\n")
+        os.replace(tmp, f)
+
+    def _evals(self, run: Run) -> dict:
+        """The run's evaluations: its record's and those cached beside its checkpoint."""
+        cache_file = run.dir / "evals.json"
+        cached = json.loads(cache_file.read_text()) if cache_file.is_file() else {}
+        return ((self._record(run.key) or {}).get("evals", {})) | cached
+
+    # -------------------------------------------------------------- training
     def train(self, cfg: dict) -> Run:
-        """Train ``cfg`` unless its run is cached; returns the finished run."""
+        """Train ``cfg`` unless its run is cached or recorded; returns the finished run."""
         run_dir = self.run_dir(cfg)
         key = run_dir.name
         summary_file = run_dir / "summary.json"
         if summary_file.is_file():
-            return Run(key, run_dir, cfg, json.loads(summary_file.read_text()))
+            run = Run(key, run_dir, cfg, json.loads(summary_file.read_text()))
+            if self.records and self._record(key) is None:  # finished before records existed
+                self._write_record(run, self._evals(run))
+            return run
+        rec = self._record(key)
+        if rec is not None:
+            return Run(key, run_dir, cfg, rec["summary"], rec["curve"])
         train_fn = self._train_fn
         if train_fn is None:
             from metaanchor.engine.train import train as train_fn
@@ -288,7 +334,9 @@ class Runner:
             (run_dir / LOCK).unlink(missing_ok=True)
         self.trained += 1
         self.log(f"  done in {summary['wall_time_s']:.0f} s")
-        return Run(key, run_dir, cfg, summary)
+        run = Run(key, run_dir, cfg, summary)
+        self._write_record(run, {})
+        return run
 
     def _lock(self, run_dir: Path, key: str) -> bool:
         """Take the run's lock (False: another process finished the run while we waited)."""
@@ -339,11 +387,14 @@ class Runner:
     def evaluate_sets(self, run: Run, data_dir: Path, specs: list[str], size: int | None = None) -> list[dict]:
         """``evaluate`` for several anchor sets: the ones not cached yet come from one pass over the data
         (``evaluate_many``: backbone and towers once per batch); ``eval_s`` is that pass's share per set."""
-        cache_file = run.dir / "evals.json"
-        cache = json.loads(cache_file.read_text()) if cache_file.is_file() else {}
+        cache = self._evals(run)
         at = f"@{size}px" if size else ""
         keys = [f"{Path(data_dir).name}{at}|{anchor_key(spec)}" for spec in specs]
         missing = list({k: s for k, s in zip(keys, specs) if k not in cache}.items())
+        if missing and not run.checkpoint.is_file():
+            raise UserError(f"run {run.key}: evaluation {missing[0][0]} (anchors {missing[0][1]}) is not in its "
+                            f"record {self._record_file(run.key)} and the run's checkpoint is not on this "
+                            f"machine; delete the record to train the run again")
         if missing:
             import warnings
 
@@ -364,9 +415,11 @@ class Runner:
             share = (time.time() - t0) / len(missing)
             for (key, spec), m in zip(missing, metrics):
                 cache[key] = {k: m[k] for k in KEPT_METRICS} | {"anchors": str(spec), "eval_s": share}
+            cache_file = run.dir / "evals.json"
             tmp = cache_file.with_suffix(".tmp")
             tmp.write_text(json.dumps(cache, indent=1))
             os.replace(tmp, cache_file)
+            self._write_record(run, cache)
         self.eval_seconds += sum(cache[k].get("eval_s", 0.0) for k in keys)
         return [cache[k] for k in keys]
 

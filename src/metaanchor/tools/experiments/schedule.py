@@ -53,12 +53,13 @@ def long_enough(short: list[float], long: list[float], what: str) -> Verdict:
 
 def run(ctx: Context) -> dict:
     t0, r, rows = time.time(), ctx.runner, []
-    done = [(p, r.train(p.cfg)) for p in plan(ctx)]
+    done = ctx.train(plan(ctx))
     for p, run_ in done:
         m = r.evaluate(run_, ctx.test(), "3x3")
         rows.append(row(run_, p.seed, model=MODEL_NAMES[p.info["head"]],
                         iterations=iterations(ctx, p.info["factor"]), **metrics(m),
                         val_AP_last50_range=plateau(run_.curve, tail=0.5)[0]))
+    ctx.evaluated(done)
     d = ctx.dir("schedule")
     report.write_csv(rows, d / "runs.csv")
     ap = report.group(rows, ("model", "iterations"))

@@ -45,7 +45,7 @@ def run(ctx: Context) -> dict:
     d = ctx.dir("search")
     fitted = fit_anchors(box_shapes(r.dataset(r.main, "train")), k=9)
     fitted_file = write_anchor_file(fitted, d / "kmeans9.json", source=f"{r.main} train split, k-means IoU")
-    done = [(p, r.train(p.cfg)) for p in plan(ctx)]
+    done = ctx.train(plan(ctx))
     for p, run_ in done:
         name, seed = p.info["trained_with"], p.seed
         a, _, slug = SEARCH_FROM[name]
@@ -63,6 +63,7 @@ def run(ctx: Context) -> dict:
         for kind, m, v in zip(specs, r.evaluate_sets(run_, ctx.test(), list(specs.values())), val):
             rows.append(row(run_, seed, trained_with=name, anchors=kind, spec=specs[kind], val_AP=v["AP"],
                             **metrics(m)))
+    ctx.evaluated(done)
     report.write_csv(rows, d / "runs.csv")
     report.write_csv(tried_rows, d / "tried.csv")
     report.line_plot(curves, d / "search_progress.png", "greedy search: best validation AP so far",

@@ -35,7 +35,7 @@ from metaanchor.tools.experiments import (
     transfer,
     yolo,
 )
-from metaanchor.tools.experiments.context import Context, Planned, device_name
+from metaanchor.tools.experiments.context import Context, EvaluatedOnly, Planned, device_name
 from metaanchor.tools.experiments.runner import LOCK, PLATEAU, PLATEAU_TAIL, Runner, Scale, config_key
 from metaanchor.tools.experiments.verdicts import MIN_SEEDS, held_cell
 
@@ -64,7 +64,8 @@ def _init_worker(stop) -> None:
     _STOP = stop
 
 
-def _train_worker(root: str, scale: Scale, device: str, data: str | None, cfg: dict, threads: int) -> str | None:
+def _train_worker(root: str, scale: Scale, device: str, data: str | None, records: str | None, cfg: dict,
+                  threads: int) -> str | None:
     """Train one run in a worker process (``threads`` torch threads); returns its key, or None when the suite
     is stopping (a run already handed to the worker must not start then: the pool cannot cancel it).
 
@@ -75,7 +76,7 @@ def _train_worker(root: str, scale: Scale, device: str, data: str | None, cfg: d
     import torch
 
     torch.set_num_threads(threads)
-    runner = Runner(root, scale, device=device, data=data, log=lambda s: print(s, flush=True))
+    runner = Runner(root, scale, device=device, data=data, log=lambda s: print(s, flush=True), records=records)
     try:
         return runner.train(cfg).key
     except BaseException:
@@ -107,7 +108,8 @@ def train_planned(ctx: Context, planned: list[Planned], threads: int = 0) -> int
     signals = StopSignals(deferred=False)
     try:
         with signals:
-            futures = [pool.submit(_train_worker, str(r.root), r.scale, r.device, r.data, p.cfg, threads)
+            records = str(r.records) if r.records else None
+            futures = [pool.submit(_train_worker, str(r.root), r.scale, r.device, r.data, records, p.cfg, threads)
                        for p in todo]
             for f in as_completed(futures):
                 f.result()  # a failed run stops the suite with its error
@@ -143,8 +145,9 @@ def progress(ctx: Context, planned: list[Planned]) -> str:
             trained += 1
             if run.summary.get("wall_time_s") and run.summary.get("iterations"):
                 speeds.append(run.summary["wall_time_s"] / run.summary["iterations"])
-            curve = run.curve  # reads metrics.csv
+            curve = run.curve  # reads metrics.csv (or the record)
             state = f"trained, validation AP {curve[-1][1]:.3f}" if curve else "trained"
+            state += "" if run.checkpoint.is_file() else " (record)"
         else:
             done = _last_iteration(d)
             left += total - done
@@ -180,14 +183,21 @@ def experiment_progress(names: list[str], ctx: Context) -> str:
 
 def run_experiments(names: list[str], ctx: Context, threads: int = 0) -> dict[str, dict]:
     """Train every planned run of the named experiments, then run them in order (writing their reports);
-    returns their results and writes ``ctx.out/README.md``."""
-    train_planned(ctx, planned_runs(names, ctx), threads)
+    returns their results and writes ``ctx.out/README.md``. With ``ctx.evaluate_only``: train nothing,
+    evaluate the trained runs (the runner records the results) and write nothing; returns {}."""
+    if not ctx.evaluate_only:
+        train_planned(ctx, planned_runs(names, ctx), threads)
     results = {}
     for name in names:
         t0, ctx.eval_mark = time.time(), ctx.runner.eval_seconds
         ctx.runner.log(f"== experiment {name}")
-        results[name] = EXPERIMENTS[name].run(ctx) | {"wall_s": time.time() - t0}
-    write_index(ctx, results)
+        try:
+            results[name] = EXPERIMENTS[name].run(ctx) | {"wall_s": time.time() - t0}
+        except EvaluatedOnly as done:
+            ctx.runner.log(f"{name}: {done.args[0]} trained runs evaluated in {time.time() - t0:.0f} s "
+                           f"(results in their records; no report written)")
+    if results:
+        write_index(ctx, results)
     return results
 
 
@@ -227,9 +237,14 @@ paper's AP numbers were not available to us; comparisons with the paper are in w
 Reproduce: `metaanchor experiment all --seeds 3 --jobs 2` (the converged scale; `--quick` is the smoke-test
 scale). Runs are cached in `.cache/` under this folder, keyed by a hash of their config, so a second call
 reuses them and an interrupted `all` resumes (a run resumes from its last checkpoint). A run of the converged
-scale takes about 38 min with two runs sharing a 2-core machine, so the suite is filled over several sittings
+scale takes about 26-38 min with two runs sharing a 2-core machine, so the suite is filled over several sittings
 (`metaanchor experiment all --status` lists the planned runs and the time left); experiments marked "no
-verdict at this scale yet" have not been run at it. On a GPU machine use `--device cuda --jobs 4`: on one
+verdict at this scale yet" have not been run at it. The cache (10 MB per run) stays on its machine; each
+finished run also writes `records/<key>.json` (its summary, validation curve and evaluations, a few kB),
+which is committed, so a sitting on a fresh machine counts the recorded runs as trained and a report reuses
+their evaluations. Before a sitting ends, `metaanchor experiment NAMES --seeds 3 --evaluate-trained`
+evaluates the finished runs as their reports will, so those reports can be written later without the
+checkpoints. On a GPU machine use `--device cuda --jobs 4`: on one
 H100 (16 cores) four runs at once trained at 15-19 iterations/s each (about 12 min per run; MetaAnchor's
 runs are the slower ones), 65-70 iterations/s in all, about six times this 2-core machine. More runs at once do
 not help: 16 (one core each) gave 80 iterations/s in all and 24 gave 81, so each run took about 3 times as

@@ -47,7 +47,7 @@ def run(ctx: Context) -> dict:
     for _, b in TRANSFER:
         fitted = fit_anchors(box_shapes(r.dataset(b, "val")), k=9)
         adapted[b] = str(write_anchor_file(fitted, d / f"kmeans9_{b}.json", source=f"{b} val split"))
-    done = [(p, r.train(p.cfg)) for p in plan(ctx)]
+    done = ctx.train(plan(ctx))
     own = r.scale.input_size or r.scale.image_size
     sizes = [round(own * f) for f in SIZES]
     val_sizes = {}  # (A, B, model) -> {input size: [val AP per seed]}
@@ -67,6 +67,7 @@ def run(ctx: Context) -> dict:
             m = r.evaluate(run_, ctx.test(test_dist), spec, None if size == own else size)
             rows.append(row(run_, p.seed, train_on=a, test_on=test_dist, model=MODEL_NAMES[p.info["head"]],
                             anchors=kind, spec=spec, input_size=size, **metrics(m)))
+    ctx.evaluated(done)
     report.write_csv(rows, d / "runs.csv")
     ap = report.group(rows, ("train_on", "test_on", "model", "anchors"))
     body, plot, verdicts = [], {}, []

@@ -90,7 +90,7 @@ def run(ctx: Context) -> dict:
     extra = yolo_overrides(r.scale)
     sets, train_file, k_scale, size = _sets(ctx)
     train_label = f"k-means k={YOLO_K} (training)"
-    done = [(p, r.train(p.cfg)) for p in plan(ctx, train_file)]
+    done = ctx.train(plan(ctx, train_file))
     names = {"predefined": "YOLOv2", "metaanchor": "YOLOv2 + MetaAnchor"}
     for p, run_ in done:
         head = p.info["head"]
@@ -98,6 +98,7 @@ def run(ctx: Context) -> dict:
         for (name, spec), m in zip(named, r.evaluate_sets(run_, ctx.test(), [s for _, s in named])):
             rows.append(row(run_, p.seed, model=names[head], anchors=name, num_anchors=len(AnchorSet.parse(spec)),
                             **metrics(m)))
+    ctx.evaluated(done)
     report.write_csv(rows, d / "runs.csv")
     ap, ap50 = report.group(rows, ("anchors", "model")), report.group(rows, ("anchors", "model"), "AP50")
     base, meta = ap[(train_label, "YOLOv2")], ap[(train_label, "YOLOv2 + MetaAnchor")]
