@@ -283,12 +283,15 @@ class Runner:
         return json.loads(f.read_text()) if f is not None and f.is_file() else None
 
     def _write_record(self, run: Run, evals: dict) -> None:
-        """``records/<key>.json``: the run's summary, validation curve and evaluations (atomic write)."""
+        """``records/<key>.json``: the run's summary (without its precision-recall points), validation curve and
+        evaluations (atomic write)."""
         if self.records is None:
             return
         self.records.mkdir(parents=True, exist_ok=True)
         f = self._record_file(run.key)
-        rec = {"key": run.key, "summary": run.summary, "curve": [list(c) for c in run.curve], "evals": evals}
+        summary = dict(run.summary, metrics={spec: {k: v for k, v in m.items() if k not in ("pr50", "summary")}
+                                             for spec, m in run.summary.get("metrics", {}).items()})
+        rec = {"key": run.key, "summary": summary, "curve": [list(c) for c in run.curve], "evals": evals}
         tmp = f.with_suffix(f".{os.getpid()}.tmp")
         tmp.write_text(json.dumps(rec, indent=1, sort_keys=True, default=str) + "\n")
         os.replace(tmp, f)
