@@ -41,7 +41,7 @@ def plan(ctx: Context) -> list[Planned]:
 
 
 def run(ctx: Context) -> dict:
-    t0, r, rows, curves, tried_rows = time.time(), ctx.runner, [], {}, []
+    t0, r, rows, curves, tried_rows, found_files = time.time(), ctx.runner, [], {}, [], {}
     d = ctx.dir("search")
     fitted = fit_anchors(box_shapes(r.dataset(r.main, "train")), k=9)
     fitted_file = write_anchor_file(fitted, d / "kmeans9.json", source=f"{r.main} train split, k-means IoU")
@@ -55,15 +55,15 @@ def run(ctx: Context) -> dict:
         tried_rows += [{"seed": seed, "trained_with": name, "step": i + 1, "spec": s, "val_AP": v}
                        for i, (s, v) in enumerate(res.tried)]
         curves[f"{name} seed {seed}"] = list(np.maximum.accumulate([v for _, v in res.tried]))
-        best = res.best[0]
-        write_anchor_file(AnchorSet.parse(best), d / f"found_{slug}_seed{seed}.json", search="greedy on val AP",
-                          spec=best)
+        best = found_files[f"found_{slug}_seed{seed}.json"] = res.best[0]
         specs = {"training set": a, "k-means fit (K=9)": str(fitted_file), "searched": best}
         val = r.evaluate_sets(run_, ctx.val(), list(specs.values()))
         for kind, m, v in zip(specs, r.evaluate_sets(run_, ctx.test(), list(specs.values())), val):
             rows.append(row(run_, seed, trained_with=name, anchors=kind, spec=specs[kind], val_AP=v["AP"],
                             **metrics(m)))
     ctx.evaluated(done)
+    for file, best in found_files.items():
+        write_anchor_file(AnchorSet.parse(best), d / file, search="greedy on val AP", spec=best)
     report.write_csv(rows, d / "runs.csv")
     report.write_csv(tried_rows, d / "tried.csv")
     report.line_plot(curves, d / "search_progress.png", "greedy search: best validation AP so far",
