@@ -157,6 +157,13 @@ def test_evaluate_only_records_the_trained_runs_and_writes_no_report(tmp_path, s
     assert stop.value.args == (2,) and set(seen) == trained
     assert run_experiments(["generator"], ctx) == {}
     assert not (tmp_path / "generator").exists() and not (tmp_path / "README.md").exists()
+    # search writes its found sets only with its report
+    from metaanchor.tools.experiments import search
+
+    trained.update(config_key(p.cfg, ctx.runner.root) for p in search.plan(ctx))
+    with pytest.raises(EvaluatedOnly):
+        search.run(ctx)
+    assert not list((tmp_path / "search").glob("found_*.json"))
 
 
 def test_report_files_contain_the_numbers(tmp_path):
