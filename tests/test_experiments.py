@@ -19,7 +19,7 @@ from metaanchor.geometry.anchor_fit import (
 )
 from metaanchor.geometry.anchors import AnchorSet
 from metaanchor.tools.experiments import anchor_configs, cross_eval, report, verdicts, yolo
-from metaanchor.tools.experiments.context import ANCHOR_SETS, POOR, SQUARE, Context
+from metaanchor.tools.experiments.context import ANCHOR_SETS, POOR, SQUARE, Context, Planned
 from metaanchor.tools.experiments.runner import Run, Runner, Scale, anchor_key, config_key, plateau
 from metaanchor.tools.experiments.verdicts import compare
 
@@ -141,6 +141,8 @@ def test_records_carry_a_finished_run_to_a_machine_without_its_cache(tmp_path, m
 
 
 def test_evaluate_only_records_the_trained_runs_and_writes_no_report(tmp_path, synth_dirs):
+    import time
+
     from metaanchor.tools.experiments import generator
     from metaanchor.tools.experiments.context import EvaluatedOnly
     from metaanchor.tools.experiments.suite import run_experiments
@@ -157,13 +159,44 @@ def test_evaluate_only_records_the_trained_runs_and_writes_no_report(tmp_path, s
     assert stop.value.args == (2,) and set(seen) == trained
     assert run_experiments(["generator"], ctx) == {}
     assert not (tmp_path / "generator").exists() and not (tmp_path / "README.md").exists()
+    # a time budget that starts no run leaves the experiment incomplete: it is evaluated, not reported
+    ctx.evaluate_only, seen[:] = False, []
+    assert run_experiments(["generator"], ctx, until=time.time() - 1) == {} and set(seen) == trained
+    assert not ctx.evaluate_only and not (tmp_path / "generator").exists()
     # search writes its found sets only with its report
     from metaanchor.tools.experiments import search
 
     trained.update(config_key(p.cfg, ctx.runner.root) for p in search.plan(ctx))
+    ctx.evaluate_only = True
     with pytest.raises(EvaluatedOnly):
         search.run(ctx)
     assert not list((tmp_path / "search").glob("found_*.json"))
+
+
+def test_time_budget_starts_only_the_runs_that_would_end_in_it(tmp_path):
+    import time
+
+    from metaanchor.tools.experiments.suite import seconds_per_iteration, train_planned
+
+    calls = []
+
+    def train(cfg, out_dir, resume=False, progress=True):  # 100 s per iteration on this machine's cpu
+        calls.append((cfg["anchors"]["train"], resume))
+        return {"iterations": cfg["solver"]["max_iter"], "metrics": {}, "wall_time_s": 400.0, "devices": ["cpu"]}
+
+    runner = Runner(tmp_path, MICRO, device="cpu", train_fn=train, log=lambda s: None)
+    ctx = Context(runner, [0], tmp_path)
+    planned = [Planned(runner.config("metaanchor", spec, 0), 0) for spec in ("1x1", "2x3", "3x3")]
+    assert seconds_per_iteration(ctx, planned) == 0.0
+    assert train_planned(ctx, planned[:1], until=time.time() + 3600) == 1  # no estimate yet: it starts
+    assert seconds_per_iteration(ctx, planned) == 100.0
+    # 3x3 was stopped at iteration 3 of 4 (100 s left), 2x3 has not started (400 s)
+    runner.run_dir(planned[2].cfg).mkdir(parents=True)
+    (runner.run_dir(planned[2].cfg) / "metrics.csv").write_text("iter,loss\n3,0.5\n")
+    (runner.run_dir(planned[2].cfg) / "last.pt").write_bytes(b"")
+    assert train_planned(ctx, planned, until=time.time() + 300) == 1
+    assert calls == [("1x1", False), ("3x3", True)]
+    assert train_planned(ctx, planned, until=time.time() + 1000) == 1 and calls[-1] == ("2x3", False)
 
 
 def test_report_files_contain_the_numbers(tmp_path):
@@ -781,6 +814,7 @@ def test_a_failed_run_stops_the_parallel_suite_before_queued_runs_start(tmp_path
 
 
 def test_a_stopping_suite_hands_no_run_to_training(tmp_path):
+    import time
     from multiprocessing import get_context
 
     from metaanchor.tools.experiments import suite
@@ -792,6 +826,9 @@ def test_a_stopping_suite_hands_no_run_to_training(tmp_path):
         runner = Runner(tmp_path, MICRO, device="cpu", log=lambda s: None)
         cfg = runner.config("metaanchor", "1x1", seed=0)
         assert suite._train_worker(str(tmp_path), MICRO, "cpu", None, None, cfg, 1) is None
+        assert not runner.run_dir(cfg).exists()
+        stop.clear()  # not stopping, but past the run's latest start (the time budget)
+        assert suite._train_worker(str(tmp_path), MICRO, "cpu", None, None, cfg, 1, time.time() - 1) is None
         assert not runner.run_dir(cfg).exists()
     finally:
         suite._init_worker(None)

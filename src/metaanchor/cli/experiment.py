@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 from metaanchor.errors import UserError
@@ -38,6 +39,10 @@ def add(sub):
     p.add_argument("--status", action="store_true",
                    help="train nothing: list the planned runs (trained, running, stopped, not started) and the "
                         "time left, then each experiment's runs trained per seed")
+    p.add_argument("--hours", type=float,
+                   help="time budget: start only the runs expected to end within this many hours (at the median "
+                        "speed of the runs already trained on this device); experiments whose runs are then not "
+                        "all trained are evaluated as with --evaluate-trained instead of reported")
     p.add_argument("--evaluate-trained", action="store_true",
                    help="train nothing and write no report: evaluate the trained runs as their reports will (the "
                         "results go to their records), so a later sitting without their checkpoints can write "
@@ -64,6 +69,8 @@ def cmd_experiment(args) -> int:
             raise UserError(f"unknown experiment {name!r}; choose all or one of {', '.join(EXPERIMENTS)}")
     if args.seeds < 1:
         raise UserError(f"--seeds {args.seeds}: must be at least 1")
+    if args.hours is not None and args.hours <= 0:
+        raise UserError(f"--hours {args.hours}: must be positive")
     if args.jobs < 1:
         raise UserError(f"--jobs {args.jobs}: must be at least 1")
     if args.quick and args.scale not in ("converged", "quick"):
@@ -84,7 +91,8 @@ def cmd_experiment(args) -> int:
         print(progress(ctx, planned_runs(names, ctx)))
         print(experiment_progress(names, ctx))
         return 0
-    results = run_experiments(names, ctx, threads=args.threads)
+    results = run_experiments(names, ctx, threads=args.threads,
+                              until=None if args.hours is None else time.time() + 3600 * args.hours)
     if args.evaluate_trained:
         print(f"evaluated the trained runs of {', '.join(names)}; records in {runner.records}/")
         return 0

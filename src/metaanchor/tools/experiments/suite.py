@@ -17,6 +17,7 @@ run the named experiments plan (``ctx.jobs`` at a time, one process each), then 
 from __future__ import annotations
 
 import csv
+import math
 import os
 import statistics
 import time
@@ -65,13 +66,14 @@ def _init_worker(stop) -> None:
 
 
 def _train_worker(root: str, scale: Scale, device: str, data: str | None, records: str | None, cfg: dict,
-                  threads: int) -> str | None:
+                  threads: int, latest_start: float = math.inf) -> str | None:
     """Train one run in a worker process (``threads`` torch threads); returns its key, or None when the suite
-    is stopping (a run already handed to the worker must not start then: the pool cannot cancel it).
+    is stopping (a run already handed to the worker must not start then: the pool cannot cancel it) or when
+    it is later than ``latest_start`` (epoch seconds: the run would not finish within the time budget).
 
     A run that fails or is interrupted (Ctrl-C reaches the workers too) sets the stop event itself before its
     worker can take the next run, so no queued run starts whatever the parent is doing at that moment."""
-    if _STOP is not None and _STOP.is_set():
+    if (_STOP is not None and _STOP.is_set()) or time.time() > latest_start:
         return None
     import torch
 
@@ -85,18 +87,49 @@ def _train_worker(root: str, scale: Scale, device: str, data: str | None, record
         raise
 
 
-def train_planned(ctx: Context, planned: list[Planned], threads: int = 0) -> int:
+def seconds_per_iteration(ctx: Context, planned: list[Planned]) -> float:
+    """Median training seconds per iteration of the planned runs trained on this runner's kind of device
+    (their summaries, records included; 0.0 when there are none)."""
+    from metaanchor.engine.device import device_label, resolve_device
+
+    r, here, speeds = ctx.runner, None, []
+    for p in planned:
+        if r.is_trained(p.cfg):
+            here = here or device_label(resolve_device(r.device))
+            s = r.train(p.cfg).summary  # cached: reads the summary
+            if s.get("devices") == [here] and s.get("wall_time_s") and s.get("iterations"):
+                speeds.append(s["wall_time_s"] / s["iterations"])
+    return statistics.median(speeds) if speeds else 0.0
+
+
+def train_planned(ctx: Context, planned: list[Planned], threads: int = 0, until: float | None = None) -> int:
     """Train the planned runs that are not cached: in this process when ``ctx.jobs`` is 1, else ``ctx.jobs``
     worker processes (spawned; ``threads`` torch threads each, default cores / jobs). Returns the number of
-    runs trained. Two suites sharing a cache coordinate through the runs' lock files."""
+    runs trained. Two suites sharing a cache coordinate through the runs' lock files.
+
+    ``until`` (epoch seconds): a run starts only if it is expected to end by then, at the median speed of the
+    runs already trained on this kind of device (``seconds_per_iteration``; with none, any run starts before
+    ``until``), so a sitting of known length ends with finished runs instead of unusable partial ones."""
     r = ctx.runner
     todo = [p for p in planned if not r.is_trained(p.cfg)]
     r.log(f"{len(planned)} training runs planned, {len(planned) - len(todo)} cached, {len(todo)} to train"
           + (f" ({ctx.jobs} at a time)" if ctx.jobs > 1 and todo else ""))
+    rate = seconds_per_iteration(ctx, planned) if until is not None and todo else 0.0
+    latest = [math.inf if until is None else
+              until - rate * (p.cfg["solver"]["max_iter"] - _last_iteration(r.run_dir(p.cfg))) for p in todo]
+    if until is not None and todo:
+        r.log(f"time budget: runs start until {time.strftime('%H:%M', time.localtime(until))} minus their "
+              f"expected time" + (f" ({rate:.3f} s/iteration, the median of the runs trained here)" if rate else
+                                  " (no run trained on this device yet, so no estimate)"))
     if ctx.jobs <= 1 or len(todo) <= 1:
-        for p in todo:
-            r.train(p.cfg)
-        return len(todo)
+        trained = 0
+        for p, start_by in zip(todo, latest):
+            if time.time() <= start_by:
+                r.train(p.cfg)
+                trained += 1
+        if trained < len(todo):
+            r.log(f"{len(todo) - trained} runs not started: they would not end within the time budget")
+        return trained
     threads = threads or max(1, (os.cpu_count() or 1) // ctx.jobs)
     t0, finished = time.time(), 0
     spawn = get_context("spawn")
@@ -109,10 +142,11 @@ def train_planned(ctx: Context, planned: list[Planned], threads: int = 0) -> int
     try:
         with signals:
             records = str(r.records) if r.records else None
-            futures = [pool.submit(_train_worker, str(r.root), r.scale, r.device, r.data, records, p.cfg, threads)
-                       for p in todo]
+            futures = [pool.submit(_train_worker, str(r.root), r.scale, r.device, r.data, records, p.cfg, threads,
+                                   start_by) for p, start_by in zip(todo, latest)]
             for f in as_completed(futures):
-                f.result()  # a failed run stops the suite with its error
+                if f.result() is None:  # (a failed run stops the suite with its error)
+                    continue  # not started: past its latest start
                 finished += 1
                 r.log(f"[{finished}/{len(todo)} runs trained, {(time.time() - t0) / 60:.1f} min]")
     except BaseException:  # Ctrl-C or an error: queued runs never start, even those the workers already hold
@@ -120,8 +154,10 @@ def train_planned(ctx: Context, planned: list[Planned], threads: int = 0) -> int
         raise
     finally:  # running runs save their checkpoint on Ctrl-C (their own SIGINT handling) and are waited for
         pool.shutdown(wait=True, cancel_futures=True)
-    r.trained += len(todo)
-    return len(todo)
+    if finished < len(todo):
+        r.log(f"{len(todo) - finished} runs not started: they would not end within the time budget")
+    r.trained += finished
+    return finished
 
 
 def _last_iteration(run_dir: Path) -> int:
@@ -181,21 +217,25 @@ def experiment_progress(names: list[str], ctx: Context) -> str:
     return "\n".join(lines)
 
 
-def run_experiments(names: list[str], ctx: Context, threads: int = 0) -> dict[str, dict]:
-    """Train every planned run of the named experiments, then run them in order (writing their reports);
-    returns their results and writes ``ctx.out/README.md``. With ``ctx.evaluate_only``: train nothing,
-    evaluate the trained runs (the runner records the results) and write nothing; returns {}."""
+def run_experiments(names: list[str], ctx: Context, threads: int = 0, until: float | None = None) -> dict[str, dict]:
+    """Train every planned run of the named experiments (those expected to end by ``until``, see
+    ``train_planned``), then run them in order, writing their reports; an experiment whose runs are not all
+    trained then (or every one, with ``ctx.evaluate_only``) only evaluates its trained runs, the runner
+    recording the results, and writes nothing. Returns the reported experiments' results and writes
+    ``ctx.out/README.md`` when there are any."""
     if not ctx.evaluate_only:
-        train_planned(ctx, planned_runs(names, ctx), threads)
-    results = {}
+        train_planned(ctx, planned_runs(names, ctx), threads, until)
+    results, asked = {}, ctx.evaluate_only
     for name in names:
         t0, ctx.eval_mark = time.time(), ctx.runner.eval_seconds
-        ctx.runner.log(f"== experiment {name}")
+        ctx.evaluate_only = asked or not all(ctx.runner.is_trained(p.cfg) for p in EXPERIMENTS[name].plan(ctx))
+        ctx.runner.log(f"== experiment {name}" + (" (evaluating its trained runs)" if ctx.evaluate_only else ""))
         try:
             results[name] = EXPERIMENTS[name].run(ctx) | {"wall_s": time.time() - t0}
         except EvaluatedOnly as done:
             ctx.runner.log(f"{name}: {done.args[0]} trained runs evaluated in {time.time() - t0:.0f} s "
                            f"(results in their records; no report written)")
+    ctx.evaluate_only = asked
     if results:
         write_index(ctx, results)
     return results
