@@ -282,9 +282,10 @@ scale takes about 26-38 min with two runs sharing a 2-core machine, so the suite
 verdict at this scale yet" have not been run at it. The cache (10 MB per run) stays on its machine; each
 finished run also writes `records/<key>.json` (its summary, validation curve and evaluations, a few kB),
 which is committed, so a sitting on a fresh machine counts the recorded runs as trained and a report reuses
-their evaluations. Before a sitting ends, `metaanchor experiment NAMES --seeds 3 --evaluate-trained`
-evaluates the finished runs as their reports will, so those reports can be written later without the
-checkpoints. On a GPU machine use `--device cuda --jobs 4`: on one
+their evaluations. A sitting of known length: `metaanchor experiment all --seeds 3 --jobs 2 --hours H` starts
+only the runs expected to end within H hours, then writes the reports whose runs are all trained and
+evaluates the finished runs of the others as their reports will (recorded, so those reports can be written
+later without the checkpoints; `--evaluate-trained` does only that). On a GPU machine use `--device cuda --jobs 4`: on one
 H100 (16 cores) four runs at once trained at 15-19 iterations/s each (about 12 min per run; MetaAnchor's
 runs are the slower ones), 65-70 iterations/s in all, about six times this 2-core machine. More runs at once do
 not help: 16 (one core each) gave 80 iterations/s in all and 24 gave 81, so each run took about 3 times as
