@@ -3,6 +3,7 @@
 import csv
 import json
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -133,6 +134,16 @@ def test_records_carry_a_finished_run_to_a_machine_without_its_cache(tmp_path, m
         f"{records / (run.key + '.json')} and the run's checkpoint is not on this machine; delete the record to "
         "train the run again")
     assert not there.is_trained(there.config("metaanchor", "1x1", seed=1))
+    assert set(rec["data"]) == {Path(cfg["data"]["train"]).name, Path(cfg["data"]["val"]).name, test.name}
+
+    # data that differ from the record's (same folder name, other boxes) stop the run's reuse
+    ann = there.dataset("default", "test") / "annotations.json"
+    coco = json.loads(ann.read_text())
+    coco["annotations"][0]["bbox"][2] += 1.0
+    ann.write_text(json.dumps(coco))
+    with pytest.raises(UserError, match=rf"made with data {test.name} whose annotations.json has SHA-1 "
+                                        rf"{rec['data'][test.name]}\.\.\., but .* the data differ"):
+        there.evaluate(again, there.dataset("default", "test"), "1x1")
 
     # a run finished before records existed gets its record the next time it is asked for
     (records / f"{run.key}.json").unlink()

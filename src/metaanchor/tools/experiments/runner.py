@@ -12,7 +12,8 @@ With ``records`` (the suite uses ``reports/records/``, committed), every finishe
 cache lives on one machine; the records travel with the repository, so a suite filled over several sittings
 on fresh machines keeps what each sitting trained: a run with a record counts as trained, and its recorded
 evaluations are reused. An evaluation that is neither recorded nor possible (no checkpoint on this machine)
-is an error naming the record to delete to train the run again.
+is an error naming the record to delete to train the run again, and so is a record made with other data
+than this machine's folder of the same name (each record notes its datasets' ``data_fingerprint``).
 
     runner = Runner("reports/.cache", QUICK, records="reports/records")
     run = runner.train(runner.config(head="metaanchor", anchors="3x3", seed=0))
@@ -156,6 +157,13 @@ def config_key(cfg: dict, root: Path) -> str:
     return hashlib.sha1(json.dumps(flat, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
+def data_fingerprint(folder: str | Path) -> str:
+    """SHA-1 (12 hex digits) of a dataset folder's ``annotations.json`` ("" without one): records note the data
+    their run was trained and evaluated on, so results made with other data are never mixed in."""
+    f = Path(folder) / "annotations.json"
+    return hashlib.sha1(f.read_bytes()).hexdigest()[:12] if f.is_file() else ""
+
+
 def anchor_key(spec: str | AnchorSet) -> str:
     """Identity of an anchor set by its shapes (two spellings of one set share a key)."""
     return hashlib.sha1(repr(AnchorSet.parse(spec).key()).encode()).hexdigest()[:12]
@@ -282,16 +290,33 @@ class Runner:
         f = self._record_file(key)
         return json.loads(f.read_text()) if f is not None and f.is_file() else None
 
-    def _write_record(self, run: Run, evals: dict) -> None:
-        """``records/<key>.json``: the run's summary (without its precision-recall points), validation curve and
-        evaluations (atomic write)."""
+    def _run_data(self, cfg: dict) -> list[Path]:
+        """The dataset folders a run trained on (training and validation splits)."""
+        return [Path(cfg["data"][k]) for k in ("train", "val") if cfg["data"].get(k)]
+
+    def _check_data(self, key: str, rec: dict, folders: list[Path]) -> None:
+        """Stop when a record was made with data other than this machine's folders of the same name."""
+        for folder in folders:
+            want, have = rec.get("data", {}).get(folder.name), data_fingerprint(folder)
+            if want and have and want != have:
+                raise UserError(f"record {self._record_file(key)}: made with data {folder.name} whose "
+                                f"annotations.json has SHA-1 {want}..., but {folder} here has {have}...; the data "
+                                f"differ, so the run's results do not apply here. Delete the record to train the "
+                                f"run again on this data")
+
+    def _write_record(self, run: Run, evals: dict, evaluated_on: Path | None = None) -> None:
+        """``records/<key>.json``: the run's summary (without its precision-recall points), validation curve,
+        evaluations and the fingerprints of its datasets (``data_fingerprint``), written atomically."""
         if self.records is None:
             return
         self.records.mkdir(parents=True, exist_ok=True)
         f = self._record_file(run.key)
         summary = dict(run.summary, metrics={spec: {k: v for k, v in m.items() if k not in ("pr50", "summary")}
                                              for spec, m in run.summary.get("metrics", {}).items()})
-        rec = {"key": run.key, "summary": summary, "curve": [list(c) for c in run.curve], "evals": evals}
+        folders = self._run_data(run.cfg) + ([Path(evaluated_on)] if evaluated_on else [])
+        data = (self._record(run.key) or {}).get("data", {}) | {d.name: data_fingerprint(d) for d in folders}
+        rec = {"key": run.key, "summary": summary, "curve": [list(c) for c in run.curve], "evals": evals,
+               "data": data}
         tmp = f.with_suffix(f".{os.getpid()}.tmp")
         tmp.write_text(json.dumps(rec, indent=1, sort_keys=True, default=str) + "\n")
         os.replace(tmp, f)
@@ -315,6 +340,7 @@ class Runner:
             return run
         rec = self._record(key)
         if rec is not None:
+            self._check_data(key, rec, self._run_data(cfg))
             return Run(key, run_dir, cfg, rec["summary"], rec["curve"])
         train_fn = self._train_fn
         if train_fn is None:
@@ -390,6 +416,9 @@ class Runner:
     def evaluate_sets(self, run: Run, data_dir: Path, specs: list[str], size: int | None = None) -> list[dict]:
         """``evaluate`` for several anchor sets: the ones not cached yet come from one pass over the data
         (``evaluate_many``: backbone and towers once per batch); ``eval_s`` is that pass's share per set."""
+        rec = self._record(run.key)
+        if rec is not None:
+            self._check_data(run.key, rec, [Path(data_dir)])
         cache = self._evals(run)
         at = f"@{size}px" if size else ""
         keys = [f"{Path(data_dir).name}{at}|{anchor_key(spec)}" for spec in specs]
@@ -422,7 +451,7 @@ class Runner:
             tmp = cache_file.with_suffix(".tmp")
             tmp.write_text(json.dumps(cache, indent=1))
             os.replace(tmp, cache_file)
-            self._write_record(run, cache)
+            self._write_record(run, cache, Path(data_dir))
         self.eval_seconds += sum(cache[k].get("eval_s", 0.0) for k in keys)
         return [cache[k] for k in keys]
 

@@ -285,9 +285,9 @@ which is committed, so a sitting on a fresh machine counts the recorded runs as 
 their evaluations. A sitting of known length: `metaanchor experiment all --seeds 3 --jobs 2 --hours H` starts
 only the runs expected to end within H hours, then writes the reports whose runs are all trained and
 evaluates the finished runs of the others as their reports will (recorded, so those reports can be written
-later without the checkpoints; `--evaluate-trained` does only that). On a GPU machine use `--device cuda --jobs 4`: on one
-H100 (16 cores) four runs at once trained at 15-19 iterations/s each (about 12 min per run; MetaAnchor's
-runs are the slower ones), 65-70 iterations/s in all, about six times this 2-core machine. More runs at once do
+later without the checkpoints; `--evaluate-trained` does only that).
+On a GPU machine use `--device cuda --jobs 4`: on one H100 (16 cores) four runs at once trained at 15-19
+iterations/s each (about 12 min per run; MetaAnchor's runs are the slower ones), 65-70 iterations/s in all, about six times this 2-core machine. More runs at once do
 not help: 16 (one core each) gave 80 iterations/s in all and 24 gave 81, so each run took about 3 times as
 long (0.19 s per iteration) for +15-25 % throughput; the tiny model's step is bound by kernel launches and
 switching between processes, not by the GPU's arithmetic. A run stopped with Ctrl-C on one machine resumes
