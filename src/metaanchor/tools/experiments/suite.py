@@ -277,21 +277,22 @@ paper's AP numbers were not available to us; comparisons with the paper are in w
 Reproduce: `metaanchor experiment all --seeds 3 --jobs 2` (the converged scale; `--quick` is the smoke-test
 scale). Runs are cached in `.cache/` under this folder, keyed by a hash of their config, so a second call
 reuses them and an interrupted `all` resumes (a run resumes from its last checkpoint). A run of the converged
-scale takes about 26-38 min with two runs sharing a 2-core machine, so the suite is filled over several sittings
-(`metaanchor experiment all --status` lists the planned runs and the time left); experiments marked "no
-verdict at this scale yet" have not been run at it. The cache (10 MB per run) stays on its machine; each
-finished run also writes `records/<key>.json` (its summary, validation curve and evaluations, a few kB),
-which is committed, so a sitting on a fresh machine counts the recorded runs as trained and a report reuses
-their evaluations. A sitting of known length: `metaanchor experiment all --seeds 3 --jobs 2 --hours H` starts
-only the runs expected to end within H hours, then writes the reports whose runs are all trained and
-evaluates the finished runs of the others as their reports will (recorded, so those reports can be written
-later without the checkpoints; `--evaluate-trained` does only that).
-On a GPU machine use `--device cuda --jobs 4`: on one H100 (16 cores) four runs at once trained at 15-19
-iterations/s each (about 12 min per run; MetaAnchor's runs are the slower ones), 65-70 iterations/s in all, about six times this 2-core machine. More runs at once do
-not help: 16 (one core each) gave 80 iterations/s in all and 24 gave 81, so each run took about 3 times as
-long (0.19 s per iteration) for +15-25 % throughput; the tiny model's step is bound by kernel launches and
-switching between processes, not by the GPU's arithmetic. A run stopped with Ctrl-C on one machine resumes
-on another (its checkpoint is device-independent); `runs.csv` names the devices each run was trained on.
+scale takes about 26-38 min with two runs sharing a 2-core machine, so the suite is filled over several
+sittings (`metaanchor experiment all --status` lists the planned runs and the time left); experiments marked
+"no verdict at this scale yet" have not been run at it. The cache (10 MB per run) stays on its machine; each
+finished run also writes `records/<key>.json` (its summary, validation curve, evaluations and a fingerprint of
+each dataset it used, a few kB), which is committed, so a sitting on a fresh machine counts the recorded runs
+as trained and a report reuses their evaluations. A sitting of known length: `metaanchor experiment all
+--seeds 3 --jobs 2 --hours H` starts only the runs expected to end within H hours, then writes the reports
+whose runs are all trained and evaluates the finished runs of the others as their reports will (recorded, so
+those reports can be written later without the checkpoints; `--evaluate-trained` does only that). On a GPU
+machine use `--device cuda --jobs 4`: on one H100 (16 cores) four runs at once trained at 15-19 iterations/s
+each (about 12 min per run; MetaAnchor's runs are the slower ones), 65-70 iterations/s in all, about six times
+this 2-core machine. More runs at once do not help: 16 (one core each) gave 80 iterations/s in all and 24 gave
+81, so each run took about 3 times as long (0.19 s per iteration) for +15-25 % throughput; the tiny model's
+step is bound by kernel launches and switching between processes, not by the GPU's arithmetic. A run stopped
+with Ctrl-C on one machine resumes on another (its checkpoint is device-independent); `runs.csv` names the
+devices each run was trained on.
 
 Verdicts: a claim holds when its margin (the difference the claim is about, positive in its favour) exceeds
 the noise (the sum of the two seed spreads, half-ranges over seeds, at least 0.005 AP; where both sides are
