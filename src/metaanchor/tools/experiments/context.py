@@ -71,7 +71,9 @@ class Context:
             raise EvaluatedOnly(len(done))
 
     def dir(self, name: str) -> Path:
-        d = self.out / name
+        """The experiment's report folder; with ``evaluate_only``, a folder in the cache instead, so the files an
+        experiment writes before its evaluations (k-means anchor files) leave the committed report alone."""
+        d = (self.runner.root / "unreported" if self.evaluate_only else self.out) / name
         d.mkdir(parents=True, exist_ok=True)
         return d
 
