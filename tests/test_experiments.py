@@ -148,7 +148,10 @@ def test_records_carry_a_finished_run_to_a_machine_without_its_cache(tmp_path, m
     # a run finished before records existed gets its record the next time it is asked for
     (records / f"{run.key}.json").unlink()
     assert here.train(cfg).key == run.key
-    assert json.loads((records / f"{run.key}.json").read_text())["evals"] == rec["evals"]
+    migrated = json.loads((records / f"{run.key}.json").read_text())
+    assert migrated["evals"] == rec["evals"] and test.name not in migrated["data"]
+    here.evaluate(run, test, "1x1")  # cached, and now its data's fingerprint is recorded
+    assert json.loads((records / f"{run.key}.json").read_text())["data"] == rec["data"]
 
 
 def test_evaluate_only_records_the_trained_runs_and_writes_no_report(tmp_path, synth_dirs):

@@ -420,6 +420,8 @@ class Runner:
         if rec is not None:
             self._check_data(run.key, rec, [Path(data_dir)])
         cache = self._evals(run)
+        if self.records and Path(data_dir).name not in (rec or {}).get("data", {}):  # note the data evaluated on
+            self._write_record(run, cache, Path(data_dir))
         at = f"@{size}px" if size else ""
         keys = [f"{Path(data_dir).name}{at}|{anchor_key(spec)}" for spec in specs]
         missing = list({k: s for k, s in zip(keys, specs) if k not in cache}.items())
