@@ -358,21 +358,28 @@ def test_the_unsampled_extra_run_says_where_the_gain_comes_from(tmp_path, synth_
     assert f"Reading: {reading}" in text
 
 
-@pytest.mark.parametrize("gain, held, reading", [
-    (0.03, True, "the data-dependent generator gains where the image tells the box shapes"),
-    (0.0, False, "the data-dependent generator does not gain even where the image tells the box shapes"),
-    (-0.03, False, "the data-dependent generator is lower even where the image tells the box shapes"),
-], ids=["gains", "tied", "lower"])
-def test_data_dependent_extra_run_on_images_that_tell_their_box_shapes(tmp_path, gain, held, reading):
+@pytest.mark.parametrize("main_gain, gain, held, reading", [
+    (0.0, 0.03, True, "the data-dependent generator gains where the image tells the box shapes, so the main data"),
+    (0.0, 0.0, False, "the data-dependent generator does not gain even where the image tells the box shapes"),
+    (0.0, -0.03, False, "the data-dependent generator is lower even where the image tells the box shapes"),
+    (0.02, 0.03, True, "the data-dependent generator gains on the main data (+0.020) and where the image tells the "
+                       "box shapes (+0.030)"),
+    (0.02, 0.0, False, "the data-dependent generator gains on the main data but not where the image tells the box "
+                       "shapes"),
+], ids=["gains", "tied", "lower", "gains-on-both", "gains-on-main-only"])
+def test_data_dependent_extra_run_on_images_that_tell_their_box_shapes(tmp_path, main_gain, gain, held, reading):
     from metaanchor.tools.experiments import data_dependent
 
-    def dd_gains(cfg):  # the data-dependent generator trained on 'wide-or-tall' gains ``gain`` AP
-        return gain * (cfg["model"]["head"] == "metaanchor-dd" and "wide-or-tall" in cfg["data"]["train"])
+    def dd_gains(cfg):  # the data-dependent generator gains ``main_gain`` AP on the main data, ``gain`` on the extra
+        if cfg["model"]["head"] != "metaanchor-dd":
+            return 0.0
+        return gain if "wide-or-tall" in cfg["data"]["train"] else main_gain
 
     runner = FakeRunner(tmp_path / "cache", MICRO, device="cpu", log=lambda s: None, shift=dd_gains)
     res = data_dependent.run(Context(runner, [0, 1], tmp_path))
     claims = dict(res["verdicts"])
-    assert not claims.pop("the data-dependent generator is better").held  # tied on the main data
+    main = claims.pop("the data-dependent generator is better")
+    assert main.held is (main_gain > 0) and main.margin == pytest.approx(main_gain)
     (claim, v), = claims.items()
     assert claim == ("the data-dependent generator is better where each image holds only wide or only tall boxes "
                      "(extra run, 'wide-or-tall')")
