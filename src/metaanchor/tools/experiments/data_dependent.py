@@ -48,11 +48,11 @@ def _seeds_text(gains: list[float]) -> str:
     return ", ".join(f"{g:+.3f}" for g in gains)
 
 
-def _reading(main: list[float], extra: list[float], noise_main: str, noise_extra: str) -> str:
+def _reading(main: list[float], extra: list[float], outcome_main: str, outcome_extra: str) -> str:
     """What the extra runs say. ``main`` / ``extra``: the per-seed gains (``_gains``) on the main and on the
-    extra data; ``noise_main`` / ``noise_extra``: ``compare`` of the two generators there (higher/tied/lower)."""
+    extra data; ``outcome_main`` / ``outcome_extra``: ``compare`` of the two generators there (higher/tied/lower)."""
     gm, ge = float(np.mean(main)), float(np.mean(extra))
-    if noise_extra == "higher":
+    if outcome_extra == "higher":
         if compare(extra, main) == "higher":
             return (f"the data-dependent generator gains more where the image tells the box shapes ({ge:+.3f}) than "
                     f"on the main data ({gm:+.3f}; per seed {_seeds_text(extra)} vs {_seeds_text(main)}), so it "
@@ -60,13 +60,13 @@ def _reading(main: list[float], extra: list[float], noise_main: str, noise_extra
         return (f"the data-dependent generator gains where the image tells the box shapes ({ge:+.3f}) and about as "
                 f"much on the main data ({gm:+.3f}; per seed {_seeds_text(extra)} vs {_seeds_text(main)}, within "
                 "the noise of each other), so these runs do not show that the image's box shapes are what it uses")
-    if noise_main == "higher":
+    if outcome_main == "higher":
         return ("the data-dependent generator gains on the main data but not where the image tells the box shapes, "
                 "so its gain does not come from reading the box shapes off the image")
     return {"tied": "the data-dependent generator does not gain even where the image tells the box shapes, so "
                     "the main data's uniformity does not explain its result",
             "lower": "the data-dependent generator is lower even where the image tells the box shapes, so the "
-                     "main data's uniformity does not explain its result"}[noise_extra]
+                     "main data's uniformity does not explain its result"}[outcome_extra]
 
 
 def _extra_section(di: list[float], dd: list[float], reading: str) -> str:
