@@ -36,12 +36,16 @@ def plan(ctx: Context) -> list[Planned]:
                for seed in ctx.seeds for head in HEADS])
 
 
-def _gains(rows: list[dict], seeds: list[int]) -> list[float]:
-    """Per seed: the data-dependent generator's mean test AP over ``rows`` minus the data-independent one's
-    (the two runs of a seed share their data order, augmentation and sampled anchors)."""
-    def mean(model: str, seed: int) -> float:
-        return float(np.mean([x["AP"] for x in rows if x["seed"] == seed and x["model"] == model]))
-    return [mean("MetaAnchor-DD", s) - mean("MetaAnchor", s) for s in seeds]
+def _per_seed(rows: list[dict], seeds: list[int]) -> dict[str, list[float]]:
+    """Per generator ("MetaAnchor", "MetaAnchor-DD"): its mean test AP over ``rows`` for each seed."""
+    return {m: [float(np.mean([x["AP"] for x in rows if x["seed"] == s and x["model"] == m])) for s in seeds]
+            for m in ("MetaAnchor", "MetaAnchor-DD")}
+
+
+def _gains(per_seed: dict[str, list[float]]) -> list[float]:
+    """Per seed: data-dependent minus data-independent (``_per_seed``; the two runs of a seed share their data
+    order, augmentation and sampled anchors)."""
+    return [dd - di for di, dd in zip(per_seed["MetaAnchor"], per_seed["MetaAnchor-DD"])]
 
 
 def _seeds_text(gains: list[float]) -> str:
@@ -102,13 +106,12 @@ def run(ctx: Context) -> dict:
         body.append([label(spec), report.fmt(di), report.fmt(dd), f"{np.mean(dd) - np.mean(di):+.3f}"])
         plot[label(spec)] = {"data-independent": di, "data-dependent": dd}
     report.bar_plot(plot, d / "dd_vs_di.png", "test AP: data-dependent vs data-independent generator")
-    per_seed = {m: [np.mean([x["AP"] for x in main if x["seed"] == s and x["model"] == m]) for s in ctx.seeds]
-                for m in ("MetaAnchor", "MetaAnchor-DD")}
+    per_seed = _per_seed(main, ctx.seeds)
     verdicts = [("the data-dependent generator is better",
                  better(per_seed["MetaAnchor-DD"], per_seed["MetaAnchor"],
                         f"mean test AP over the {len(EVAL_SETS)} sets, data-dependent vs data-independent"))]
     di, dd = ap_extra[("MetaAnchor",)], ap_extra[("MetaAnchor-DD",)]
-    gains, gains_extra = _gains(main, ctx.seeds), _gains(extra, ctx.seeds)
+    gains, gains_extra = _gains(per_seed), _gains(_per_seed(extra, ctx.seeds))
     reading = _reading(gains, gains_extra, compare(per_seed["MetaAnchor-DD"], per_seed["MetaAnchor"]),
                        compare(dd, di))
     verdicts.append((f"the data-dependent generator is better where each image holds only wide or only tall "
