@@ -394,6 +394,9 @@ def test_data_dependent_extra_run_on_images_that_tell_their_box_shapes(tmp_path,
     assert f"Reading: {reading}" in text
     if main_gain:
         assert f"sampled anchors): {main_gain:+.3f}, {main_gain:+.3f}. The verdict" in text
+    # two different models of one seed: unpaired, with the per-seed differences listed and explained
+    assert f"per seed Δ {gain:+.3f}, {gain:+.3f})." in text
+    assert "yet their comparison stays unpaired (one rule for every report)" in text
     rows = list(csv.DictReader((tmp_path / "data-dependent" / "runs.csv").open()))
     assert sum(r["data"] == "wide-or-tall" for r in rows) == 4  # 2 generators x 2 seeds, 3x3 only
 
@@ -480,7 +483,8 @@ def test_verdict_rules_both_ways():
     assert not verdicts.at_least([0.20, 0.21], [0.30, 0.31], "x").held
     v = verdicts.at_least([0.20, 0.21], [0.30, 0.31], "searched vs training set")
     assert v.margin == pytest.approx(-0.10) and v.noise == pytest.approx(0.01)
-    assert v.text == "searched vs training set: 0.205 vs 0.305, Δ -0.100 (beyond the noise 0.010)"
+    assert v.text == ("searched vs training set: 0.205 vs 0.305, Δ -0.100 (beyond the noise 0.010; "
+                      "per seed Δ -0.100, -0.100)")
     # a floor: when both sides fail (e.g. a transfer where no model finds the objects) the claim is not held
     low = verdicts.better([0.015, 0.015], [0.010, 0.010], "x", floor=verdicts.FLOOR)
     assert not low.held and not low.tested and low.margin == pytest.approx(0.005)
@@ -522,6 +526,9 @@ def test_paired_verdicts_use_the_spread_of_per_seed_differences():
     unpaired = verdicts.better(searched, training, "searched vs training set")
     assert not unpaired.held and not unpaired.paired
     assert unpaired.margin == pytest.approx(0.10 / 3) and unpaired.noise == pytest.approx(0.085)  # 0.05 + 0.035
+    # ... but its text lists the per-seed differences, so the steady gain is visible beside the verdict
+    assert unpaired.text == ("searched vs training set: 0.450 vs 0.417, Δ +0.033 (within the noise 0.085; "
+                             "per seed Δ +0.020, +0.030, +0.050)")
     paired = verdicts.better(searched, training, "searched vs training set", paired=True)
     assert paired.held and paired.paired
     assert paired.margin == pytest.approx(0.10 / 3) and paired.noise == pytest.approx(0.015)  # (0.05 - 0.02) / 2

@@ -151,5 +151,8 @@ def verdict_section(verdicts: list[tuple[str, Verdict]], paper: str, would_chang
     paired = (" Where both sides are the same models evaluated two ways (the paired noise), the models' own "
               "seed-to-seed variation cancels, so the noise is the spread (half-range) of the per-seed differences, "
               "at least 0.005 AP." if any(v.paired for _, v in verdicts) else "")
+    unpaired = (" Two different models of the same seed share their data order, augmentation and sampled anchors, "
+                "yet their comparison stays unpaired (one rule for every report); 'per seed Δ' lists their "
+                "differences seed by seed." if any("; per seed Δ " in v.text for _, v in verdicts) else "")
     return ("## Did the claim hold here?\n\n" + "\n".join(lines) + f"\n\n{paper} Noise is the sum of the two "
-            f"seed spreads (half-ranges), at least 0.005 AP.{paired} {would_change}")
+            f"seed spreads (half-ranges), at least 0.005 AP.{unpaired}{paired} {would_change}")
