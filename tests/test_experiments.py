@@ -745,7 +745,7 @@ def test_status_lists_each_planned_run_and_the_time_left(tmp_path):
     def fake_train(cfg, out_dir, resume=False, progress=True):  # 360 s per iteration, validation AP 0.25 at the end
         n = cfg["solver"]["max_iter"]
         (out_dir / "metrics.csv").write_text(f"iter,AP\n1,0.1\n{n},0.25\n")
-        return {"iterations": n, "metrics": {}, "wall_time_s": 360.0 * n}
+        return {"iterations": n, "metrics": {}, "wall_time_s": 360.0 * n, "devices": ["cpu"]}
 
     runner = Runner(tmp_path, MICRO, device="cpu", train_fn=fake_train, log=lambda s: None)
     ctx = Context(runner, [0], tmp_path, jobs=2)
@@ -769,7 +769,7 @@ def test_status_lists_each_planned_run_and_the_time_left(tmp_path):
     assert "not started" in lines[4] and "not started" in lines[5]
     # left: 8 - 3, 2 - 1, 4, 8 = 18 iterations at 360 s each, two at a time: 0.9 h
     assert lines[6] == ("2 of 6 planned runs trained; 18 iterations left, about 0.9 h with 2 at a time at the "
-                        "trained runs' median 360.00 s/iteration")
+                        "median 360.00 s/iteration of the runs trained on this device")
 
 
 def test_status_counts_each_experiments_trained_runs_per_seed(tmp_path):

@@ -172,15 +172,14 @@ def _last_iteration(run_dir: Path) -> int:
 def progress(ctx: Context, planned: list[Planned]) -> str:
     """What is left of a suite filled over several sittings: one line per planned run (trained, with its last
     validation AP; running; stopped; not started) and a total with the time left at the median speed of the
-    trained runs. "Running" means the run's lock file is there (a run killed with -9 leaves it too)."""
-    r, lines, trained, left, speeds = ctx.runner, [], 0, 0, []
+    runs trained on this kind of device (``seconds_per_iteration``). "Running" means the run's lock file is there
+    (a run killed with -9 leaves it too)."""
+    r, lines, trained, left = ctx.runner, [], 0, 0
     for p in planned:
         d, total = r.run_dir(p.cfg), p.cfg["solver"]["max_iter"]
         if r.is_trained(p.cfg):
             run = r.train(p.cfg)  # cached: reads the summary
             trained += 1
-            if run.summary.get("wall_time_s") and run.summary.get("iterations"):
-                speeds.append(run.summary["wall_time_s"] / run.summary["iterations"])
             curve = run.curve  # reads metrics.csv (or the record)
             state = f"trained, validation AP {curve[-1][1]:.3f}" if curve else "trained"
             state += "" if run.checkpoint.is_file() else " (record)"
@@ -197,9 +196,9 @@ def progress(ctx: Context, planned: list[Planned]) -> str:
                 state = f"stopped at iteration {done} before a checkpoint, starts again"
         lines.append(f"{d.name} {total:>6} it  {state:<40} seed {p.seed} "
                      + " ".join(f"{k}={v}" for k, v in p.info.items()))
-    rate = statistics.median(speeds) if speeds else 0.0
-    eta = (f", about {left * rate / ctx.jobs / 3600:.1f} h with {ctx.jobs} at a time at the trained runs' median "
-           f"{rate:.2f} s/iteration" if rate and left else "")
+    rate = seconds_per_iteration(ctx, planned) if left else 0.0
+    eta = (f", about {left * rate / ctx.jobs / 3600:.1f} h with {ctx.jobs} at a time at the median "
+           f"{rate:.2f} s/iteration of the runs trained on this device" if rate else "")
     return "\n".join(lines + [f"{trained} of {len(planned)} planned runs trained; {left} iterations left{eta}"])
 
 
