@@ -101,6 +101,7 @@ def test_real_micro_run_and_cached_evaluation(tmp_path, monkeypatch):
 def test_records_carry_a_finished_run_to_a_machine_without_its_cache(tmp_path, monkeypatch):
     import dataclasses
 
+    from metaanchor.engine.evaluate import evaluate_many as real_many
     from metaanchor.errors import UserError
 
     scale = dataclasses.replace(MICRO, eval_period=2)  # a validation curve: AP at iterations 2 and 4
@@ -152,6 +153,21 @@ def test_records_carry_a_finished_run_to_a_machine_without_its_cache(tmp_path, m
     assert migrated["evals"] == rec["evals"] and test.name not in migrated["data"]
     here.evaluate(run, test, "1x1")  # cached, and now its data's fingerprint is recorded
     assert json.loads((records / f"{run.key}.json").read_text())["data"] == rec["data"]
+
+    # two suites sharing the cache evaluate the run at the same time: neither drops the other's result
+    other = Runner(tmp_path / "here", scale, device="cpu", log=lambda s: None, records=records)
+
+    def meanwhile(model, data, specs, *args, **kwargs):  # while `here` evaluates 5x5, `other` evaluates 1x3
+        out = real_many(model, data, specs, *args, **kwargs)
+        if specs == ["5x5"]:
+            other.evaluate(other.train(cfg), test, "1x3")
+        return out
+
+    monkeypatch.setattr("metaanchor.engine.evaluate.evaluate_many", meanwhile)
+    here.evaluate(run, test, "5x5")
+    want = {"1x1", "2x3", "5x5", "1x3"}
+    assert {v["anchors"] for v in json.loads((records / f"{run.key}.json").read_text())["evals"].values()} == want
+    assert {v["anchors"] for v in json.loads((run.dir / "evals.json").read_text()).values()} == want
 
 
 def test_evaluate_only_records_the_trained_runs_and_writes_no_report(tmp_path, synth_dirs):

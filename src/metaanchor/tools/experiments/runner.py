@@ -306,7 +306,9 @@ class Runner:
 
     def _write_record(self, run: Run, evals: dict, evaluated_on: Path | None = None) -> None:
         """``records/<key>.json``: the run's summary (without its precision-recall points), validation curve,
-        evaluations and the fingerprints of its datasets (``data_fingerprint``), written atomically."""
+        evaluations and the fingerprints of its datasets (``data_fingerprint``), written atomically. The
+        evaluations and fingerprints already in the file are kept (read just before writing), so two suites that
+        evaluate one shared run on different data do not drop each other's results."""
         if self.records is None:
             return
         self.records.mkdir(parents=True, exist_ok=True)
@@ -314,9 +316,10 @@ class Runner:
         summary = dict(run.summary, metrics={spec: {k: v for k, v in m.items() if k not in ("pr50", "summary")}
                                              for spec, m in run.summary.get("metrics", {}).items()})
         folders = self._run_data(run.cfg) + ([Path(evaluated_on)] if evaluated_on else [])
-        data = (self._record(run.key) or {}).get("data", {}) | {d.name: data_fingerprint(d) for d in folders}
-        rec = {"key": run.key, "summary": summary, "curve": [list(c) for c in run.curve], "evals": evals,
-               "data": data}
+        prev = self._record(run.key) or {}
+        data = prev.get("data", {}) | {d.name: data_fingerprint(d) for d in folders}
+        rec = {"key": run.key, "summary": summary, "curve": [list(c) for c in run.curve],
+               "evals": prev.get("evals", {}) | evals, "data": data}
         tmp = f.with_suffix(f".{os.getpid()}.tmp")
         tmp.write_text(json.dumps(rec, indent=1, sort_keys=True, default=str) + "\n")
         os.replace(tmp, f)
@@ -449,8 +452,9 @@ class Runner:
             share = (time.time() - t0) / len(missing)
             for (key, spec), m in zip(missing, metrics):
                 cache[key] = {k: m[k] for k in KEPT_METRICS} | {"anchors": str(spec), "eval_s": share}
-            cache_file = run.dir / "evals.json"
-            tmp = cache_file.with_suffix(".tmp")
+            cache_file = run.dir / "evals.json"  # merged with what another suite may have cached meanwhile
+            cache = (json.loads(cache_file.read_text()) if cache_file.is_file() else {}) | cache
+            tmp = cache_file.with_suffix(f".{os.getpid()}.tmp")
             tmp.write_text(json.dumps(cache, indent=1))
             os.replace(tmp, cache_file)
             self._write_record(run, cache, Path(data_dir))
