@@ -572,8 +572,9 @@ def test_paired_verdicts_use_the_spread_of_per_seed_differences():
     # ... but its text lists the per-seed differences, so the steady gain is visible beside the verdict
     assert unpaired.text == ("searched vs training set: 0.450 vs 0.417, Δ +0.033 (within the noise 0.085; "
                              "per seed Δ +0.020, +0.030, +0.050)")
+    assert unpaired.per_seed == pytest.approx((0.02, 0.03, 0.05))
     paired = verdicts.better(searched, training, "searched vs training set", paired=True)
-    assert paired.held and paired.paired
+    assert paired.held and paired.paired and paired.per_seed == ()  # its differences are its noise, not a list
     assert paired.margin == pytest.approx(0.10 / 3) and paired.noise == pytest.approx(0.015)  # (0.05 - 0.02) / 2
     assert paired.text == ("searched vs training set: 0.450 vs 0.417, Δ +0.033 (beyond the paired noise "
                            "(spread of the per-seed differences) 0.015)")

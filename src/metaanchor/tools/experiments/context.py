@@ -153,6 +153,6 @@ def verdict_section(verdicts: list[tuple[str, Verdict]], paper: str, would_chang
               "at least 0.005 AP." if any(v.paired for _, v in verdicts) else "")
     unpaired = (" Two different models of the same seed share their data order, augmentation and sampled anchors, "
                 "yet their comparison stays unpaired (one rule for every report); 'per seed Δ' lists their "
-                "differences seed by seed." if any("; per seed Δ " in v.text for _, v in verdicts) else "")
+                "differences seed by seed." if any(v.per_seed for _, v in verdicts) else "")
     return ("## Did the claim hold here?\n\n" + "\n".join(lines) + f"\n\n{paper} Noise is the sum of the two "
             f"seed spreads (half-ranges), at least 0.005 AP.{unpaired}{paired} {would_change}")

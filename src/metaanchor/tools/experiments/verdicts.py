@@ -46,6 +46,7 @@ class Verdict:
     text: str
     tested: bool = True  # False: both sides scored below the floor, so the comparison says nothing
     paired: bool = False  # True: the noise is the spread of per-seed differences of the same models
+    per_seed: tuple[float, ...] = ()  # unpaired, one value per seed on both sides: the differences a[i] - b[i]
 
 
 def noise(a: list[float], b: list[float], paired: bool = False) -> float:
@@ -77,10 +78,11 @@ def _difference(a: list[float], b: list[float], what: str, held: set[str], floor
         return Verdict(False, ma - mb, n, f"{what}: {ma:.3f} vs {mb:.3f}, Δ {ma - mb:+.3f}; both below {floor} AP, "
                                           f"so this comparison tests nothing (no verdict)", False, paired)
     kind = "the paired noise (spread of the per-seed differences)" if paired else "the noise"
-    text = f"{what}: {ma:.3f} vs {mb:.3f}, Δ {ma - mb:+.3f} ({'within' if v == 'tied' else 'beyond'} {kind} {n:.3f}"
-    if not paired and len(a) == len(b) > 1:
-        text += "; per seed Δ " + ", ".join(f"{x - y:+.3f}" for x, y in zip(a, b))
-    return Verdict(v in held, ma - mb, n, text + ")", paired=paired)
+    per_seed = tuple(x - y for x, y in zip(a, b)) if not paired and len(a) == len(b) > 1 else ()
+    listed = "; per seed Δ " + ", ".join(f"{x:+.3f}" for x in per_seed) if per_seed else ""
+    where = "within" if v == "tied" else "beyond"
+    return Verdict(v in held, ma - mb, n, f"{what}: {ma:.3f} vs {mb:.3f}, Δ {ma - mb:+.3f} ({where} {kind} {n:.3f}"
+                                          f"{listed})", paired=paired, per_seed=per_seed)
 
 
 def at_least(a: list[float], b: list[float], what: str, paired: bool = False) -> Verdict:
