@@ -59,6 +59,17 @@ def test_anchors_fit_recovers_planted_clusters_at_input_scale(capsys, tmp_path):
     assert (tmp_path / "y.png").is_file()
 
 
+def test_anchors_fit_compare_prints_long_set_names_in_full(capsys, tmp_path):
+    # two sets whose SPEC strings agree in their first 27 characters: each row must name its own set
+    data = write_dataset(tmp_path / "d", [(40, 40), (100, 50)])
+    long_a, long_b = "scales=1,1.26,1.59;ratios=0.33,3", "scales=1,1.26,1.59;ratios=0.25,4"
+    code, out, err = cli(capsys, "anchors", "fit", "--data", data, "-k", "1", "--input-size", "512", "--compare",
+                         long_a, long_b, "--out", tmp_path / "a.yaml")
+    assert code == 0, err
+    rows = [line.split()[0] for line in out.splitlines() if line.startswith("scales=") and "BPR" not in line]
+    assert rows == [long_a, long_b]
+
+
 def test_per_level_and_per_size_bpr_on_a_hand_made_case():
     # levels of 32 and 64 px, one square anchor each (1x1); IoUs of centred boxes:
     # 32x32 -> P3 1.0; 45x45 -> P3 1024/2025; 64x16 -> P3 512/1536 (P4 only 0.25); 64x64 -> P4 1.0

@@ -103,13 +103,14 @@ def cmd_fit(args) -> int:
           f"{', '.join(f'{v:g}' for v in sizes)} px standard box{'es of the levels' if len(sizes) > 1 else ''} "
           "(h, w): " + " ".join(f"({h:.3g},{w:.3g})" for h, w in fitted.shapes))
     sets = [(s, s) for s in args.compare] + [(f"fitted (k={args.num})", fitted)]
-    print(f"{'anchor set':<28}{'anchors':>8}{f'BPR@{POSITIVE_IOU:g}':>9}{f'BPR@{STRICT_IOU:g}':>9}{'mean IoU':>10}"
+    width = max(len("anchor set"), *(len(str(name)) for name, _ in sets)) + 1  # full names: no two rows alike
+    print(f"{'anchor set':<{width}}{'anchors':>8}{f'BPR@{POSITIVE_IOU:g}':>9}{f'BPR@{STRICT_IOU:g}':>9}{'mean IoU':>10}"
           f"{'per box':>9}")
     bprs = []
     for name, aset in sets:
         q = anchor_fit_quality(shapes, aset, sizes)
         bprs.append(q["bpr"])
-        print(f"{str(name)[:27]:<28}{len(AnchorSet.parse(aset)):>8}{q['bpr']:>9.3f}{q['bpr_strict']:>9.3f}"
+        print(f"{str(name):<{width}}{len(AnchorSet.parse(aset)):>8}{q['bpr']:>9.3f}{q['bpr_strict']:>9.3f}"
               f"{q['mean_iou']:>10.3f}{q['anchors_per_box']:>9.2f}")
     if len(sets) > 1 and max(bprs) - min(bprs) < 0.005:
         print(f"note: BPR@{POSITIVE_IOU:g} is the same for every set: anchors are relative to each level's standard "
