@@ -68,6 +68,7 @@ def test_anchors_fit_compare_prints_long_set_names_in_full(capsys, tmp_path):
     assert code == 0, err
     rows = [line.split()[0] for line in out.splitlines() if line.startswith("scales=") and "BPR" not in line]
     assert rows == [long_a, long_b]
+    assert sum(line.startswith(f"  {long_b}: BPR@0.5 (boxes) by") for line in out.splitlines()) == 2  # level, size
 
 
 def test_per_level_and_per_size_bpr_on_a_hand_made_case():

@@ -140,9 +140,9 @@ def _print_breakdown(name: str, shapes, aset, sizes, level_names: list[str]) -> 
         return f"{label} {q['bpr']:.3f} ({q['boxes']})" if q["boxes"] else f"{label} - (0)"
 
     levels = level_quality(shapes, aset, sizes)
-    print(f"  {name[:27]}: BPR@{POSITIVE_IOU:g} (boxes) by level of the best anchor: "
+    print(f"  {name}: BPR@{POSITIVE_IOU:g} (boxes) by level of the best anchor: "
           + "  ".join(cell(n, q) for n, q in zip(level_names, levels)))
-    print(f"  {name[:27]}: BPR@{POSITIVE_IOU:g} (boxes) by size at input scale: "
+    print(f"  {name}: BPR@{POSITIVE_IOU:g} (boxes) by size at input scale: "
           + "  ".join(cell(k, q) for k, q in bucket_quality(shapes, aset, sizes).items()))
     bad = unreachable_boxes(shapes, aset, sizes)
     for kind, idx in bad.items():
