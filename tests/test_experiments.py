@@ -20,7 +20,7 @@ from metaanchor.geometry.anchor_fit import (
 )
 from metaanchor.geometry.anchors import AnchorSet
 from metaanchor.tools.experiments import anchor_configs, cross_eval, report, verdicts, yolo
-from metaanchor.tools.experiments.context import ANCHOR_SETS, POOR, SQUARE, Context, Planned
+from metaanchor.tools.experiments.context import ANCHOR_SETS, ELONGATED, LARGE, POOR, SQUARE, Context, Planned
 from metaanchor.tools.experiments.runner import Run, Runner, Scale, anchor_key, config_key, plateau
 from metaanchor.tools.experiments.verdicts import compare
 
@@ -227,6 +227,25 @@ def test_time_budget_starts_only_the_runs_that_would_end_in_it(tmp_path):
     assert train_planned(ctx, planned, until=time.time() + 300) == 1
     assert calls == [("1x1", False), ("3x3", True)]
     assert train_planned(ctx, planned, until=time.time() + 1000) == 1 and calls[-1] == ("2x3", False)
+
+
+def test_poor_sets_follow_the_data_the_runs_train_on(tmp_path, synth_dirs):
+    """Square-only is a good set for BCCD's round cells, so the bccd scale trains with an elongated-only set
+    instead; the synthetic scales keep square-only. Search's poor-set models follow."""
+    from metaanchor.tools.experiments import search
+    from metaanchor.tools.experiments.runner import BCCD, CONVERGED
+
+    synthetic = Context(Runner(tmp_path, CONVERGED, device="cpu", log=lambda s: None), [0], tmp_path)
+    bccd = Context(Runner(tmp_path, BCCD, device="cpu", data=str(synth_dirs[0]), log=lambda s: None), [0], tmp_path)
+    assert synthetic.poor == POOR == (SQUARE, LARGE) and synthetic.anchor_sets == ANCHOR_SETS
+    assert bccd.poor == (ELONGATED, LARGE)
+    assert bccd.anchor_sets == ("1x1", "1x3", "3x3", "5x5", ELONGATED, LARGE)
+    assert list(search.search_from(synthetic)) == ["3x3", "square only (3x1)",
+                                                   "square only (3x1), ratios sampled 1/4..4"]
+    assert search.search_from(bccd)["elongated only (3x2), ratios sampled ×2^±2"] == (
+        ELONGATED, ("anchors.ratio_jitter=2.0",), "poor_wide")
+    assert [p.info["anchors"] for p in anchor_configs.plan(bccd) if p.info["head"] == "predefined"] == list(
+        bccd.anchor_sets)
 
 
 def test_report_files_contain_the_numbers(tmp_path):
@@ -550,12 +569,12 @@ def test_search_report_compares_each_model_with_itself(tmp_path, synth_dirs):
     ctx = fake_ctx(tmp_path, synth_dirs, shift=lambda cfg: 0.04 * cfg["seed"])  # seed 1 scores 0.042 higher
     res = search.run(ctx)
     claims = dict(res["verdicts"])
-    assert len(claims) == len(search.SEARCH_FROM)
+    assert len(claims) == len(search.search_from(ctx))
     assert all(v.paired and v.noise == pytest.approx(verdicts.TIE) for v in claims.values())
     rows = list(csv.DictReader((tmp_path / "search" / "runs.csv").open()))
     ap = {(r["trained_with"], r["seed"], r["anchors"]): float(r["AP"]) for r in rows}
     text = (tmp_path / "search" / "README.md").read_text()
-    for n in search.SEARCH_FROM:
+    for n in search.search_from(ctx):
         for seed in ("0", "1"):
             gain = ap[(n, seed, "searched")] - ap[(n, seed, "training set")]
             assert f"test AP {ap[(n, seed, 'searched')]:.3f}, {gain:+.3f} over the training set)" in text

@@ -12,9 +12,7 @@ from metaanchor.geometry.anchor_fit import anchor_fit_quality, box_shapes
 from metaanchor.geometry.anchors import AnchorSet
 from metaanchor.tools.experiments import report
 from metaanchor.tools.experiments.context import (
-    ANCHOR_SETS,
     MODEL_NAMES,
-    POOR,
     Context,
     Planned,
     curves_section,
@@ -34,12 +32,12 @@ UNSAMPLED = "MetaAnchor, no sampling"
 def plan(ctx: Context) -> list[Planned]:
     r = ctx.runner
     return ([Planned(r.config(head, spec, seed, sample=head != "predefined"), seed, {"head": head, "anchors": spec})
-             for seed in ctx.seeds for spec in ANCHOR_SETS for head in HEADS]
+             for seed in ctx.seeds for spec in ctx.anchor_sets for head in HEADS]
             + [Planned(r.config("metaanchor", UNSAMPLED_SET, seed, sample=False), seed,
                        {"head": "metaanchor", "anchors": UNSAMPLED_SET, "unsampled": True}) for seed in ctx.seeds])
 
 
-def _unsampled_section(ap: dict) -> str:
+def _unsampled_section(ap: dict, anchor_sets: tuple[str, ...]) -> str:
     """What the extra run says about MetaAnchor's gain with ``UNSAMPLED_SET``: the three models' test AP and,
     from ``compare`` (so within the noise reads as a tie), whether that gain needs anchor sampling."""
     s = label(UNSAMPLED_SET)
@@ -59,7 +57,7 @@ def _unsampled_section(ap: dict) -> str:
     else:
         reading = (f"without sampling MetaAnchor's AP is {to_base} against the baseline and {to_meta} against "
                    "MetaAnchor with sampling (tied: within the noise), which neither explanation fits")
-    means = {label(x): np.mean(ap[(label(x), "MetaAnchor")]) for x in ANCHOR_SETS}
+    means = {label(x): np.mean(ap[(label(x), "MetaAnchor")]) for x in anchor_sets}
     gain = {n: m - np.mean(ap[(n, "baseline")]) for n, m in means.items()}
     hi, lo = max(means, key=means.get), min(means, key=means.get)
     ends = (f"MetaAnchor's range over the sets runs from {lo} (Δ {gain[lo]:+.3f} over the baseline) to {hi} "
@@ -86,22 +84,22 @@ def run(ctx: Context) -> dict:
     ctx.evaluated(done)
     ap, ap50 = report.group(rows, ("anchors", "model")), report.group(rows, ("anchors", "model"), "AP50")
     shapes = box_shapes(ctx.test())
-    bpr = {s: anchor_fit_quality(shapes, s)["bpr"] for s in ANCHOR_SETS}
+    bpr = {s: anchor_fit_quality(shapes, s)["bpr"] for s in ctx.anchor_sets}
     body = []
-    for spec in ANCHOR_SETS:
+    for spec in ctx.anchor_sets:
         b, m = ap[(label(spec), "baseline")], ap[(label(spec), "MetaAnchor")]
         body.append([label(spec), len(AnchorSet.parse(spec)), f"{bpr[spec]:.2f}", report.fmt(b), report.fmt(m),
                      f"{np.mean(m) - np.mean(b):+.3f}", report.fmt(ap50[(label(spec), "baseline")]),
                      report.fmt(ap50[(label(spec), "MetaAnchor")])])
     d = ctx.dir("anchor-configs")
     report.write_csv(rows, d / "runs.csv")
-    report.bar_plot({label(s): {k: ap[(label(s), k)] for k in ("baseline", "MetaAnchor")} for s in ANCHOR_SETS},
+    report.bar_plot({label(s): {k: ap[(label(s), k)] for k in ("baseline", "MetaAnchor")} for s in ctx.anchor_sets},
                     d / "ap_by_anchor_set.png", "AP (test) per anchor set, trained and tested with it")
-    verdicts = [("robust to the anchor set", robustness({s: ap[(label(s), "MetaAnchor")] for s in ANCHOR_SETS},
-                                                        {s: ap[(label(s), "baseline")] for s in ANCHOR_SETS}))]
+    verdicts = [("robust to the anchor set", robustness({s: ap[(label(s), "MetaAnchor")] for s in ctx.anchor_sets},
+                                                        {s: ap[(label(s), "baseline")] for s in ctx.anchor_sets}))]
     verdicts += [(f"better than the baseline with the poor set {label(s)}",
                   better(ap[(label(s), "MetaAnchor")], ap[(label(s), "baseline")], "MetaAnchor vs baseline AP"))
-                 for s in POOR]
+                 for s in ctx.poor]
     u = label(UNSAMPLED_SET)
     verdicts.append((f"anchor sampling raises MetaAnchor's AP with {u} (extra run: trained without it)",
                      better(ap[(u, "MetaAnchor")], ap[(u, UNSAMPLED)], "MetaAnchor with vs without sampling AP")))
@@ -113,14 +111,14 @@ def run(ctx: Context) -> dict:
         "Each model is trained AND tested with the same anchor set. Baseline: RetinaNet head with predefined "
         "anchors (`model.head=predefined`, K*C output channels). MetaAnchor: generated last layers "
         "(`model.head=metaanchor`), anchor set jittered around the training set each iteration "
-        "(`anchors.sample=true`, our default). Two plausible-but-poor sets: `" + "`, `".join(POOR) + "`. "
+        "(`anchors.sample=true`, our default). Two plausible-but-poor sets: `" + "`, `".join(ctx.poor) + "`. "
         "BPR: best-possible recall, the share of test boxes whose best anchor (any level) reaches IoU 0.5 "
         "(`metaanchor anchors fit` reports the same).",
         scale_section(ctx, runs, time.time() - t0),
         "## Results (test AP)\n\n" + report.markdown_table(
             ["anchor set", "anchors", "BPR@0.5", "baseline AP", "MetaAnchor AP", "Δ mean", "baseline AP50",
              "MetaAnchor AP50"], body) + "\n\n![AP per anchor set](ap_by_anchor_set.png)",
-        _unsampled_section(ap),
+        _unsampled_section(ap, ctx.anchor_sets),
         curves,
         verdict_section(verdicts, "The paper claims MetaAnchor is more robust than predefined anchors to the "
                         "anchor configuration (COCO, RetinaNet); its numbers are not available to us.",

@@ -11,8 +11,6 @@ from metaanchor.engine.anchor_search import spec_of
 from metaanchor.geometry.anchors import preset_ratios, preset_scales
 from metaanchor.tools.experiments import report
 from metaanchor.tools.experiments.context import (
-    ANCHOR_SETS,
-    POOR,
     Context,
     Planned,
     curves_section,
@@ -54,7 +52,7 @@ def _variant_cfg(ctx: Context, name: str, seed: int) -> dict:
 def plan(ctx: Context) -> list[Planned]:
     r = ctx.runner
     return ([Planned(r.config("metaanchor", a, seed), seed, {"part": "matrix", "trained_with": a})
-             for seed in ctx.seeds for a in ANCHOR_SETS]
+             for seed in ctx.seeds for a in ctx.anchor_sets]
             + [Planned(_variant_cfg(ctx, v, seed), seed, {"part": "curve", "variant": v})
                for seed in ctx.seeds for v in VARIANTS])
 
@@ -65,7 +63,7 @@ def run(ctx: Context) -> dict:
     sets = curve_sets()
     for p, run_ in done:
         if p.info["part"] == "matrix":
-            for b, m in zip(ANCHOR_SETS, r.evaluate_sets(run_, ctx.test(), list(ANCHOR_SETS))):
+            for b, m in zip(ctx.anchor_sets, r.evaluate_sets(run_, ctx.test(), list(ctx.anchor_sets))):
                 rows.append(row(run_, p.seed, trained_with=label(p.info["trained_with"]), evaluated_with=label(b),
                                 **metrics(m)))
         else:
@@ -77,19 +75,19 @@ def run(ctx: Context) -> dict:
     report.write_csv(rows, d / "runs.csv")
     report.write_csv(curve_rows, d / "curve.csv")
     ap = report.group(rows, ("trained_with", "evaluated_with"))
-    mat = np.array([[np.mean(ap[(label(a), label(b))]) for b in ANCHOR_SETS] for a in ANCHOR_SETS])
-    report.heatmap(mat, [label(a) for a in ANCHOR_SETS], [label(b) for b in ANCHOR_SETS], d / "heatmap.png",
+    mat = np.array([[np.mean(ap[(label(a), label(b))]) for b in ctx.anchor_sets] for a in ctx.anchor_sets])
+    report.heatmap(mat, [label(a) for a in ctx.anchor_sets], [label(b) for b in ctx.anchor_sets], d / "heatmap.png",
                    "MetaAnchor (sampled training anchors): test AP")
-    body = [[label(a)] + [report.fmt(ap[(label(a), label(b))]) for b in ANCHOR_SETS] for a in ANCHOR_SETS]
+    body = [[label(a)] + [report.fmt(ap[(label(a), label(b))]) for b in ctx.anchor_sets] for a in ctx.anchor_sets]
 
     # per seed: mean over ordered pairs (A != B, both good sets) of AP(A -> B), against AP(B -> B)
-    good = [s for s in ANCHOR_SETS if s not in POOR]
+    good = [s for s in ctx.anchor_sets if s not in ctx.poor]
     by_seed = {s: {(x["trained_with"], x["evaluated_with"]): x["AP"] for x in rows if x["seed"] == s}
                for s in ctx.seeds}
     cross = [np.mean([by_seed[s][(a, b)] for a in good for b in good if a != b]) for s in ctx.seeds]
     own = [np.mean([by_seed[s][(b, b)] for a in good for b in good if a != b]) for s in ctx.seeds]
     # poor-trained models given a good set at test time, against the model trained with that good set
-    rescue = [np.mean([by_seed[s][(label(p), BASE)] for p in POOR]) for s in ctx.seeds]
+    rescue = [np.mean([by_seed[s][(label(p), BASE)] for p in ctx.poor]) for s in ctx.seeds]
 
     cap = report.group(curve_rows, ("variant", "axis", "shift_octaves"))
     curve_plot = {f"{v}, {axis}": [(dl, cap[(v, axis, dl)]) for dl in SHIFTS] for v in VARIANTS
@@ -120,7 +118,7 @@ def run(ctx: Context) -> dict:
         f"evaluates {BASE} with every scale, or every ratio, multiplied by 2^shift.",
         scale_section(ctx, runs, time.time() - t0),
         "## Trained with A, evaluated with B\n\nRows: trained with; columns: evaluated with (test AP).\n\n"
-        + report.markdown_table(["trained \\ evaluated"] + [label(b) for b in ANCHOR_SETS], body)
+        + report.markdown_table(["trained \\ evaluated"] + [label(b) for b in ctx.anchor_sets], body)
         + f"\n\n![heat map](heatmap.png)\n\nModels trained with a poor set and given {BASE} at test time: "
           f"{report.fmt(rescue)} AP (mean over the two poor sets), against {report.fmt(ap[(BASE, BASE)])} for "
           f"the models trained with {BASE}.",
