@@ -220,6 +220,21 @@ def test_skipping_is_logged(tmp_path, caplog):
     assert "unknown_category" in caplog.text
 
 
+def test_boxes_under_two_pixels_are_kept_with_one_warning_naming_the_smallest(tmp_path, caplog):
+    data = _mutate(lambda d: _set(d["annotations"][1], bbox=[30, 5, 1, 1]))
+    with caplog.at_level("WARNING"):
+        ds = CocoDataset(_write(tmp_path / "tiny", data))
+    assert len(ds.coco.getAnnIds()) == 2 and not ds.skipped
+    assert len(caplog.records) == 1
+    ann = data["annotations"][1]
+    assert (f"1 box(es) under 2 px on a side, most likely annotation errors (kept); the smallest: annotation id "
+            f"{ann['id']} (image {ann['image_id']}, ") in caplog.text and caplog.text.rstrip().endswith(") 1x1 px")
+    caplog.clear()
+    with caplog.at_level("WARNING"):
+        CocoDataset(_write(tmp_path / "two", _mutate(lambda d: _set(d["annotations"][1], bbox=[30, 5, 2, 2]))))
+    assert not caplog.records
+
+
 def test_validation_does_not_modify_caller_data():
     from metaanchor.data import validate_coco
 

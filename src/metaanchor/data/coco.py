@@ -23,6 +23,8 @@ Validation rules (each message names the file and the record):
   are clipped quietly). A bad annotation raises ``DataError``, or with
   ``skip_invalid=True`` is dropped (boxes further outside are clipped instead,
   if anything remains) and counted in ``skipped`` / ``warnings``;
+- boxes under ``TINY_BOX`` px on a side are kept, with one logged warning naming
+  the smallest (most are annotation errors, like BCCD's 1x1 px red cell);
 - missing ``area`` is filled with ``w * h`` and missing ``iscrowd`` with 0 so
   pycocotools evaluation works. Crowd annotations stay in ``coco`` (for
   evaluation) but are not training targets.
@@ -55,6 +57,7 @@ from metaanchor.errors import DataError, UserError
 log = logging.getLogger(__name__)
 
 BOX_TOLERANCE = 1.0  # px a box may extend beyond the image before it counts as invalid
+TINY_BOX = 2.0  # px: a box narrower or lower than this is most likely an annotation error (kept, with a warning)
 
 
 def load_coco_json(path: str | os.PathLike) -> dict[str, Any]:
@@ -241,6 +244,17 @@ def _check_annotation(ann: Any, k: int, images: dict[int, dict], cat_ids: set[in
             "iscrowd": int(crowd or 0)}
 
 
+def _warn_tiny_boxes(annotations: list[dict], images: dict[int, dict], source: str | os.PathLike) -> None:
+    """One warning for the boxes under ``TINY_BOX`` px on a side (e.g. BCCD's 1x1 px red cell): they stay in
+    the data, as they may be real in a dataset of very small objects, but no anchor can match most of them."""
+    tiny = [a for a in annotations if min(a["bbox"][2:]) < TINY_BOX]
+    if tiny:
+        a = min(tiny, key=lambda a: a["bbox"][2] * a["bbox"][3])
+        log.warning("%s: %d box(es) under %g px on a side, most likely annotation errors (kept); the smallest: "
+                    "annotation id %s (image %s, %s) %gx%g px", source, len(tiny), TINY_BOX, a["id"], a["image_id"],
+                    images[a["image_id"]]["file_name"], a["bbox"][2], a["bbox"][3])
+
+
 def validate_coco(data: Any, source: str | os.PathLike = "<annotations>",
                   skip_invalid: bool = False, fail_fast: bool = False,
                   images_dir: str | os.PathLike | None = None) -> tuple[dict, dict[str, int], list[str]]:
@@ -275,6 +289,7 @@ def validate_coco(data: Any, source: str | os.PathLike = "<annotations>",
     if n_ann:
         log.warning("%s: skipped or repaired %d annotation(s) (data.skip_invalid): %s; first: %s", source,
                     n_ann, dict(report.skipped), report.warnings[len(dropped)])
+    _warn_tiny_boxes(annotations, images, source)
     clean_data = {**data, "images": [img for img in data["images"] if img["id"] not in dropped],
                   "annotations": annotations,
                   "categories": categories}
