@@ -51,6 +51,7 @@ def plan(ctx: Context) -> list[Planned]:
 def run(ctx: Context) -> dict:
     t0, r, rows, curves, tried_rows, found_files = time.time(), ctx.runner, [], {}, [], {}
     d, models, poor = ctx.dir("search"), search_from(ctx), ctx.poor[0]
+    wide_name = wide(poor)
     fitted = fit_anchors(box_shapes(r.dataset(r.main, "train")), k=9)
     fitted_file = write_anchor_file(fitted, d / "kmeans9.json", source=f"{r.main} train split, k-means IoU")
     done = ctx.train(plan(ctx))
@@ -87,9 +88,9 @@ def run(ctx: Context) -> dict:
                       if x["trained_with"] == n and x["seed"] == s and x["anchors"] == "searched")
     verdicts = [(f"the searched set is at least as good as the training set on test (trained with {n})",
                  at_least(ap[(n, "searched")], ap[(n, "training set")], "searched vs training set", paired=True))
-                for n in models if n != wide(poor)]
-    verdicts.append((f"the search improves on the training set of the model trained with {wide(poor)}",
-                     better(ap[(wide(poor), "searched")], ap[(wide(poor), "training set")], "searched vs training set",
+                for n in models if n != wide_name]
+    verdicts.append((f"the search improves on the training set of the model trained with {wide_name}",
+                     better(ap[(wide_name, "searched")], ap[(wide_name, "training set")], "searched vs training set",
                             paired=True)))
     shapes = box_shapes(ctx.test())
     quality = "; ".join(f"{n}: {q['bpr']:.2f} / {q['mean_iou']:.2f}" for n, q in (
@@ -100,7 +101,7 @@ def run(ctx: Context) -> dict:
         f"For each MetaAnchor model (trained with {', '.join(models)}; the first two are the runs of "
         "`anchor-configs`, whose anchors are sampled with ratios 2^±0.5 around the training set's; the third "
         f"trains with {label(poor)} and samples ratios 2^±2 around it (from square only: 1/4..4, the elongated "
-        "boxes' whole h/w range), so it has trained with far more shapes), a greedy search "
+        "boxes' whole h/w range)), a greedy search "
         "over scales and ratios "
         f"(`metaanchor.engine.anchor_search.search_anchors`, {ctx.search_budget} sets at most: the training set "
         "and the presets 1x1, 1x3, 2x3, 3x3 first, then greedy moves from the best of them, each scale moved by "
