@@ -23,7 +23,8 @@ from metaanchor.tools.experiments.verdicts import MIN_SEEDS, Verdict
 SQUARE = "scales=1,1.26,1.59;ratios=1"  # 3 scales, ratio 1 only: a set for roundish objects
 LARGE = "scales=2;ratios=0.5,1,2"  # one scale twice the standard box: a set for larger objects
 POOR = (SQUARE, LARGE)
-ANCHOR_SETS = ("1x1", "1x3", "3x3", "5x5", *POOR)
+PRESETS = ("1x1", "1x3", "3x3", "5x5")  # the sets every data trains with, beside its poor sets
+ANCHOR_SETS = (*PRESETS, *POOR)
 # BCCD's blood cells are round (h/w 0.5..2), so square-only suits them (BPR@0.5 on the train boxes 0.997, mean IoU
 # 0.839 vs 0.852 for 3x3: reports/bccd/anchor_sets_train.txt); its poor sets are a set for tall/wide objects
 # (BPR 0.108) and the too-large one (BPR 0.928, 0.000 on the platelets)
@@ -83,7 +84,7 @@ class Context:
     @property
     def anchor_sets(self) -> tuple[str, ...]:
         """The sets anchor-configs and cross-eval train with: ``ANCHOR_SETS`` with this data's poor sets."""
-        return (*ANCHOR_SETS[:-len(POOR)], *self.poor)
+        return (*PRESETS, *self.poor)
 
     def dir(self, name: str) -> Path:
         """The experiment's report folder; with ``evaluate_only``, a folder in the cache instead, so the files an
