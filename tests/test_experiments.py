@@ -20,7 +20,16 @@ from metaanchor.geometry.anchor_fit import (
 )
 from metaanchor.geometry.anchors import AnchorSet
 from metaanchor.tools.experiments import anchor_configs, cross_eval, report, verdicts, yolo
-from metaanchor.tools.experiments.context import ANCHOR_SETS, ELONGATED, LARGE, POOR, SQUARE, Context, Planned
+from metaanchor.tools.experiments.context import (
+    ANCHOR_SETS,
+    ELONGATED,
+    LARGE,
+    POOR,
+    SQUARE,
+    Context,
+    Planned,
+    curves_section,
+)
 from metaanchor.tools.experiments.runner import Run, Runner, Scale, anchor_key, config_key, plateau
 from metaanchor.tools.experiments.verdicts import compare
 
@@ -616,6 +625,22 @@ def test_plateau_rule():
     # exactly at the tolerance counts as flat; just above does not
     assert plateau([(800, 0.30), (900, 0.305), (1000, 0.31)]) == (pytest.approx(0.01), True)
     assert plateau([(800, 0.30), (900, 0.305), (1000, 0.3101)])[1] is False
+
+
+def test_convergence_section_says_which_way_each_unconverged_run_moved(tmp_path):
+    def run(key, seed, aps):
+        curve = [[800 + 50 * i, ap] for i, ap in enumerate(aps)]
+        return Run(key, tmp_path / key, {"seed": seed}, {}, recorded_curve=curve)
+
+    flat, rising = run("a" * 16, 0, [0.500, 0.503, 0.501]), run("b" * 16, 1, [0.30, 0.33, 0.355, 0.35, 0.36])
+    falling = run("c" * 16, 2, [0.393, 0.397, 0.391, 0.386])
+    text = curves_section(tmp_path, {"baseline": [flat, rising], "MetaAnchor": [falling]}, "t")
+    assert text.startswith("## Convergence\n\n1 of 3 runs converged by the plateau rule")
+    assert ("Not converged: `bbbbbbbb` (baseline, seed 1), rising over the tail (0.300 to 0.360): still learning; "
+            "`cccccccc` (MetaAnchor, seed 2), falling from its tail's best (0.397 to 0.386): past its best, not "
+            "still learning.") in text
+    assert (tmp_path / "val_curves.png").is_file()
+    assert "Not converged" not in curves_section(tmp_path, {"baseline": [flat]}, "t")
 
 
 def test_kmeans_recovers_known_shapes():

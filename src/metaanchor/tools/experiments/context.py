@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from metaanchor.tools.experiments import report
-from metaanchor.tools.experiments.runner import PLATEAU, PLATEAU_TAIL, Run, Runner
+from metaanchor.tools.experiments.runner import PLATEAU, PLATEAU_TAIL, Run, Runner, tail_of
 from metaanchor.tools.experiments.verdicts import MIN_SEEDS, Verdict
 
 # Anchor sets (SPEC strings, level-relative). On the converged scale's 'elongated' boxes (h/w 1/4..4) the
@@ -152,11 +152,26 @@ def curves_section(d: Path, groups: dict[str, list[Run]], title: str) -> str:
     ok = sum(c["converged"] for c in conv)
     ranges = [c["val_AP_last20_range"] for c in conv if c["val_AP_last20_range"] == c["val_AP_last20_range"]]
     worst = f"; largest range {max(ranges):.3f}" if ranges else ""
+    others = [_not_converged(g, r) for g, r in unique.values() if not r.convergence["converged"]]
+    listed = f" Not converged: {'; '.join(others)}." if others else ""
     return (f"## Convergence\n\n{ok} of {len(conv)} runs converged by the plateau rule (validation AP within "
             f"{PLATEAU} over the last {PLATEAU_TAIL:.0%} of the iterations; `converged` and "
-            f"`val_AP_last20_range` in runs.csv){worst}. A cosine schedule flattens every run at its end, so the "
-            f"rule alone is weak evidence: [schedule](../schedule/README.md) trains the same models for longer."
+            f"`val_AP_last20_range` in runs.csv){worst}.{listed} A cosine schedule flattens every run at its end, "
+            f"so the rule alone is weak evidence: [schedule](../schedule/README.md) trains the same models for longer."
             f"\n\n![validation curves](val_curves.png)")
+
+
+def _not_converged(group: str, run: Run) -> str:
+    """Which way a run the plateau rule rejects was moving over the tail: up (still learning: its numbers
+    understate the model) or down (past its best, e.g. overfitting: not still learning)."""
+    last = tail_of(run.curve)
+    where = f"`{run.key[:8]}` ({group}, seed {run.cfg.get('seed', '?')})"
+    if len(last) < 2:
+        return f"{where}, too few evaluations in the tail"
+    if last[-1] > last[0]:
+        return f"{where}, rising over the tail ({last[0]:.3f} to {last[-1]:.3f}): still learning"
+    return (f"{where}, falling from its tail's best ({max(last):.3f} to {last[-1]:.3f}): past its best, not still "
+            f"learning")
 
 
 def verdict_section(verdicts: list[tuple[str, Verdict]], paper: str, would_change: str) -> str:

@@ -50,14 +50,16 @@ def plateau(curve: list[tuple[int, float]], tail: float = PLATEAU_TAIL, tol: flo
     ``curve``: (iteration, AP) pairs in order. Fewer than two evaluations in the tail cannot show a
     plateau: (nan, False).
     """
-    if not curve:
-        return float("nan"), False
-    start = (1 - tail) * curve[-1][0]
-    last = [ap for it, ap in curve if it >= start]
+    last = tail_of(curve, tail)
     if len(last) < 2:
         return float("nan"), False
     rng = max(last) - min(last)
     return rng, rng <= tol + 1e-12
+
+
+def tail_of(curve: list[tuple[int, float]], tail: float = PLATEAU_TAIL) -> list[float]:
+    """Validation APs of ``curve`` (iteration, AP) over its last ``tail`` of the iterations (the plateau rule's)."""
+    return [ap for it, ap in curve if it >= (1 - tail) * curve[-1][0]] if curve else []
 
 
 def _alive(pid: int) -> bool:
