@@ -571,6 +571,12 @@ def test_verdict_rules_both_ways():
     noisy = verdicts.robustness(meta, {"a": [0.40, 0.40], "b": [0.30, 0.36]})  # range 0.07, spread 0.03
     assert noisy.held and noisy.noise == pytest.approx(0.03) and noisy.margin == pytest.approx(0.05)
     assert not verdicts.robustness(meta, {"a": [0.40, 0.40], "b": [0.30, 0.40]}).held  # 0.05 - 0.02 < 0.05
+    assert noisy.text == ("range of mean AP over 2 anchor sets: MetaAnchor 0.020, baseline 0.070, Δ +0.050 (the "
+                          "baseline's minus MetaAnchor's: MetaAnchor varies less; beyond the noise 0.030)")
+    wider = verdicts.robustness({"a": [0.40, 0.40], "b": [0.30, 0.30]}, meta)  # MetaAnchor's range 0.10 vs 0.02
+    assert not wider.held and wider.margin == pytest.approx(-0.08)
+    assert wider.text.endswith("Δ -0.080 (the baseline's minus MetaAnchor's: MetaAnchor varies more; beyond the noise "
+                               "0.005)")
 
 
 def test_search_report_compares_each_model_with_itself(tmp_path, synth_dirs):

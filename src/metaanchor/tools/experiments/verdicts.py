@@ -113,8 +113,9 @@ def robustness(meta: dict[str, list[float]], base: dict[str, list[float]]) -> Ve
     n = max(TIE, sm + sb)
     held = rb - rm > n
     return Verdict(held, rb - rm, n, f"range of mean AP over {len(meta)} anchor sets: MetaAnchor {rm:.3f}, "
-                                     f"baseline {rb:.3f}, Δ {rb - rm:+.3f} in MetaAnchor's favour "
-                                     f"({'beyond' if abs(rb - rm) > n else 'within'} the noise {n:.3f})")
+                                     f"baseline {rb:.3f}, Δ {rb - rm:+.3f} (the baseline's minus MetaAnchor's: "
+                                     f"MetaAnchor varies {'less' if rb > rm else 'more' if rm > rb else 'as much'}; "
+                                     f"{'beyond' if abs(rb - rm) > n else 'within'} the noise {n:.3f})")
 
 
 def all_held(verdicts: list[Verdict]) -> bool:
