@@ -148,11 +148,11 @@ def curves_section(d: Path, groups: dict[str, list[Run]], title: str) -> str:
     unique = {r.key: (g, r) for g, rs in groups.items() for r in rs}
     report.curves_plot({g: [r.curve for gg, r in unique.values() if gg == g] for g in groups},
                        d / "val_curves.png", title, tail=PLATEAU_TAIL)
-    conv = [r.convergence for _, r in unique.values()]
-    ok = sum(c["converged"] for c in conv)
-    ranges = [c["val_AP_last20_range"] for c in conv if c["val_AP_last20_range"] == c["val_AP_last20_range"]]
+    conv = {key: r.convergence for key, (_, r) in unique.items()}  # each reads the run's metrics.csv
+    ok = sum(c["converged"] for c in conv.values())
+    ranges = [c["val_AP_last20_range"] for c in conv.values() if c["val_AP_last20_range"] == c["val_AP_last20_range"]]
     worst = f"; largest range {max(ranges):.3f}" if ranges else ""
-    others = [_not_converged(g, r) for g, r in unique.values() if not r.convergence["converged"]]
+    others = [_not_converged(g, r) for key, (g, r) in unique.items() if not conv[key]["converged"]]
     listed = f" Not converged: {'; '.join(others)}." if others else ""
     return (f"## Convergence\n\n{ok} of {len(conv)} runs converged by the plateau rule (validation AP within "
             f"{PLATEAU} over the last {PLATEAU_TAIL:.0%} of the iterations; `converged` and "
