@@ -768,10 +768,11 @@ def test_yolo_experiment_trains_yolov2_with_the_kmeans_file(tmp_path, synth_dirs
         ("predefined", False, 0), ("metaanchor", True, 0), ("predefined", False, 1), ("metaanchor", True, 1)}
     files = {c["anchors"]["train"] for c in runner.configs}
     assert len(files) == 1  # baseline and MetaAnchor: the same k-means anchors
-    expected = fit_yolo_anchors(train, k=5, scale=MICRO.image_size / 128)  # synth images: 128 px
+    # MICRO's 64 px input is raised to YOLO_MIN_INPUT (256); the synth images are 128 px: boxes x2
+    expected = fit_yolo_anchors(train, k=5, scale=yolo.YOLO_MIN_INPUT / 128)
     for c in runner.configs:
         assert c["model"]["arch"] == "yolov2" and c["model"]["head_norm"] == "none"
-        assert c["input"]["size"] == MICRO.image_size
+        assert c["input"]["size"] == yolo.YOLO_MIN_INPUT
     assert AnchorSet.parse(files.pop()) == expected
 
 
@@ -790,6 +791,20 @@ def test_yolo_quick_scale_is_the_demo_config(tmp_path):
                          ("model", "head_convs"), ("model", "hidden_dim"), ("input", "size"), ("solver", "lr"),
                          ("solver", "batch_size"), ("solver", "warmup_iters"), ("solver", "max_iter")):
         assert cfg[section][key] == demo[section][key], (section, key)
+
+
+def test_yolo_input_gives_at_least_an_8x8_grid():
+    from dataclasses import replace
+
+    from metaanchor.tools.experiments.runner import BCCD, CONVERGED
+    from metaanchor.tools.experiments.yolo import yolo_overrides
+
+    def size(scale):
+        return [o for o in yolo_overrides(scale) if o.startswith("input.size=")]
+
+    assert CONVERGED.image_size == 128 and size(CONVERGED) == ["input.size=256"]  # stride 32: 8 x 8, not 4 x 4
+    assert size(replace(CONVERGED, image_size=320)) == ["input.size=320"]  # large enough already: unchanged
+    assert size(BCCD) == ["input.size=384"]
 
 
 def test_config_key_makes_anchor_file_paths_relative(tmp_path):
