@@ -63,8 +63,7 @@ def _sets(ctx: Context, report_files: bool = True) -> tuple[dict[str, str], str,
     scale of the k-means fit and the input size. ``report_files``: also write ``reports/yolo/kmeans*.yaml``
     (False when only planning: the training file in the cache is all a plan needs)."""
     r = ctx.runner
-    extra = yolo_overrides(r.scale)
-    size = int(next(o for o in extra if o.startswith("input.size=")).split("=")[1])
+    size = yolo_scale(r.scale).input_size  # set by yolo_scale for every scale, as yolo_overrides passes it on
     train_dir = r.dataset(r.main, "train")
     k_scale = input_scale(train_dir, None, size)  # boxes resized like the images
     sets: dict[str, str] = {}
