@@ -293,10 +293,11 @@ step is bound by kernel launches and switching between processes, not by the GPU
 with Ctrl-C on one machine resumes on another (its checkpoint is device-independent); `runs.csv` names the
 devices each run was trained on.
 
-Caution (2026-11-27): the reports below were written from a run cache that was lost with its machine, and the
+Caution (2026-11-28): the schedule report was written from a run cache that was lost with its machine, and the
 synthetic data this code generates now differ from that cache's (same code, other boxes; see
-[records/README.md](records/README.md)). Each report is rewritten, from runs recorded since, as its runs are
-retrained; until then its numbers cannot be reproduced exactly, only in distribution.
+[records/README.md](records/README.md)). It is rewritten, from runs recorded since, once its runs are retrained;
+until then its numbers cannot be reproduced exactly, only in distribution. Every other synthetic report is
+written from the recorded runs.
 
 Verdicts: a claim holds when its margin (the difference the claim is about, positive in its favour) exceeds
 the noise (the sum of the two seed spreads, half-ranges over seeds, at least 0.005 AP; where both sides are
