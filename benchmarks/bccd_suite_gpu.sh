@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # Issue 16's real-data runs (`experiment anchor-configs,search --scale bccd --data data/bccd`, 3 seeds: 42
 # runs of configs/bccd.yaml, about 31 min each on 2 CPU cores) on one GPU machine: JOBS runs at a time for
-# at most TRAIN_MINUTES (a run cut short keeps nothing there), then the finished runs evaluated as their
-# reports will, and the records (summary, validation curve, evaluations; no weights) copied to OUT.
-# Copy OUT/records/*.json into reports/records/ and commit them: a later sitting, on any machine, skips those
-# runs and writes the reports from the records once every run is in.
+# at most TRAIN_SECONDS (default TRAIN_MINUTES x 60; a run cut short keeps nothing there), then the finished
+# runs evaluated as their reports will, and the records (summary, validation curve, evaluations; no weights)
+# packed into OUT/records.tgz (a device call returns at most 8 files). Unpack it here with
+# `tar xzf records.tgz -C reports` and commit reports/records: a later sitting, on any machine, skips those
+# runs and writes the reports from the records once every run is in. A device with no pycocotools needs its
+# wheel carried (see /work/.library/device/README.md).
 # Needs data/bccd/{train,val,test} (see configs/bccd.yaml; carry it to the device). Usage:
-#   OUT=$OUT TRAIN_MINUTES=7 bash benchmarks/bccd_suite_gpu.sh
+#   OUT=$OUT TRAIN_SECONDS=400 JOBS=6 bash benchmarks/bccd_suite_gpu.sh
 set -u
 export PYTHONUNBUFFERED=1 PYTHONPATH="${PYTHONPATH:-}:$PWD/src"
 PY=${PY:-python3}
@@ -15,10 +17,10 @@ ARGS="anchor-configs,search --scale bccd --data data/bccd --seeds 3 --device ${D
 mkdir -p "$OUT"
 $PY -c "import torch; print('torch', torch.__version__, 'cuda', torch.cuda.is_available())"
 nvidia-smi -L 2>/dev/null
-timeout -s INT "$(( ${TRAIN_MINUTES:-7} * 60 ))" $PY -m metaanchor experiment $ARGS --jobs "${JOBS:-8}" \
+timeout -s INT "${TRAIN_SECONDS:-$(( ${TRAIN_MINUTES:-7} * 60 ))}" $PY -m metaanchor experiment $ARGS --jobs "${JOBS:-8}" \
     --threads 2 > "$OUT/train.log" 2>&1
 sleep 5  # the workers save last.pt on SIGINT
 timeout "${EVAL_SECONDS:-120}" $PY -m metaanchor experiment $ARGS --evaluate-trained > "$OUT/eval.log" 2>&1
 $PY -m metaanchor experiment $ARGS --status > "$OUT/status.txt" 2>&1
-mkdir -p "$OUT/records" && cp reports/records/*.json "$OUT/records/"
+tar czf "$OUT/records.tgz" -C reports records
 tail -n 3 "$OUT/status.txt"
