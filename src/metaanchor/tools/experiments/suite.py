@@ -293,16 +293,12 @@ step is bound by kernel launches and switching between processes, not by the GPU
 with Ctrl-C on one machine resumes on another (its checkpoint is device-independent); `runs.csv` names the
 devices each run was trained on.
 
-Caution (2026-11-28): the schedule report was written from a run cache that was lost with its machine, and the
-synthetic data this code generates now differ from that cache's (same code, other boxes; see
-[records/README.md](records/README.md)). It is rewritten, from runs recorded since, once its runs are retrained;
-until then its numbers cannot be reproduced exactly, only in distribution. Every other synthetic report is
-written from the recorded runs.
-
-Verdicts: a claim holds when its margin (the difference the claim is about, positive in its favour) exceeds
-the noise (the sum of the two seed spreads, half-ranges over seeds, at least 0.005 AP; where both sides are
-the same models evaluated two ways, e.g. with the searched and with the training anchors, the half-range of the
-per-seed differences); the exact rule of each claim is in its report and in
+Verdicts: a claim that something is better holds when its margin (the difference the claim is about,
+positive in its favour) exceeds the noise; a claim that something is at least as good (a searched set, a
+schedule that is long enough) holds unless its margin is below minus the noise. The noise is the sum of
+the two seed spreads (half-ranges over seeds), at least 0.005 AP; where both sides are the same models
+evaluated two ways (e.g. with the searched and with the training anchors), the half-range of the per-seed
+differences. The exact rule of each claim is in its report and in
 `metaanchor/tools/experiments/verdicts.py`. A verdict from fewer than {MIN_SEEDS} seeds is marked preliminary.
 Every run logs validation AP during training; a run counts as converged when that AP moves by at most
 {PLATEAU} over the last {PLATEAU_TAIL:.0%} of its iterations (each report's `runs.csv` has `seed` and

@@ -46,7 +46,7 @@ class Verdict:
     text: str
     tested: bool = True  # False: both sides scored below the floor, so the comparison says nothing
     paired: bool = False  # True: the noise is the spread of per-seed differences of the same models
-    per_seed: tuple[float, ...] = ()  # unpaired, one value per seed on both sides: the differences a[i] - b[i]
+    per_seed: tuple[float, ...] = ()  # unpaired, one value per seed on both sides: a[i] - b[i] (schedule: the gains)
 
 
 def noise(a: list[float], b: list[float], paired: bool = False) -> float:
