@@ -5,8 +5,9 @@
 # runs evaluated as their reports will, and the records (summary, validation curve, evaluations; no weights)
 # packed into OUT/records.tgz (a device call returns at most 8 files). Unpack it here with
 # `tar xzf records.tgz -C reports` and commit reports/records: a later sitting, on any machine, skips those
-# runs and writes the reports from the records once every run is in. A device with no pycocotools needs its
-# wheel carried (see /work/.library/device/README.md).
+# runs, and once every run is in the same command without --jobs writes the reports from the records into
+# reports/bccd-suite/ (beside the synthetic ones). A device with no pycocotools needs its wheel carried (see
+# /work/.library/device/README.md).
 # Needs data/bccd/{train,val,test} (see configs/bccd.yaml; carry it to the device). Usage:
 #   OUT=$OUT TRAIN_SECONDS=400 JOBS=6 bash benchmarks/bccd_suite_gpu.sh
 set -u

@@ -988,6 +988,14 @@ def test_a_stopping_suite_hands_no_run_to_training(tmp_path):
         suite._init_worker(None)
 
 
+def test_cli_experiment_real_data_reports_go_beside_the_synthetic_ones(tmp_path):
+    from metaanchor.cli.experiment import folders
+
+    assert folders(None, None) == (Path("reports"), Path("reports"))  # (reports, cache and records)
+    assert folders(None, str(tmp_path / "bccd") + "/") == (Path("reports/bccd-suite"), Path("reports"))
+    assert folders("elsewhere", "data/bccd") == (Path("elsewhere"), Path("elsewhere"))
+
+
 def test_cli_experiment_scales_and_their_errors(capsys):
     from metaanchor.cli.experiment import SCALE_NAMES
     from metaanchor.tools.experiments.runner import SCALES

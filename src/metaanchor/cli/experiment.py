@@ -28,11 +28,13 @@ def add(sub):
     p.add_argument("--seeds", type=int, default=3, help="seeds per configuration")
     p.add_argument("--jobs", type=int, default=1, help="training runs in parallel (one process each)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
-    p.add_argument("--out", default="reports", help="report folder")
-    p.add_argument("--cache", help="run cache folder (default: OUT/.cache)")
+    p.add_argument("--out", help="report folder (default: reports, or reports/NAME-suite with --data "
+                                 ".../NAME, so a real-data run never overwrites the synthetic reports)")
+    p.add_argument("--cache", help="run cache folder (default: OUT/.cache, or reports/.cache when --out is "
+                                   "left out)")
     p.add_argument("--records", help="folder of the finished runs' records: summary, validation curve and "
                                      "evaluations, committed so the suite can be filled over sittings on fresh "
-                                     "machines (default: OUT/records)")
+                                     "machines (default: OUT/records, or reports/records when --out is left out)")
     p.add_argument("--search-budget", type=int, default=12, help="anchor sets tried per search")
     p.add_argument("--threads", type=int, default=0,
                    help="torch CPU threads per training run (0: torch's default, or cores / --jobs)")
@@ -48,6 +50,16 @@ def add(sub):
                         "results go to their records), so a later sitting without their checkpoints can write "
                         "the reports")
     p.set_defaults(func=cmd_experiment)
+
+
+def folders(out: str | None, data: str | None) -> tuple[Path, Path]:
+    """(report folder, folder of the default cache and records) for ``--out`` and ``--data``. Left out, the
+    reports go to ``reports`` (synthetic data) or ``reports/NAME-suite`` (``--data .../NAME``), and the cache and
+    records stay in ``reports`` either way: run keys are unique across datasets, so one records folder serves
+    both, and a real-data run cannot overwrite the synthetic reports of the same experiment names."""
+    if out:
+        return Path(out), Path(out)
+    return (Path("reports") / f"{Path(data).resolve().name}-suite" if data else Path("reports")), Path("reports")
 
 
 def cmd_experiment(args) -> int:
@@ -82,9 +94,9 @@ def cmd_experiment(args) -> int:
         raise UserError(f"--data {args.data}: not a dataset folder")
     if args.threads:
         torch.set_num_threads(args.threads)
-    out = Path(args.out)
-    runner = Runner(args.cache or out / ".cache", scale, device=args.device, data=args.data,
-                    records=args.records or out / "records")
+    out, root = folders(args.out, args.data)
+    runner = Runner(args.cache or root / ".cache", scale, device=args.device, data=args.data,
+                    records=args.records or root / "records")
     ctx = Context(runner, list(range(args.seeds)), out, search_budget=args.search_budget, jobs=args.jobs,
                   evaluate_only=args.evaluate_trained)
     if args.status:
