@@ -936,6 +936,24 @@ def test_all_experiments_write_reports_and_one_index_line_per_claim(tmp_path, sy
     assert before and all(line in after for line in before)
 
 
+def test_index_of_a_real_data_suite_names_its_data_and_command(tmp_path, synth_dirs, monkeypatch):
+    from metaanchor.tools.experiments.runner import BCCD
+    from metaanchor.tools.experiments.suite import REAL_DATA, SYNTHETIC_REPRODUCE, write_index
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "reports" / "bccd-suite").mkdir(parents=True)  # the reports' folder, made by the experiments
+    real = Context(Runner(tmp_path / "reports" / ".cache", BCCD, device="cpu", data="data/bccd", log=lambda s: None,
+                          records=tmp_path / "reports" / "records"), [0, 1, 2], tmp_path / "reports" / "bccd-suite")
+    text = write_index(real, {"anchor-configs": {"verdicts": []}, "search": {"verdicts": []}}).read_text()
+    assert ("Data: `data/bccd` (its train/val/test splits) instead of the synthetic shapes. Reproduce: `metaanchor "
+            "experiment anchor-configs,search --scale bccd --data data/bccd --seeds 3`; runs are cached in "
+            "`reports/.cache` and recorded in `reports/records`, beside the synthetic suite's") in text
+    assert SYNTHETIC_REPRODUCE not in text and REAL_DATA not in text  # no link to ../bccd from inside it
+    synthetic = fake_ctx(tmp_path, synth_dirs)
+    text = write_index(synthetic, {"search": {"verdicts": []}}).read_text()
+    assert SYNTHETIC_REPRODUCE in text and REAL_DATA in text
+
+
 def test_parallel_training_of_planned_runs(tmp_path):
     from metaanchor.tools.experiments.context import Planned
     from metaanchor.tools.experiments.suite import train_planned

@@ -252,27 +252,7 @@ def index_rows(ctx: Context, results: dict[str, dict]) -> dict[tuple[str, str], 
             for name, res in results.items() for claim, v in res["verdicts"]}
 
 
-def write_index(ctx: Context, results: dict[str, dict]) -> Path:
-    """``reports/README.md``: one line per claim (keeps the lines of experiments not run this time)."""
-    index = ctx.out / "README.md"
-    old: dict[tuple[str, str], str] = {}
-    if index.is_file():
-        for line in index.read_text().splitlines():
-            cells = [c.strip() for c in line.strip("|").split("|")]
-            if line.startswith("| [") and len(cells) == 6:
-                old[(cells[0].split("]")[0][1:], cells[1])] = line
-    old = {k: v for k, v in old.items() if k[0] not in results and k[1] != NOT_RUN} | index_rows(ctx, results)
-    lines = [old[k] for n in EXPERIMENTS for k in old if k[0] == n]
-    lines += [(f"| [{n}]({n}/README.md)" if (ctx.out / n / "README.md").is_file() else f"| {n}")
-              + f" | {NOT_RUN} | – | – | – | – |" for n in EXPERIMENTS if not any(k[0] == n for k in old)]
-    text = f"""# Experiments: the paper's claims
-
-MetaAnchor (Yang et al., NeurIPS 2018) claims that generating the anchor functions from the anchor boxes
-makes a detector more robust to the anchor configuration and to the box distribution, that anchors can be
-searched on validation data without retraining, that it transfers better, and that a data-dependent
-generator helps. Each experiment below checks one or more claims and says whether each held here. The
-paper's AP numbers were not available to us; comparisons with the paper are in words only.
-
+SYNTHETIC_REPRODUCE = """\
 Reproduce: `metaanchor experiment all --seeds 3 --jobs 2` (the converged scale; `--quick` is the smoke-test
 scale). Runs are cached in `.cache/` under this folder, keyed by a hash of their config, so a second call
 reuses them and an interrupted `all` resumes (a run resumes from its last checkpoint). A run of the converged
@@ -291,7 +271,42 @@ this 2-core machine. More runs at once do not help: 16 (one core each) gave 80 i
 81, so each run took about 3 times as long (0.19 s per iteration) for +15-25 % throughput; the tiny model's
 step is bound by kernel launches and switching between processes, not by the GPU's arithmetic. A run stopped
 with Ctrl-C on one machine resumes on another (its checkpoint is device-independent); `runs.csv` names the
-devices each run was trained on.
+devices each run was trained on."""
+REAL_DATA = """\
+Real data (BCCD blood-cell photos): MetaAnchor vs predefined anchors (3 seeds each), and anchor search for a
+model trained with a good and with a poor set (one seed each): [bccd/](bccd/README.md).
+"""
+
+
+def write_index(ctx: Context, results: dict[str, dict]) -> Path:
+    """``reports/README.md``: one line per claim (keeps the lines of experiments not run this time)."""
+    index = ctx.out / "README.md"
+    old: dict[tuple[str, str], str] = {}
+    if index.is_file():
+        for line in index.read_text().splitlines():
+            cells = [c.strip() for c in line.strip("|").split("|")]
+            if line.startswith("| [") and len(cells) == 6:
+                old[(cells[0].split("]")[0][1:], cells[1])] = line
+    old = {k: v for k, v in old.items() if k[0] not in results and k[1] != NOT_RUN} | index_rows(ctx, results)
+    lines = [old[k] for n in EXPERIMENTS for k in old if k[0] == n]
+    lines += [(f"| [{n}]({n}/README.md)" if (ctx.out / n / "README.md").is_file() else f"| {n}")
+              + f" | {NOT_RUN} | – | – | – | – |" for n in EXPERIMENTS if not any(k[0] == n for k in old)]
+    r = ctx.runner
+    reproduce = SYNTHETIC_REPRODUCE if not r.data else (
+        f"Data: `{r.data}` (its train/val/test splits) instead of the synthetic shapes. Reproduce: `metaanchor "
+        f"experiment {','.join(results)} --scale {r.scale.name} --data {r.data} --seeds {len(ctx.seeds)}`; runs "
+        f"are cached in `{os.path.relpath(r.root)}` and recorded in `{os.path.relpath(r.records or r.root)}`, "
+        "beside the synthetic suite's (run keys differ by dataset).")
+    real = "" if r.data else REAL_DATA
+    text = f"""# Experiments: the paper's claims
+
+MetaAnchor (Yang et al., NeurIPS 2018) claims that generating the anchor functions from the anchor boxes
+makes a detector more robust to the anchor configuration and to the box distribution, that anchors can be
+searched on validation data without retraining, that it transfers better, and that a data-dependent
+generator helps. Each experiment below checks one or more claims and says whether each held here. The
+paper's AP numbers were not available to us; comparisons with the paper are in words only.
+
+{reproduce}
 
 Verdicts: a claim that something is better holds when its margin (the difference the claim is about,
 positive in its favour) exceeds the noise; a claim that something is at least as good (a searched set, a
@@ -304,9 +319,7 @@ Every run logs validation AP during training; a run counts as converged when tha
 {PLATEAU} over the last {PLATEAU_TAIL:.0%} of its iterations (each report's `runs.csv` has `seed` and
 `converged` columns and a `val_curves.png`).
 Last invocation: {device_name(ctx)}, scale {ctx.runner.scale.name} ({ctx.runner.scale.describe(ctx.runner.data)}).
-Real data (BCCD blood-cell photos): MetaAnchor vs predefined anchors (3 seeds each), and anchor search for a
-model trained with a good and with a poor set (one seed each): [bccd/](bccd/README.md).
-
+{real}
 {INDEX_HEAD}
 |---|---|---|---|---|---|
 """ + "\n".join(lines) + "\n"
