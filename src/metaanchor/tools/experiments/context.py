@@ -8,6 +8,7 @@ train them in parallel first) and ``run(ctx) -> dict`` (trains what is missing, 
 
 from __future__ import annotations
 
+import json
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -122,6 +123,13 @@ def device_name(ctx: Context) -> str:
     return str(resolve_device(ctx.runner.device))
 
 
+def test_images(ctx: Context) -> int:
+    """Images in the test split the reports score on: the scale's synthetic count, or ``--data``'s test split."""
+    if not ctx.runner.data:
+        return ctx.runner.scale.test_images
+    return len(json.loads((ctx.test() / "annotations.json").read_text())["images"])
+
+
 def scale_section(ctx: Context, runs: list[Run], wall: float, extra: str = "", scale=None) -> str:
     """The report's Scale section; ``scale`` replaces the runner's when an experiment trains differently."""
     unique = list({r.key: r for r in runs}.values())
@@ -140,7 +148,7 @@ def scale_section(ctx: Context, runs: list[Run], wall: float, extra: str = "", s
             f"(cached runs and evaluations included, measured when they ran, often beside other runs on the same "
             f"machine, so they are not speeds); wall time of this report's last invocation: {wall / 60:.1f} min."
             f"\n- Metrics: COCO AP (IoU .50:.95) and AP50 from pycocotools on the test split "
-            f"({ctx.runner.scale.test_images} images), never the training data.{extra}")
+            f"({test_images(ctx)} images), never the training data.{extra}")
 
 
 def curves_section(d: Path, groups: dict[str, list[Run]], title: str) -> str:
