@@ -389,6 +389,17 @@ def test_anchor_configs_verdicts_follow_the_measured_numbers(tmp_path, synth_dir
         assert f"- **{claim}**: {'held' if v.held else 'did not hold'}. {v.text}." in text
 
 
+def test_anchor_configs_results_name_the_sets_that_bound_metaanchors_range(tmp_path, synth_dirs):
+    gains = {"1x1": 0.01, "1x3": 0.02, "3x3": 0.04, "5x5": 0.03, SQUARE: 0.06, LARGE: 0.05}
+    anchor_configs.run(fake_ctx(tmp_path, synth_dirs, bonus=gains.get))
+    text = (tmp_path / "anchor-configs" / "README.md").read_text()
+    # MetaAnchor's means: 3x3 0.35 + 0.04 is the highest, LARGE 0.05 + 0.05 the lowest
+    sentence = (f"MetaAnchor's range over the sets runs from {anchor_configs.label(LARGE)} (Δ +0.050 over the "
+                "baseline) to 3x3 (Δ +0.040); where both heads")
+    # it belongs to the results, not to the extra run's section that follows them
+    assert text.index("## Results (test AP)") < text.index(sentence) < text.index("## Extra run")
+
+
 @pytest.mark.parametrize("loss, held, reading", [
     (0.02, True, "without sampling MetaAnchor scores like the baseline, so its gain with this set comes from "
                  "sampling the anchors"),
