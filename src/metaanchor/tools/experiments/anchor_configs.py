@@ -37,7 +37,7 @@ def plan(ctx: Context) -> list[Planned]:
                        {"head": "metaanchor", "anchors": UNSAMPLED_SET, "unsampled": True}) for seed in ctx.seeds])
 
 
-def _unsampled_section(ap: dict, anchor_sets: tuple[str, ...]) -> str:
+def _unsampled_section(ap: dict) -> str:
     """What the extra run says about MetaAnchor's gain with ``UNSAMPLED_SET``: the three models' test AP and,
     from ``compare`` (so within the noise reads as a tie), whether that gain needs anchor sampling."""
     s = label(UNSAMPLED_SET)
@@ -127,7 +127,7 @@ def run(ctx: Context) -> dict:
             ["anchor set", "anchors", "BPR@0.5", "baseline AP", "MetaAnchor AP", "Δ mean", "baseline AP50",
              "MetaAnchor AP50"], body) + "\n\n" + _range_sentence(ap, ctx.anchor_sets)
         + "\n\n![AP per anchor set](ap_by_anchor_set.png)",
-        _unsampled_section(ap, ctx.anchor_sets),
+        _unsampled_section(ap),
         curves,
         verdict_section(verdicts, "The paper claims MetaAnchor is more robust than predefined anchors to the "
                         "anchor configuration (COCO, RetinaNet); its numbers are not available to us.",
