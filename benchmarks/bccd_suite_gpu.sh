@@ -21,6 +21,7 @@ nvidia-smi -L 2>/dev/null
 timeout -s INT "${TRAIN_SECONDS:-$(( ${TRAIN_MINUTES:-7} * 60 ))}" $PY -m metaanchor experiment $ARGS --jobs "${JOBS:-8}" \
     --threads 2 > "$OUT/train.log" 2>&1
 sleep 5  # the workers save last.pt on SIGINT
+tar czf "$OUT/records.tgz" -C reports records  # again below; this one survives a device limit hit during eval
 timeout "${EVAL_SECONDS:-120}" $PY -m metaanchor experiment $ARGS --evaluate-trained > "$OUT/eval.log" 2>&1
 $PY -m metaanchor experiment $ARGS --status > "$OUT/status.txt" 2>&1
 tar czf "$OUT/records.tgz" -C reports records
