@@ -3,6 +3,7 @@
 import csv
 import json
 import math
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -143,6 +144,14 @@ def test_records_carry_a_finished_run_to_a_machine_without_its_cache(tmp_path, m
         f"run {run.key}: evaluation {test.name}|{anchor_key('5x5')} (anchors 5x5) is not in its record "
         f"{records / (run.key + '.json')} and the run's checkpoint is not on this machine; delete the record to "
         "train the run again")
+    # an unfinished try left here (stopped, then the run was trained to the end elsewhere): the record wins
+    again.dir.mkdir(parents=True)
+    (again.dir / "metrics.csv").write_text("iter,AP\n2,0.5\n")
+    shutil.copy(run.checkpoint, again.checkpoint)
+    assert there.train(cfg2).curve == run.curve and not again.weights_here
+    with pytest.raises(UserError, match=r"is not in its record .* and only an unfinished try's checkpoint is on "
+                                        r"this machine; delete the record to train the run again"):
+        there.evaluate(again, there.dataset("default", "test"), "5x5")
     assert not there.is_trained(there.config("metaanchor", "1x1", seed=1))
     assert set(rec["data"]) == {Path(cfg["data"]["train"]).name, Path(cfg["data"]["val"]).name, test.name}
 
@@ -260,12 +269,20 @@ def test_poor_sets_follow_the_data_the_runs_train_on(tmp_path, synth_dirs):
 def test_scale_section_counts_the_test_images_of_the_users_data(tmp_path, synth_dirs):
     """With ``--data`` the Scale section counts the images of that test split (the real-data scale has no
     synthetic count: it said '0 images')."""
-    from metaanchor.tools.experiments.context import scale_section
+    from metaanchor.tools.experiments.context import scale_section, split_images
     from metaanchor.tools.experiments.runner import BCCD
 
     data = synth_dirs[0]  # the fixture writes 48 images, in one folder without splits (used as the test split)
     ctx = Context(Runner(tmp_path, BCCD, device="cpu", data=str(data), log=lambda s: None), [0], tmp_path)
     assert "on the test split (48 images)" in scale_section(ctx, [], 0.0)
+    val = tmp_path / "split" / "val"  # search's validation split: counted too (the search report said '0 images')
+    shutil.copytree(data, val)
+    coco = json.loads((val / "annotations.json").read_text())
+    (val / "annotations.json").write_text(json.dumps(dict(coco, images=coco["images"][:5])))
+    split = Context(Runner(tmp_path, BCCD, device="cpu", data=str(val.parent), log=lambda s: None), [0], tmp_path)
+    assert split_images(split, "val") == 5
+    assert split_images(Context(Runner(tmp_path, MICRO, device="cpu", log=lambda s: None), [0], tmp_path),
+                        "val") == MICRO.val_images
 
 
 def test_report_files_contain_the_numbers(tmp_path):
@@ -391,13 +408,38 @@ def test_anchor_configs_verdicts_follow_the_measured_numbers(tmp_path, synth_dir
 
 def test_anchor_configs_results_name_the_sets_that_bound_metaanchors_range(tmp_path, synth_dirs):
     gains = {"1x1": 0.01, "1x3": 0.02, "3x3": 0.04, "5x5": 0.03, SQUARE: 0.06, LARGE: 0.05}
-    anchor_configs.run(fake_ctx(tmp_path, synth_dirs, bonus=gains.get))
+
+    def baseline_shift(cfg):  # the baseline's best set becomes 1x1 (0.30 + 0.06), its worst LARGE (0.05 - 0.004)
+        spec = cfg["anchors"]["train"]
+        return {"1x1": 0.06, LARGE: -0.004}.get(spec, 0.0) * (cfg["model"]["head"] == "predefined")
+
+    anchor_configs.run(fake_ctx(tmp_path, synth_dirs, bonus=gains.get, shift=baseline_shift))
     text = (tmp_path / "anchor-configs" / "README.md").read_text()
     # MetaAnchor's means: 3x3 0.35 + 0.04 is the highest, LARGE 0.05 + 0.05 the lowest
-    sentence = (f"MetaAnchor's range over the sets runs from {anchor_configs.label(LARGE)} (Δ +0.050 over the "
-                "baseline) to 3x3 (Δ +0.040); where both heads")
+    large = anchor_configs.label(LARGE)
+    sentence = (f"MetaAnchor's range over the sets runs from {large} (Δ +0.054 over the baseline) to 3x3 "
+                f"(Δ +0.040); the baseline's runs from {large} to 1x1.")
     # it belongs to the results, not to the extra run's section that follows them
     assert text.index("## Results (test AP)") < text.index(sentence) < text.index("## Extra run")
+
+    anchor_configs.run(fake_ctx(tmp_path, synth_dirs, bonus=gains.get,
+                                shift=lambda cfg: -0.004 * (cfg["anchors"]["train"] == LARGE)))
+    text = (tmp_path / "anchor-configs" / "README.md").read_text()
+    assert (f"MetaAnchor's range over the sets runs from {large} (Δ +0.050 over the baseline) to 3x3 (Δ +0.040); "
+            "the baseline's best and worst sets are the same, so MetaAnchor's range is the baseline's plus the gain "
+            "on the best set minus the gain on the worst.") in text  # both heads: 3x3 best, LARGE worst
+
+
+def test_the_unsampled_extra_run_finds_no_gain_to_explain_when_metaanchor_is_level_with_1x3(tmp_path, synth_dirs):
+    def unsampled_loses(cfg):  # without sampling: 0.001 below MetaAnchor with sampling, within the noise
+        return -0.001 * (cfg["model"]["head"] == "metaanchor" and not cfg["anchors"]["sample"])
+
+    ctx = fake_ctx(tmp_path, synth_dirs, bonus=lambda spec: 0.001 if spec == "1x3" else 0.02, shift=unsampled_loses)
+    anchor_configs.run(ctx)
+    text = (tmp_path / "anchor-configs" / "README.md").read_text()
+    assert ("Reading: with this set MetaAnchor is level with the baseline (+0.001, within the noise), so there is no "
+            "gain to explain; without sampling it is tied against the baseline and tied against MetaAnchor with "
+            "sampling (-0.001; tied: within the noise).") in text
 
 
 @pytest.mark.parametrize("loss, held, reading", [
@@ -971,6 +1013,7 @@ def test_index_of_a_real_data_suite_names_its_data_and_command(tmp_path, synth_d
             "experiment anchor-configs,search --scale bccd --data data/bccd --seeds 3`; runs are cached in "
             "`reports/.cache` and recorded in `reports/records`, beside the synthetic suite's") in text
     assert SYNTHETIC_REPRODUCE not in text and REAL_DATA not in text  # no link to ../bccd from inside it
+    assert "no verdict at this scale yet" not in text  # no rows for the experiments it does not run
     synthetic = fake_ctx(tmp_path, synth_dirs)
     text = write_index(synthetic, {"search": {"verdicts": []}}).read_text()
     assert SYNTHETIC_REPRODUCE in text and REAL_DATA in text

@@ -44,7 +44,11 @@ def _unsampled_section(ap: dict) -> str:
     base, meta, flat = ap[(s, "baseline")], ap[(s, "MetaAnchor")], ap[(s, UNSAMPLED)]
     to_base, to_meta = compare(flat, base), compare(flat, meta)
     mb, mm, mf = np.mean(base), np.mean(meta), np.mean(flat)
-    if to_base == "tied" and to_meta == "lower":
+    if compare(meta, base) == "tied":
+        reading = (f"with this set MetaAnchor is level with the baseline ({mm - mb:+.3f}, within the noise), so "
+                   f"there is no gain to explain; without sampling it is {to_base} against the baseline and "
+                   f"{to_meta} against MetaAnchor with sampling ({mf - mm:+.3f}; tied: within the noise)")
+    elif to_base == "tied" and to_meta == "lower":
         reading = ("without sampling MetaAnchor scores like the baseline, so its gain with this set comes from "
                    "sampling the anchors during training, not from generating the last layers")
     elif to_base == "lower" and to_meta == "lower":
@@ -72,11 +76,15 @@ def _unsampled_section(ap: dict) -> str:
 def _range_sentence(ap: dict, anchor_sets: tuple[str, ...]) -> str:
     """Which anchor sets bound MetaAnchor's range of test AP, and its gain over the baseline on each."""
     means = {label(x): np.mean(ap[(label(x), "MetaAnchor")]) for x in anchor_sets}
-    gain = {n: m - np.mean(ap[(n, "baseline")]) for n, m in means.items()}
+    base = {n: np.mean(ap[(n, "baseline")]) for n in means}
+    gain = {n: m - base[n] for n, m in means.items()}
     hi, lo = max(means, key=means.get), min(means, key=means.get)
+    b_hi, b_lo = max(base, key=base.get), min(base, key=base.get)
+    bounds = (f"the baseline's best and worst sets are the same, so MetaAnchor's range is the baseline's plus the "
+              "gain on the best set minus the gain on the worst" if (b_hi, b_lo) == (hi, lo) else
+              f"the baseline's runs from {b_lo} to {b_hi}")
     return (f"MetaAnchor's range over the sets runs from {lo} (Δ {gain[lo]:+.3f} over the baseline) to {hi} "
-            f"(Δ {gain[hi]:+.3f}); where both heads have the same best and worst set, MetaAnchor's range is the "
-            "baseline's plus the gain on the best set minus the gain on the worst.")
+            f"(Δ {gain[hi]:+.3f}); {bounds}.")
 
 
 def run(ctx: Context) -> dict:

@@ -123,11 +123,12 @@ def device_name(ctx: Context) -> str:
     return str(resolve_device(ctx.runner.device))
 
 
-def test_images(ctx: Context) -> int:
-    """Images in the test split the reports score on: the scale's synthetic count, or ``--data``'s test split."""
+def split_images(ctx: Context, split: str = "test") -> int:
+    """Images in a split the reports use (``test`` or ``val``): the scale's synthetic count, or that split of
+    ``--data``."""
     if not ctx.runner.data:
-        return ctx.runner.scale.test_images
-    return len(json.loads((ctx.test() / "annotations.json").read_text())["images"])
+        return getattr(ctx.runner.scale, f"{split}_images")
+    return len(json.loads((getattr(ctx, split)() / "annotations.json").read_text())["images"])
 
 
 def scale_section(ctx: Context, runs: list[Run], wall: float, extra: str = "", scale=None) -> str:
@@ -148,7 +149,7 @@ def scale_section(ctx: Context, runs: list[Run], wall: float, extra: str = "", s
             f"(cached runs and evaluations included, measured when they ran, often beside other runs on the same "
             f"machine, so they are not speeds); wall time of this report's last invocation: {wall / 60:.1f} min."
             f"\n- Metrics: COCO AP (IoU .50:.95) and AP50 from pycocotools on the test split "
-            f"({test_images(ctx)} images), never the training data.{extra}")
+            f"({split_images(ctx)} images), never the training data.{extra}")
 
 
 def curves_section(d: Path, groups: dict[str, list[Run]], title: str) -> str:

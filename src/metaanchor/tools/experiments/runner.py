@@ -188,12 +188,20 @@ class Run:
         return self.dir / "last.pt"
 
     @property
+    def weights_here(self) -> bool:
+        """The run's final weights are on this machine: it finished here. A run known from its record may have
+        a folder here all the same, left by an unfinished try (trained to the end elsewhere): its last.pt and
+        metrics.csv belong to that try, not to the run."""
+        return self.recorded_curve is None and self.checkpoint.is_file()
+
+    @property
     def curve(self) -> list[tuple[int, float]]:
-        """Validation AP per evaluation, (iteration, AP), from the run's metrics.csv (or its record)."""
+        """Validation AP per evaluation, (iteration, AP), from the run's record or (finished here) its
+        metrics.csv."""
         import csv
 
         path = self.dir / "metrics.csv"
-        if not path.is_file():
+        if self.recorded_curve is not None or not path.is_file():
             return [(int(it), float(ap)) for it, ap in self.recorded_curve or []]
         with path.open(newline="") as f:
             return [(int(r["iter"]), float(r["AP"])) for r in csv.DictReader(f) if r.get("AP")]
@@ -432,10 +440,12 @@ class Runner:
         at = f"@{size}px" if size else ""
         keys = [f"{Path(data_dir).name}{at}|{anchor_key(spec)}" for spec in specs]
         missing = list({k: s for k, s in zip(keys, specs) if k not in cache}.items())
-        if missing and not run.checkpoint.is_file():
+        if missing and not run.weights_here:
+            where = ("only an unfinished try's checkpoint is on this machine" if run.checkpoint.is_file() else
+                     "the run's checkpoint is not on this machine")
             raise UserError(f"run {run.key}: evaluation {missing[0][0]} (anchors {missing[0][1]}) is not in its "
-                            f"record {self._record_file(run.key)} and the run's checkpoint is not on this "
-                            f"machine; delete the record to train the run again")
+                            f"record {self._record_file(run.key)} and {where}; delete the record to train the "
+                            f"run again")
         if missing:
             import warnings
 

@@ -182,7 +182,7 @@ def progress(ctx: Context, planned: list[Planned]) -> str:
             trained += 1
             curve = run.curve  # reads metrics.csv (or the record)
             state = f"trained, validation AP {curve[-1][1]:.3f}" if curve else "trained"
-            state += "" if run.checkpoint.is_file() else " (record)"
+            state += "" if run.weights_here else " (record)"
         else:
             done = _last_iteration(d)
             left += total - done
@@ -273,8 +273,9 @@ step is bound by kernel launches and switching between processes, not by the GPU
 with Ctrl-C on one machine resumes on another (its checkpoint is device-independent); `runs.csv` names the
 devices each run was trained on."""
 REAL_DATA = """\
-Real data (BCCD blood-cell photos): MetaAnchor vs predefined anchors (3 seeds each), and anchor search for a
-model trained with a good and with a poor set (one seed each): [bccd/](bccd/README.md).
+Real data (BCCD blood-cell photos): anchor-configs and search with 3 seeds each, the same claims as below:
+[bccd-suite/](bccd-suite/README.md). The first look, MetaAnchor vs predefined anchors with 3x3 (3 seeds each)
+and anchor search for a model trained with a good and with a poor set (one seed each): [bccd/](bccd/README.md).
 """
 
 
@@ -289,9 +290,10 @@ def write_index(ctx: Context, results: dict[str, dict]) -> Path:
                 old[(cells[0].split("]")[0][1:], cells[1])] = line
     old = {k: v for k, v in old.items() if k[0] not in results and k[1] != NOT_RUN} | index_rows(ctx, results)
     lines = [old[k] for n in EXPERIMENTS for k in old if k[0] == n]
-    lines += [(f"| [{n}]({n}/README.md)" if (ctx.out / n / "README.md").is_file() else f"| {n}")
-              + f" | {NOT_RUN} | – | – | – | – |" for n in EXPERIMENTS if not any(k[0] == n for k in old)]
     r = ctx.runner
+    if not r.data:  # the synthetic suite is all of them; a real-data suite is the experiments run on its data
+        lines += [(f"| [{n}]({n}/README.md)" if (ctx.out / n / "README.md").is_file() else f"| {n}")
+                  + f" | {NOT_RUN} | – | – | – | – |" for n in EXPERIMENTS if not any(k[0] == n for k in old)]
     reproduce = SYNTHETIC_REPRODUCE if not r.data else (
         f"Data: `{r.data}` (its train/val/test splits) instead of the synthetic shapes. Reproduce: `metaanchor "
         f"experiment {','.join(results)} --scale {r.scale.name} --data {r.data} --seeds {len(ctx.seeds)}`; runs "
