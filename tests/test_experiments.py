@@ -23,6 +23,7 @@ from metaanchor.geometry.anchors import AnchorSet
 from metaanchor.tools.experiments import anchor_configs, cross_eval, report, verdicts, yolo
 from metaanchor.tools.experiments.context import (
     ANCHOR_SETS,
+    COUNT_TWIN_BY_SCALE,
     ELONGATED,
     LARGE,
     POOR,
@@ -440,6 +441,37 @@ def test_the_unsampled_extra_run_finds_no_gain_to_explain_when_metaanchor_is_lev
     assert ("Reading: with this set MetaAnchor is level with the baseline (+0.001, within the noise), so there is no "
             "gain to explain; without sampling it is tied against the baseline and tied against MetaAnchor with "
             "sampling (-0.001; tied: within the noise).") in text
+
+
+@pytest.mark.parametrize("twin_bonus, held, ending", [
+    (0.03, True, "higher with its nine-anchor twin (Δ +0.030); with anchors of the standard size the same step, 1x3 "
+                 "to 3x3, moves Δ from +0.020 to +0.020, so MetaAnchor's level result with too large (scale 2, 1x3) "
+                 "goes with its three anchors (as with 1x3) rather than with their size alone."),
+    (0.001, False, "tied with its nine-anchor twin (Δ +0.001); with anchors of the standard size the same step, 1x3 "
+                   "to 3x3, moves Δ from +0.020 to +0.020, so the number of anchors does not explain MetaAnchor's "
+                   "result with the poor set."),
+], ids=["count-explains", "count-does-not"])
+def test_the_count_twin_extra_run_tells_anchor_size_from_anchor_count(tmp_path, synth_dirs, monkeypatch,
+                                                                     twin_bonus, held, ending):
+    from metaanchor.tools.experiments.context import LARGE9
+
+    plain = fake_ctx(tmp_path / "plain", synth_dirs)
+    assert plain.count_twin is None and not [p for p in anchor_configs.plan(plain) if p.info.get("count_twin")]
+    monkeypatch.setitem(COUNT_TWIN_BY_SCALE, MICRO.name, (LARGE, LARGE9))
+    ctx = fake_ctx(tmp_path, synth_dirs, bonus=lambda spec: {LARGE: 0.0, LARGE9: twin_bonus}.get(spec, 0.02))
+    twins = [p for p in anchor_configs.plan(ctx) if p.info.get("count_twin")]
+    assert sorted((p.seed, p.cfg["model"]["head"], p.cfg["anchors"]["train"], p.cfg["anchors"]["sample"])
+                  for p in twins) == [(s, h, LARGE9, h == "metaanchor") for s in (0, 1)
+                                      for h in ("metaanchor", "predefined")]
+    res = anchor_configs.run(ctx)
+    v = dict(res["verdicts"])["better than the baseline with too large, 9 anchors (3x3 doubled) (extra run: the "
+                              "too-large set with nine anchors)"]
+    assert v.held is held and v.margin == pytest.approx(twin_bonus)
+    text = (tmp_path / "anchor-configs" / "README.md").read_text()
+    assert ("Reading: against the baseline (tied: within the noise) MetaAnchor is tied with too large (scale 2, 1x3) "
+            "(Δ +0.000) and " + ending) in text
+    assert text.index("## Extra run: MetaAnchor without") < text.index("## Extra run: the too-large set") < text.index(
+        "## Convergence")
 
 
 @pytest.mark.parametrize("loss, held, reading", [

@@ -31,7 +31,13 @@ ANCHOR_SETS = (*PRESETS, *POOR)
 # (BPR 0.108) and the too-large one (BPR 0.928, 0.000 on the platelets)
 ELONGATED = "scales=1,1.26,1.59;ratios=0.33,3"  # 3 scales, ratios 1/3 and 3: a set for pedestrians or text lines
 POOR_BY_SCALE = {"bccd": (ELONGATED, LARGE)}  # Scale.name -> its poor sets (others: POOR)
-LABELS = {SQUARE: "square only (3x1)", LARGE: "too large (scale 2, 1x3)", ELONGATED: "elongated only (3x2)"}
+# On BCCD MetaAnchor's gain over the baseline grew with the anchors per location (1x1 -0.008, 1x3 +0.007, 3x3
+# +0.035, 5x5 +0.046) and was +0.007 with the 3-anchor too-large set: anchor-configs' second extra run trains
+# both heads with LARGE9, too large with 3x3's nine shapes, to tell "too large" from "few anchors".
+LARGE9 = "scales=2,2.52,3.17;ratios=0.5,1,2"  # 3x3 with every scale doubled
+COUNT_TWIN_BY_SCALE = {"bccd": (LARGE, LARGE9)}  # Scale.name -> (poor set, its 9-anchor twin)
+LABELS = {SQUARE: "square only (3x1)", LARGE: "too large (scale 2, 1x3)", ELONGATED: "elongated only (3x2)",
+          LARGE9: "too large, 9 anchors (3x3 doubled)"}
 MODEL_NAMES = {"predefined": "baseline", "metaanchor": "MetaAnchor", "metaanchor-dd": "MetaAnchor-DD"}
 
 
@@ -81,6 +87,12 @@ class Context:
     def poor(self) -> tuple[str, ...]:
         """The plausible-but-poor anchor sets for the data the runs train on (``POOR_BY_SCALE``, else ``POOR``)."""
         return POOR_BY_SCALE.get(self.runner.scale.name, POOR)
+
+    @property
+    def count_twin(self) -> tuple[str, str] | None:
+        """(poor set, the same kind of set with nine anchors) for anchor-configs' anchor-count extra run, for
+        the data that has one (``COUNT_TWIN_BY_SCALE``); None: no such run."""
+        return COUNT_TWIN_BY_SCALE.get(self.runner.scale.name)
 
     @property
     def anchor_sets(self) -> tuple[str, ...]:
