@@ -26,6 +26,7 @@ from metaanchor.tools.experiments.context import (
     COUNT_TWIN_BY_SCALE,
     ELONGATED,
     LARGE,
+    LARGE9,
     POOR,
     SQUARE,
     Context,
@@ -263,8 +264,9 @@ def test_poor_sets_follow_the_data_the_runs_train_on(tmp_path, synth_dirs):
                                                    "square only (3x1), ratios sampled 1/4..4"]
     assert search.search_from(bccd)["elongated only (3x2), ratios sampled ×2^±2"] == (
         ELONGATED, ("anchors.ratio_jitter=2.0",), "poor_wide")
-    assert [p.info["anchors"] for p in anchor_configs.plan(bccd) if p.info["head"] == "predefined"] == list(
-        bccd.anchor_sets)
+    assert [p.info["anchors"] for p in anchor_configs.plan(bccd) if p.info["head"] == "predefined"] == [
+        *bccd.anchor_sets, LARGE9]  # the last: the count-twin extra run, BCCD only
+    assert bccd.count_twin == (LARGE, LARGE9) and synthetic.count_twin is None
 
 
 def test_scale_section_counts_the_test_images_of_the_users_data(tmp_path, synth_dirs):
@@ -453,8 +455,6 @@ def test_the_unsampled_extra_run_finds_no_gain_to_explain_when_metaanchor_is_lev
 ], ids=["count-explains", "count-does-not"])
 def test_the_count_twin_extra_run_tells_anchor_size_from_anchor_count(tmp_path, synth_dirs, monkeypatch,
                                                                      twin_bonus, held, ending):
-    from metaanchor.tools.experiments.context import LARGE9
-
     plain = fake_ctx(tmp_path / "plain", synth_dirs)
     assert plain.count_twin is None and not [p for p in anchor_configs.plan(plain) if p.info.get("count_twin")]
     monkeypatch.setitem(COUNT_TWIN_BY_SCALE, MICRO.name, (LARGE, LARGE9))
