@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Issue 16's real-data runs (`experiment anchor-configs,search --scale bccd --data data/bccd`, 3 seeds: 42
+# Issue 16's real-data runs (`experiment anchor-configs,search --scale bccd --data data/bccd`, 3 seeds: 48
 # runs of configs/bccd.yaml, about 31 min each on 2 CPU cores) on one GPU machine: JOBS runs at a time for
 # at most TRAIN_SECONDS (default TRAIN_MINUTES x 60; a run cut short keeps nothing there), then the finished
 # runs evaluated as their reports will, and the records (summary, validation curve, evaluations; no weights)
