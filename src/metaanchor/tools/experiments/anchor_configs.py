@@ -151,8 +151,8 @@ def run(ctx: Context) -> dict:
     u = label(UNSAMPLED_SET)
     verdicts.append((f"anchor sampling raises MetaAnchor's AP with {u} (extra run: trained without it)",
                      better(ap[(u, "MetaAnchor")], ap[(u, UNSAMPLED)], "MetaAnchor with vs without sampling AP")))
-    extras = f"The sampling claim belongs to the extra run without it: it tests whether MetaAnchor's gain with {u} " \
-             "needs the anchor sampling."
+    extras = (f"The sampling claim belongs to the extra run without it: it tests whether MetaAnchor's gain with {u} "
+              "needs the anchor sampling.")
     if ctx.count_twin:
         nine = label(ctx.count_twin[1])
         verdicts.append((f"better than the baseline with {nine} (extra run: the too-large set with nine anchors)",
