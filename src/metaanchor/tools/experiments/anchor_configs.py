@@ -77,17 +77,22 @@ def _unsampled_section(ap: dict) -> str:
             f"{table}\n\nReading: {reading}.")
 
 
+def _set_row(ap: dict, spec: str, bpr: dict[str, float]) -> list:
+    """One anchor set's table cells: label, anchors, BPR@0.5, baseline AP, MetaAnchor AP, Δ of the means."""
+    b, m = ap[(label(spec), "baseline")], ap[(label(spec), "MetaAnchor")]
+    return [label(spec), len(AnchorSet.parse(spec)), f"{bpr[spec]:.2f}", report.fmt(b), report.fmt(m),
+            f"{np.mean(m) - np.mean(b):+.3f}"]
+
+
 def _count_twin_section(ap: dict, twin: tuple[str, str], bpr: dict[str, float]) -> str:
     """The anchor-count extra run: the poor set ``twin[0]`` and its nine-anchor twin ``twin[1]`` beside 1x3 and
     3x3 (three and nine anchors of the standard size), and, from ``compare``, what it says about MetaAnchor's
     result with the poor set."""
     three, nine = twin
-    rows, delta, to_base = [], {}, {}
-    for spec in ("1x3", "3x3", three, nine):
-        b, m = ap[(label(spec), "baseline")], ap[(label(spec), "MetaAnchor")]
-        delta[spec], to_base[spec] = np.mean(m) - np.mean(b), compare(m, b)
-        rows.append([label(spec), len(AnchorSet.parse(spec)), f"{bpr[spec]:.2f}", report.fmt(b), report.fmt(m),
-                     f"{delta[spec]:+.3f}"])
+    sets = ("1x3", "3x3", three, nine)
+    delta = {s: np.mean(ap[(label(s), "MetaAnchor")]) - np.mean(ap[(label(s), "baseline")]) for s in sets}
+    to_base = {s: compare(ap[(label(s), "MetaAnchor")], ap[(label(s), "baseline")]) for s in sets}
+    rows = [_set_row(ap, s, bpr) for s in sets]
     said = (f"against the baseline (tied: within the noise) MetaAnchor is {to_base[three]} with {label(three)} "
             f"(Δ {delta[three]:+.3f}) and {to_base[nine]} with its nine-anchor twin (Δ {delta[nine]:+.3f}); with "
             f"anchors of the standard size the same step, 1x3 to 3x3, moves Δ from {delta['1x3']:+.3f} to "
@@ -133,12 +138,8 @@ def run(ctx: Context) -> dict:
     ap, ap50 = report.group(rows, ("anchors", "model")), report.group(rows, ("anchors", "model"), "AP50")
     shapes = box_shapes(ctx.test())
     bpr = {s: anchor_fit_quality(shapes, s)["bpr"] for s in (*ctx.anchor_sets, *(ctx.count_twin or ()))}
-    body = []
-    for spec in ctx.anchor_sets:
-        b, m = ap[(label(spec), "baseline")], ap[(label(spec), "MetaAnchor")]
-        body.append([label(spec), len(AnchorSet.parse(spec)), f"{bpr[spec]:.2f}", report.fmt(b), report.fmt(m),
-                     f"{np.mean(m) - np.mean(b):+.3f}", report.fmt(ap50[(label(spec), "baseline")]),
-                     report.fmt(ap50[(label(spec), "MetaAnchor")])])
+    body = [_set_row(ap, spec, bpr) + [report.fmt(ap50[(label(spec), "baseline")]),
+                                       report.fmt(ap50[(label(spec), "MetaAnchor")])] for spec in ctx.anchor_sets]
     d = ctx.dir("anchor-configs")
     report.write_csv(rows, d / "runs.csv")
     report.bar_plot({label(s): {k: ap[(label(s), k)] for k in ("baseline", "MetaAnchor")} for s in ctx.anchor_sets},
