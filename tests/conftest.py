@@ -21,7 +21,7 @@ def synth_dirs(tmp_path_factory):
 
 
 def tiny_detector(head="metaanchor", anchors="3x3", **kw):
-    from metaanchor.detector import Detector
+    from metaanchor.families.retinanet import RetinaNetDetector as Detector
 
     torch.manual_seed(0)
     args = dict(num_classes=3, backbone="tiny", head=head, anchors=anchors, fpn_channels=16, head_convs=1,

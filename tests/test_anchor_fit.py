@@ -8,10 +8,10 @@ import yaml
 from conftest import cli
 from PIL import Image
 
+from metaanchor.data.box_shapes import input_shapes
 from metaanchor.geometry.anchor_fit import (
     anchor_fit_quality,
     bucket_quality,
-    input_shapes,
     level_quality,
     unreachable_boxes,
 )

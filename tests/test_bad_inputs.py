@@ -20,11 +20,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
+from metaanchor import checkpoint as ckpt
 from metaanchor.data import CocoDataset, read_voc, read_yolo, validate_coco
 from metaanchor.data.coco import load_coco_json
 from metaanchor.data.io import load_image, read_image
 from metaanchor.data.synth import synth_config, write_synth_dataset
-from metaanchor.engine import checkpoint as ckpt
 from metaanchor.errors import DataError, UserError, out_of_memory_message
 from metaanchor.geometry.anchors import AnchorSet
 

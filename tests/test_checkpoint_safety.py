@@ -14,13 +14,13 @@ import pytest
 import torch
 from conftest import tiny_detector
 
+from metaanchor import checkpoint as ckpt
 from metaanchor.cli import main
 from metaanchor.config import load_config
 from metaanchor.data.synth import synth_config, write_synth_dataset
-from metaanchor.detector import Detector
-from metaanchor.engine import checkpoint as ckpt
 from metaanchor.engine import train as train_mod
 from metaanchor.errors import CheckpointError, UserError
+from metaanchor.families.retinanet import RetinaNetDetector as Detector
 
 TINY = ["model.backbone=tiny", "model.fpn_channels=16", "model.head_convs=1", "model.hidden_dim=8",
         "input.size=64", "solver.batch_size=2", "device=cpu", "log.period=1", "checkpoint.period=2"]

@@ -8,7 +8,7 @@ from PIL import Image
 from pycocotools.coco import COCO
 
 from metaanchor.engine.evaluate import coco_metrics, format_per_class
-from metaanchor.tools.visualize import plot_pr_curves, plot_val_curve
+from metaanchor.visualize import plot_pr_curves, plot_val_curve
 
 
 def _coco(dataset: dict) -> COCO:

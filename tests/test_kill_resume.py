@@ -101,7 +101,7 @@ def checkpoint_iteration(out) -> int:
 KILL_DURING_WRITE = textwrap.dedent("""
     import os, signal, sys
     import torch
-    from metaanchor.engine import checkpoint
+    from metaanchor import checkpoint
 
     path = sys.argv[1]
     payload = torch.load(path, weights_only=False)

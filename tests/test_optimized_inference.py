@@ -17,7 +17,7 @@ import pytest
 import torch
 from torchvision.ops import box_iou, clip_boxes_to_image
 
-from metaanchor.detector import Detector
+from metaanchor.families.retinanet import RetinaNetDetector as Detector
 from metaanchor.modeling.postprocess import anchor_topk
 from metaanchor.tools import bench
 

@@ -14,7 +14,8 @@ from metaanchor.data.coco import CocoDataset
 from metaanchor.data.io import image_size, read_rgb_array
 from metaanchor.data.loader import AugmentedDataset, BadItem, ResumableBatches, orientation_groups
 from metaanchor.errors import DataError
-from metaanchor.modeling.transform import PAD_MULTIPLE, ImageBatcher, resized_size
+from metaanchor.geometry.resize import PAD_MULTIPLE, resized_size
+from metaanchor.modeling.transform import ImageBatcher
 
 
 class _Images:

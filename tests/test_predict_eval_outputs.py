@@ -17,7 +17,7 @@ from pycocotools.coco import COCO
 
 from metaanchor.cli import main
 from metaanchor.data.synth import synth_config, write_synth_dataset
-from metaanchor.detector import Detector
+from metaanchor.families.retinanet import RetinaNetDetector as Detector
 
 CAT_IDS = [1, 7, 90]
 @pytest.fixture(scope="module")

@@ -9,9 +9,9 @@ import yaml
 
 from metaanchor.cli import main
 from metaanchor.config import CHOICES, load_config
-from metaanchor.detector import Detector
 from metaanchor.errors import CheckpointError, ConfigError, UserError
 from metaanchor.families import ARCHS, build_detector, detector_from_config, load_detector
+from metaanchor.families.retinanet import RetinaNetDetector as Detector
 from metaanchor.families.yolov2 import (
     MetaAnchorYoloHead,
     PredefinedYoloHead,

@@ -193,12 +193,13 @@ def validate(cfg: dict) -> dict:
     return cfg
 
 
-def _flat(d: dict, prefix: str = "") -> dict:
+def flatten(d: dict, prefix: str = "") -> dict:
+    """A nested config as {"section.key": value} (lists and None are values, not sections)."""
     out = {}
     for k, v in d.items():
         key = f"{prefix}{k}"
         if isinstance(v, dict):
-            out.update(_flat(v, key + "."))
+            out.update(flatten(v, key + "."))
         else:
             out[key] = v
     return out
@@ -232,7 +233,7 @@ def _check_type(key: str, value, default):
 
 def set_key(cfg: dict, key: str, value) -> None:
     """Set a dotted key, validating that it exists and the value's type."""
-    flat_defaults = _flat(DEFAULTS)
+    flat_defaults = flatten(DEFAULTS)
     if key not in flat_defaults:
         section = key.split(".")[0]
         near = sorted(k for k in flat_defaults if k.startswith(section + ".")) or sorted(flat_defaults)
@@ -277,7 +278,7 @@ def load_config(path: str | Path | None = None, overrides: list[str] | tuple = (
             raise ConfigError(f"config file {p}: invalid YAML: {str(e).splitlines()[0]}") from None
         if not isinstance(data, dict):
             raise ConfigError(f"config file {p}: expected a mapping at the top level")
-        for key, value in _flat(data).items():
+        for key, value in flatten(data).items():
             try:
                 set_key(cfg, key, value)
             except ConfigError as e:

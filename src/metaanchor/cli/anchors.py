@@ -56,7 +56,7 @@ def add(sub):
 
 def cmd_show(args) -> int:
     from metaanchor.geometry.anchors import AnchorSet
-    from metaanchor.tools.visualize import plot_anchor_sets
+    from metaanchor.visualize import plot_anchor_sets
 
     sets = {s: AnchorSet.parse(s) for s in args.specs}
     for spec, a in sets.items():
@@ -71,17 +71,17 @@ def cmd_fit(args) -> int:
     """``metaanchor anchors fit``: k-means fit at input scale, quality of the given and fitted sets, anchor file."""
     from pathlib import Path
 
+    from metaanchor.data.box_shapes import input_shapes
     from metaanchor.families import ARCHS, detector_class
     from metaanchor.geometry.anchor_fit import (
         POSITIVE_IOU,
         STRICT_IOU,
         anchor_fit_quality,
-        input_shapes,
         level_anchors,
         write_anchor_file,
     )
     from metaanchor.geometry.anchors import ANCHOR_BASE, AnchorSet, standard_sizes
-    from metaanchor.tools.visualize import plot_box_shapes
+    from metaanchor.visualize import plot_box_shapes
 
     cfg = None
     if getattr(args, "config", None):

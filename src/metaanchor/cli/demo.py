@@ -13,7 +13,7 @@ def add(sub):
 
 
 def cmd_demo(args) -> int:
-    from metaanchor.tools.demo import run_demo
+    from metaanchor.engine.demo import run_demo
 
     run_demo(args.config, args.out, args.unseen, args.overrides)
     return 0

@@ -58,7 +58,7 @@ def cmd_eval(args) -> int:
     print(m["summary"].rstrip())
     print(format_per_class(m))
     if args.plot:
-        from metaanchor.tools.visualize import plot_pr_curves
+        from metaanchor.visualize import plot_pr_curves
 
         if m["pr50"] is None:
             print(f"--plot {args.plot}: no precision-recall curve (no detections or no ground truth); not drawn",

@@ -18,7 +18,7 @@ COMMANDS = (train, evaluate, predict, data, anchors, demo, experiment, bench, ex
 
 def build_parser() -> Parser:
     parser = Parser(prog="metaanchor", description="MetaAnchor detectors: anchors are an input, not an architecture.")
-    from metaanchor import __version__
+    from metaanchor.version import __version__
 
     parser.add_argument("--version", action="version", version=f"metaanchor {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=Parser)

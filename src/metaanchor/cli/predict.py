@@ -31,8 +31,11 @@ def add(sub):
 
 
 def cmd_predict(args) -> int:
+    from tqdm import tqdm
+
     from metaanchor.engine.predict import drawing_paths, image_files, predict_files
     from metaanchor.files import write_atomic
+    from metaanchor.visualize import draw_detections
 
     check_anchors_and_batch(args)
     if not 0.0 <= args.score_thresh <= 1.0:
@@ -41,7 +44,13 @@ def cmd_predict(args) -> int:
     out = output_folder(args.out)
     drawings = drawing_paths(files, out)
     model = load_model(args.checkpoint, args.device)
-    results, failed = predict_files(model, files, drawings, args.anchors, args.score_thresh, args.fail_fast)
+
+    def draw(i, file, image, det):
+        drawn = draw_detections(image, det, model.class_names, args.score_thresh)
+        write_atomic(drawings[i], lambda fh: drawn.save(fh, format="PNG"))
+        tqdm.write(f"{file} -> {drawings[i]}")
+
+    results, failed = predict_files(model, files, args.anchors, args.score_thresh, args.fail_fast, on_image=draw)
     if len(failed) == len(files):
         raise UserError(f"nothing to predict: all {len(files)} images were unreadable (first: {failed[0]})")
     write_atomic(out / "detections.json", lambda fh: fh.write(json.dumps(results, indent=1).encode()))

@@ -37,7 +37,7 @@ from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as F
 
 from metaanchor.errors import ConfigError
-from metaanchor.modeling.transform import IMAGENET_MEAN
+from metaanchor.geometry.resize import IMAGENET_MEAN
 
 Target = dict
 Transform = Callable[[torch.Tensor, Target], tuple[torch.Tensor, Target]]

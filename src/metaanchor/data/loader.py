@@ -9,7 +9,7 @@ from torch.utils.data import Dataset, DistributedSampler
 from metaanchor.data.augment import Compose, PhotometricJitter, RandomHorizontalFlip, apply_seeded, build_preset
 from metaanchor.data.coco import CocoDataset, collate
 from metaanchor.errors import ConfigError, DataError
-from metaanchor.modeling.transform import resized_size
+from metaanchor.geometry.resize import resized_size
 
 
 class BadItem:

@@ -44,8 +44,8 @@ from torchvision.models.detection.retinanet import _default_anchorgen
 from torchvision.ops import FrozenBatchNorm2d
 from torchvision.ops.feature_pyramid_network import LastLevelP6P7
 
+from metaanchor.checkpoint import load_tensor_file
 from metaanchor.deploy.verify import same_detections
-from metaanchor.engine.checkpoint import load_tensor_file
 from metaanchor.errors import UserError
 from metaanchor.families.retinanet import RetinaNetDetector
 from metaanchor.files import write_atomic, write_text

@@ -1,8 +1,9 @@
-"""Detection on loose image files: the input list, one drawing per input, and the loop behind ``predict``."""
+"""Detection on loose image files: the input list, the drawing names, and the loop behind ``predict``."""
 
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from tqdm import tqdm
@@ -10,8 +11,6 @@ from tqdm import tqdm
 from metaanchor.data.io import IMAGE_SUFFIXES, load_image
 from metaanchor.engine.evaluate import to_coco_results
 from metaanchor.errors import OutOfMemory, UserError, is_out_of_memory
-from metaanchor.files import write_atomic
-from metaanchor.tools.visualize import draw_detections
 
 
 def image_files(inputs: list[str]) -> list[Path]:
@@ -60,12 +59,13 @@ def predict_one(model, image, anchors, score_thresh: float) -> dict:
         raise
 
 
-def predict_files(model, files: list[Path], drawings: list[Path], anchors=None, score_thresh: float = 0.3,
-                  fail_fast: bool = False) -> tuple[list[dict], list[str]]:
-    """Detect in each file, draw it to ``drawings[i]``; returns (COCO results, unreadable files).
+def predict_files(model, files: list[Path], anchors=None, score_thresh: float = 0.3, fail_fast: bool = False,
+                  on_image: Callable[[int, Path, object, dict], None] | None = None) -> tuple[list[dict], list[str]]:
+    """Detect in each file; returns (COCO results, unreadable files).
 
     Results carry ``file_name`` and ``category`` beside the COCO fields; ``image_id`` numbers the
     files 1-based in order. An unreadable image is skipped (named on stderr) unless ``fail_fast``.
+    ``on_image(i, file, image [3, H, W], detections)`` is called after each image (e.g. to draw it).
     """
     results, failed = [], []
     name_of = dict(zip(model.category_ids, model.class_names))
@@ -81,7 +81,6 @@ def predict_files(model, files: list[Path], drawings: list[Path], anchors=None, 
         det = predict_one(model, image, anchors, score_thresh)
         for r in to_coco_results([det], [i + 1], model.category_ids):  # loose files: 1-based, in input order
             results.append(r | {"file_name": str(f), "category": name_of[r["category_id"]]})
-        drawn = draw_detections(image, det, model.class_names, score_thresh)
-        write_atomic(drawings[i], lambda fh, drawn=drawn: drawn.save(fh, format="PNG"))
-        tqdm.write(f"{f} -> {drawings[i]}")
+        if on_image is not None:
+            on_image(i, f, image, det)
     return results, failed

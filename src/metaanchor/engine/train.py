@@ -26,7 +26,9 @@ import torch.distributed as dist
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
+from metaanchor import checkpoint as ckpt
 from metaanchor.config import dump, model_kwargs
+from metaanchor.data.box_shapes import input_shapes
 from metaanchor.data.loader import (
     AugmentedDataset,
     ResumableBatches,
@@ -34,7 +36,6 @@ from metaanchor.data.loader import (
     load_dataset,
     orientation_groups,
 )
-from metaanchor.engine import checkpoint as ckpt
 from metaanchor.engine.device import device_label, resolve_device
 from metaanchor.engine.ema import ModelEMA
 from metaanchor.engine.evaluate import METRIC_KEYS, evaluate, fmt_metric, format_per_class
@@ -50,7 +51,7 @@ from metaanchor.errors import (
 )
 from metaanchor.families import build_detector, detector_class
 from metaanchor.files import write_text, writing
-from metaanchor.geometry.anchor_fit import input_shapes, write_anchor_file
+from metaanchor.geometry.anchor_fit import write_anchor_file
 from metaanchor.geometry.anchors import ANCHOR_BASE, code_range, kmeans_count, sample_anchor_set
 
 # columns only ever appended, so older readers keep their positions; obj: YOLOv2's objectness loss
@@ -493,7 +494,7 @@ class Trainer:
     def _write_curves(self, m: dict) -> None:
         """pr_curve.png (precision-recall at IoU 0.5, per class and all) and val_curve.png (AP, AP50 vs
         iteration from metrics.csv) in the run folder."""
-        from metaanchor.tools.visualize import plot_pr_curves, plot_val_curve
+        from metaanchor.visualize import plot_pr_curves, plot_val_curve
 
         if m.get("pr50"):
             plot_pr_curves(m["pr50"], self.out / "pr_curve.png")

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import torch
 
-from metaanchor.engine import checkpoint as ckpt
+from metaanchor import checkpoint as ckpt
 from metaanchor.errors import CheckpointError, UserError
 from metaanchor.families.base import BaseDetector
 from metaanchor.families.retinanet import RetinaNetDetector

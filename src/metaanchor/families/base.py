@@ -36,11 +36,11 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
-from metaanchor.deploy.folding import fold_batchnorm
-from metaanchor.engine import checkpoint as ckpt
+from metaanchor import checkpoint as ckpt
 from metaanchor.errors import CheckpointError, UserError
 from metaanchor.geometry.anchor_fit import fit_anchors
 from metaanchor.geometry.anchors import ANCHOR_BASE, AnchorSet, grid_anchors, standard_sizes
+from metaanchor.modeling.folding import fold_batchnorm
 
 HEADS = ("metaanchor", "metaanchor-dd", "predefined")
 CODE_TOL = 1e-4  # codes this far outside the training range still count as inside (float rounding)
@@ -128,7 +128,7 @@ class BaseDetector(nn.Module):
     def bake(self, anchors: str | AnchorSet) -> BaseDetector:
         """A NEW predefined-anchor detector of this family with ``anchors`` fixed and the generated
         last convs as its weights: same detections, no generator at run time (``deploy.bake``)."""
-        from metaanchor.deploy.bake import bake
+        from metaanchor.families.bake import bake
 
         return bake(self, anchors)
 

@@ -32,10 +32,10 @@ from torch import Tensor, nn
 from torchvision.models._utils import IntermediateLayerGetter
 from torchvision.ops import FrozenBatchNorm2d
 
+from metaanchor.data.box_shapes import box_shapes
 from metaanchor.errors import UserError
 from metaanchor.families.base import BaseDetector, to_image_pixels
 from metaanchor.families.yolov2_loss import OBJ, box_slice, class_slice, yolo_loss
-from metaanchor.geometry.anchor_fit import box_shapes
 from metaanchor.geometry.anchors import ANCHOR_BASE, AnchorSet, standard_sizes
 from metaanchor.geometry.box_coder import BBOX_XFORM_CLIP
 from metaanchor.modeling.backbones import BACKBONES, RESNETS, TinyBackbone, _load_backbone_weights

@@ -7,10 +7,9 @@
   divided by that level's standard size, so the fitted shapes are
   *level-relative* and form an anchor file ``AnchorSet.parse`` reads.
   :func:`anchor_fit_quality` reports best-possible recall and mean best IoU.
-- :func:`input_shapes`: box shapes as the network sees them (each image resized
-  as the model's batcher does: short side ``input.size``, long side capped by
-  ``input.max_size``); :func:`level_quality`, :func:`bucket_quality` and
-  :func:`unreachable_boxes` break the fit down by pyramid level and COCO size.
+- :func:`level_quality`, :func:`bucket_quality` and :func:`unreachable_boxes`
+  break the fit down by pyramid level and COCO size. The box shapes come from
+  :mod:`metaanchor.data.box_shapes` (a dataset's boxes at input scale).
 
 Why presets differing only in scale (``1x1``, ``3x3``, ``5x5``) show the same
 BPR at IoU 0.5: anchor shapes are level-relative and the levels' standard
@@ -49,44 +48,6 @@ def shape_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     inter = np.minimum(a[:, None, 0], b[None, :, 0]) * np.minimum(a[:, None, 1], b[None, :, 1])
     union = (a[:, 0] * a[:, 1])[:, None] + (b[:, 0] * b[:, 1])[None, :] - inter
     return inter / union
-
-
-def box_shapes(dataset_dir: str | Path, images: str | Path | None = None) -> np.ndarray:
-    """(h, w) of every non-crowd box of a COCO dataset (folder or JSON + images): [N, 2] pixels."""
-    return _boxes(dataset_dir, images)[0]
-
-
-def input_shapes(dataset_dir: str | Path, images: str | Path | None, min_size: int,
-                 max_size: int | None = None) -> np.ndarray:
-    """(h, w) of every non-crowd box as the network sees it: [N, 2] pixels at input scale.
-
-    Each image is resized as the model's batcher resizes it (``modeling.transform.resized_size``:
-    short side ``min_size`` unless the long side would exceed ``max_size``, default ``min_size``),
-    its boxes by the same factors (height by h'/h, width by w'/w).
-    """
-    from metaanchor.modeling.transform import resized_size
-
-    shapes, sides = _boxes(dataset_dir, images)
-    if (sides <= 0).any():
-        raise UserError(f"{dataset_dir}: an image record has no height/width; the boxes cannot be resized to "
-                        "the input scale")
-    factors = np.array([np.divide(resized_size(h, w, min_size, max_size or min_size), (h, w)) for h, w in sides])
-    return shapes * factors
-
-
-def _boxes(dataset_dir, images) -> tuple[np.ndarray, np.ndarray]:
-    """Box shapes [N, 2] (h, w) px and the (height, width) of each box's image [N, 2]."""
-    from metaanchor.data.coco import load_coco_json, resolve_coco_paths, validate_coco
-
-    ann_file, _ = resolve_coco_paths(dataset_dir, images if images is not None else ".")
-    data, _, _ = validate_coco(load_coco_json(ann_file), ann_file, skip_invalid=True)
-    size = {im["id"]: (im.get("height") or 0, im.get("width") or 0) for im in data["images"]}
-    anns = [a for a in data["annotations"] if not a.get("iscrowd")]
-    if not anns:
-        raise UserError(f"{ann_file}: no boxes to fit anchors to")
-    sides = [size.get(a["image_id"], (0, 0)) for a in anns]
-    return (np.asarray([(a["bbox"][3], a["bbox"][2]) for a in anns], dtype=np.float64),
-            np.asarray(sides, dtype=np.float64))
 
 
 def level_relative(shapes: np.ndarray, sizes: np.ndarray | None = None) -> np.ndarray:
@@ -214,14 +175,3 @@ def write_anchor_file(anchors: AnchorSet, path: str | Path, **info) -> Path:
     else:
         path.write_text(json.dumps(data, indent=1))
     return path
-
-
-
-def input_scale(dataset_dir: str | Path, images: str | Path | None, input_size: int) -> float:
-    """``input_size`` over the median short side of a dataset's images (how much its boxes are resized)."""
-    from metaanchor.data.coco import load_coco_json, resolve_coco_paths
-
-    ann_file, _ = resolve_coco_paths(dataset_dir, images if images is not None else ".")
-    sides = [min(im["height"], im["width"]) for im in load_coco_json(ann_file).get("images", [])
-             if im.get("height") and im.get("width")]
-    return input_size / float(np.median(sides)) if sides else 1.0

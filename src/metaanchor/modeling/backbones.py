@@ -17,7 +17,7 @@ from torchvision.models.detection.backbone_utils import resnet_fpn_backbone
 from torchvision.ops import FeaturePyramidNetwork, FrozenBatchNorm2d
 from torchvision.ops.feature_pyramid_network import LastLevelP6P7
 
-from metaanchor.engine.checkpoint import load_tensor_file
+from metaanchor.checkpoint import load_tensor_file
 from metaanchor.errors import UserError
 from metaanchor.geometry.anchors import PYRAMID_STRIDES as STRIDES
 

@@ -9,7 +9,8 @@ import time
 
 import numpy as np
 
-from metaanchor.geometry.anchor_fit import anchor_fit_quality, box_shapes
+from metaanchor.data.box_shapes import box_shapes
+from metaanchor.geometry.anchor_fit import anchor_fit_quality
 from metaanchor.geometry.anchors import AnchorSet
 from metaanchor.tools.experiments import report
 from metaanchor.tools.experiments.context import (

@@ -149,7 +149,7 @@ def config_key(cfg: dict, root: Path) -> str:
     relative to ``root`` and the device is left out (the same run on another device).
     A changed *default* is not seen: clear the cache after changing one.
     """
-    from metaanchor.config import DEFAULTS, _flat
+    from metaanchor.config import DEFAULTS, flatten as _flat
 
     defaults = _flat(DEFAULTS)
     flat = {k: v for k, v in _flat(copy.deepcopy(cfg)).items() if k not in defaults or defaults[k] != v}

@@ -8,8 +8,9 @@ import time
 
 import numpy as np
 
+from metaanchor.data.box_shapes import box_shapes
 from metaanchor.engine.anchor_search import preset_candidates, scales_ratios_of, search_anchors
-from metaanchor.geometry.anchor_fit import anchor_fit_quality, box_shapes, fit_anchors, write_anchor_file
+from metaanchor.geometry.anchor_fit import anchor_fit_quality, fit_anchors, write_anchor_file
 from metaanchor.geometry.anchors import AnchorSet
 from metaanchor.tools.experiments import report
 from metaanchor.tools.experiments.context import (

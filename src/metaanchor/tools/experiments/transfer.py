@@ -9,8 +9,9 @@ import time
 
 import numpy as np
 
+from metaanchor.data.box_shapes import box_shapes
 from metaanchor.engine.anchor_search import preset_candidates, scales_ratios_of, search_anchors
-from metaanchor.geometry.anchor_fit import box_shapes, fit_anchors, write_anchor_file
+from metaanchor.geometry.anchor_fit import fit_anchors, write_anchor_file
 from metaanchor.tools.experiments import report
 from metaanchor.tools.experiments.context import (
     MODEL_NAMES,

@@ -7,9 +7,10 @@ from dataclasses import replace
 
 import numpy as np
 
+from metaanchor.data.box_shapes import box_shapes, input_scale
 from metaanchor.engine.anchor_search import spec_of
 from metaanchor.families.yolov2 import fit_yolo_anchors
-from metaanchor.geometry.anchor_fit import box_shapes, input_scale, write_anchor_file
+from metaanchor.geometry.anchor_fit import write_anchor_file
 from metaanchor.geometry.anchors import ANCHOR_BASE, AnchorSet
 from metaanchor.tools.experiments import report
 from metaanchor.tools.experiments.context import (

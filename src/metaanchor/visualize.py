@@ -1,19 +1,29 @@
-"""Pictures: detections drawn on images, anchor sets, metric grids."""
+"""Pictures: detections drawn on images, anchor sets, box shapes, metric curves.
+
+Figures are drawn with matplotlib's object API (``matplotlib.figure.Figure``), imported on
+first use: pyplot's global state and the user's backend are never touched, so these work
+the same in a notebook, a script and a headless server.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt
 import torch
 from PIL import Image
 from torch import Tensor
 from torchvision.utils import draw_bounding_boxes
 
+from metaanchor.files import write_atomic
 from metaanchor.geometry.anchors import AnchorSet
+
+def _figure(nrows: int = 1, ncols: int = 1, figsize=(5.5, 4.5)):
+    """A new figure (not registered with pyplot) and its [nrows][ncols] axes."""
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=figsize)
+    return fig, fig.subplots(nrows, ncols, squeeze=False)
+
 
 PALETTE = ["#e6194b", "#3cb44b", "#4363d8", "#f58231", "#911eb4", "#46f0f0", "#f032e6", "#bcf60c",
            "#fabebe", "#008080", "#e6beff", "#9a6324"]
@@ -33,13 +43,15 @@ def draw_detections(image: Tensor, det: dict, class_names: list[str], min_score:
 
 def plot_anchor_sets(sets: dict[str, AnchorSet], path: str | Path, standard_size: float = 32.0) -> Path:
     """Draw anchor shapes (centred, relative to one level's standard box) for each set side by side."""
-    fig, axes = plt.subplots(1, len(sets), figsize=(3.2 * len(sets), 3.4), squeeze=False)
+    from matplotlib.patches import Rectangle
+
+    fig, axes = _figure(1, len(sets), figsize=(3.2 * len(sets), 3.4))
     for ax, (name, aset) in zip(axes[0], sets.items()):
         sizes = aset.sizes([standard_size] * (len(aset.per_level) if aset.per_level else 1))[0]
         lim = float(sizes.max()) * 0.6
         for i, (h, w) in enumerate(sizes.tolist()):
-            ax.add_patch(plt.Rectangle((-w / 2, -h / 2), w, h, fill=False, lw=1.5, color=PALETTE[i % len(PALETTE)]))
-        ax.add_patch(plt.Rectangle((-standard_size / 2, -standard_size / 2), standard_size, standard_size,
+            ax.add_patch(Rectangle((-w / 2, -h / 2), w, h, fill=False, lw=1.5, color=PALETTE[i % len(PALETTE)]))
+        ax.add_patch(Rectangle((-standard_size / 2, -standard_size / 2), standard_size, standard_size,
                                    fill=False, ls="--", color="k", lw=1))
         ax.set_xlim(-lim, lim)
         ax.set_ylim(-lim, lim)
@@ -48,16 +60,13 @@ def plot_anchor_sets(sets: dict[str, AnchorSet], path: str | Path, standard_size
         ax.set_xticks([])
         ax.set_yticks([])
     fig.suptitle("anchor shapes at P3 (dashed: standard box)")
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return Path(path)
+    return _save(fig, path)
 
 
 def detection_grid(rows: dict[str, list[Image.Image]], path: str | Path) -> Path:
     """One row of drawn images per anchor set -> a single PNG."""
     ncols = max(len(v) for v in rows.values())
-    fig, axes = plt.subplots(len(rows), ncols, figsize=(2.6 * ncols, 2.8 * len(rows)), squeeze=False)
+    fig, axes = _figure(len(rows), ncols, figsize=(2.6 * ncols, 2.8 * len(rows)))
     for r, (name, images) in enumerate(rows.items()):
         for c in range(ncols):
             ax = axes[r][c]
@@ -66,10 +75,7 @@ def detection_grid(rows: dict[str, list[Image.Image]], path: str | Path) -> Path
                 ax.imshow(images[c])
             if c == 0:
                 ax.set_title(f"anchors {name}", loc="left", fontsize=10)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return Path(path)
+    return _save(fig, path)
 
 
 def plot_pr_curves(pr50: dict, path: str | Path, title: str = "precision-recall at IoU 0.5") -> Path:
@@ -77,7 +83,7 @@ def plot_pr_curves(pr50: dict, path: str | Path, title: str = "precision-recall 
 
     ``pr50`` = {"recall": [R], "precision": {class name or "all": [R]}} (pycocotools' 101 recall points).
     """
-    fig, ax = plt.subplots(figsize=(5.5, 4.5))
+    fig, ((ax,),) = _figure(figsize=(5.5, 4.5))
     recall = pr50["recall"]
     for i, (name, precision) in enumerate(pr50["precision"].items()):
         bold = name == "all"
@@ -101,7 +107,7 @@ def plot_val_curve(metrics_csv: str | Path, path: str | Path) -> Path | None:
         rows = [r for r in csv.DictReader(f) if r.get("AP") and r.get("iter", "").isdigit()]
     if not rows:
         return None
-    fig, ax = plt.subplots(figsize=(5.5, 4))
+    fig, ((ax,),) = _figure(figsize=(5.5, 4))
     iters = [int(r["iter"]) for r in rows]
     for key, style in (("AP", "o-"), ("AP50", "s--")):
         ax.plot(iters, [float(r[key]) if r.get(key) else float("nan") for r in rows], style, label=key, ms=4)
@@ -123,7 +129,7 @@ def plot_box_shapes(shapes, level_anchors: dict, path: str | Path,
     import numpy as np
 
     shapes = np.asarray(shapes, dtype=np.float64)
-    fig, ax = plt.subplots(figsize=(6, 5.5))
+    fig, ((ax,),) = _figure(figsize=(6, 5.5))
     ax.scatter(shapes[:, 1], shapes[:, 0], s=4, alpha=0.25, color="0.4", label=f"boxes ({len(shapes)})")
     for i, (name, a) in enumerate(level_anchors.items()):
         a = np.asarray(a, dtype=np.float64)
@@ -139,12 +145,7 @@ def plot_box_shapes(shapes, level_anchors: dict, path: str | Path,
 
 
 def _save(fig, path: str | Path) -> Path:
-    """Write a figure as PNG (atomically, a one-line WriteError when it cannot) and close it."""
-    from metaanchor.files import write_atomic
-
+    """Write a figure as PNG (atomically, a one-line WriteError when it cannot)."""
     fig.tight_layout()
-    try:
-        write_atomic(path, lambda f: fig.savefig(f, format="png", dpi=100))
-    finally:
-        plt.close(fig)
+    write_atomic(path, lambda f: fig.savefig(f, format="png", dpi=100))
     return Path(path)

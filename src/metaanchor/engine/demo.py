@@ -20,7 +20,7 @@ from metaanchor.engine.evaluate import fmt_metric
 from metaanchor.engine.train import train
 from metaanchor.families.retinanet import RetinaNetDetector as Detector
 from metaanchor.geometry.anchors import AnchorSet
-from metaanchor.tools.visualize import detection_grid, draw_detections, plot_anchor_sets
+from metaanchor.visualize import detection_grid, draw_detections, plot_anchor_sets
 
 DEMO_TRAIN_IMAGES = 800
 DEMO_VAL_IMAGES = 150

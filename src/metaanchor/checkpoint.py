@@ -20,14 +20,13 @@ from torch import nn
 
 from metaanchor.errors import CheckpointError, UserError
 from metaanchor.files import write_atomic
+from metaanchor.version import __version__
 
 FORMAT = "metaanchor"
 COMPATIBLE_MAJOR = 0
 
 
 def model_payload(model_config: dict, state_dict: dict) -> dict:
-    from metaanchor import __version__
-
     return {"format": FORMAT, "version": __version__, "model_config": model_config, "model": state_dict}
 
 

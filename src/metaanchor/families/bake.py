@@ -5,7 +5,7 @@ with K x C (K x 4) outputs (RetinaNet) or K x (5 + C) outputs (YOLOv2). ``bake``
 a NEW detector of the same family with ``head="predefined"``, its anchors fixed to that
 set and its last convs set to the generated weights; the original is left untouched.
 
-    baked = model.bake("5x5")      # = metaanchor.deploy.bake.bake(model, "5x5")
+    baked = model.bake("5x5")      # = metaanchor.families.bake.bake(model, "5x5")
     baked.save("baked.pt")         # load_detector() rebuilds it as a predefined model
 
 The baked model gives the same detections as ``model`` with that anchor set (its weights

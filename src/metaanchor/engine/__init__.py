@@ -1,0 +1,1 @@
+"""Training, evaluation, prediction and anchor search: the jobs built on the detector families."""
