@@ -265,13 +265,43 @@ def parse_override(text: str) -> tuple[str, object]:
     return key.strip(), value
 
 
+def shipped_configs() -> dict[str, Path]:
+    """The configs installed with the package, by name: {"demo": .../configs/demo.yaml, ...}
+    (``*_anchors.yaml`` beside them are anchor files, not configs)."""
+    folder = Path(__file__).parent / "configs"
+    return {p.stem: p for p in sorted(folder.glob("*.yaml")) if not p.stem.endswith("_anchors")}
+
+
+def config_path(path: str | Path) -> Path:
+    """A config file: ``path`` itself, or the shipped config of that name (``demo``, ``bccd.yaml``)."""
+    p = Path(path)
+    if p.is_file():
+        return p
+    shipped = shipped_configs()
+    name = p.stem if p.suffix in (".yaml", ".yml") else p.name
+    if p.parent == Path(".") and name in shipped:
+        return shipped[name]
+    raise ConfigError(f"config file {p}: not found (shipped configs: {', '.join(shipped)})")
+
+
+def _anchor_files_beside(cfg: dict, folder: Path) -> None:
+    """Anchor-file SPECs that are not found from the working directory but are beside the config file
+    (a shipped config naming its own anchor file) are read from there."""
+    def beside(spec):
+        if isinstance(spec, str) and spec.endswith((".yaml", ".yml", ".json")) and not Path(spec).exists():
+            candidate = folder / Path(spec).name
+            return str(candidate) if candidate.is_file() else spec
+        return spec
+
+    cfg["anchors"]["train"] = beside(cfg["anchors"]["train"])
+    cfg["anchors"]["eval"] = [beside(s) for s in cfg["anchors"]["eval"]]
+
+
 def load_config(path: str | Path | None = None, overrides: list[str] | tuple = ()) -> dict:
-    """Defaults <- YAML file <- overrides; returns a validated nested dict."""
+    """Defaults <- YAML file (a path, or a shipped config's name) <- overrides; returns a validated nested dict."""
     cfg = copy.deepcopy(DEFAULTS)
     if path is not None:
-        p = Path(path)
-        if not p.is_file():
-            raise ConfigError(f"config file {p}: not found")
+        p = config_path(path)
         try:
             data = yaml.safe_load(p.read_text()) or {}
         except yaml.YAMLError as e:
@@ -283,6 +313,7 @@ def load_config(path: str | Path | None = None, overrides: list[str] | tuple = (
                 set_key(cfg, key, value)
             except ConfigError as e:
                 raise ConfigError(f"config file {p}: {e}") from None
+        _anchor_files_beside(cfg, p.parent)
     for text in overrides:
         set_key(cfg, *parse_override(text))
     return validate(cfg)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 def add(sub):
     p = sub.add_parser("demo", help="synthesise data, train, evaluate and draw (what `make demo` runs)")
-    p.add_argument("--config", default="configs/demo.yaml")
+    p.add_argument("--config", default="demo", help="config file, or a shipped config's name (default: demo)")
     p.add_argument("--out", default="runs/demo")
     p.add_argument("--unseen", default="5x5", help="anchor set never used in training, to evaluate and draw")
     p.add_argument("overrides", nargs="*", metavar="KEY=VALUE")

@@ -7,7 +7,8 @@ def add(sub):
     p = sub.add_parser("train", help="train a detector from a YAML config",
                        description="Train a detector. Every config key can be overridden as KEY=VALUE "
                                    "(e.g. solver.max_iter=500 model.head=predefined anchors.train=2x3).")
-    p.add_argument("--config", help="YAML config file (configs/*.yaml); defaults apply to missing keys")
+    p.add_argument("--config", help="YAML config file, or a shipped config's name (demo, bccd, synth_r18, yolo_demo); "
+                        "defaults apply to missing keys")
     p.add_argument("--out", default="runs/train", help="run folder: last.pt, best.pt, config.yaml, metrics.csv")
     p.add_argument("--resume", action="store_true",
                    help="continue from OUT/last.pt exactly where it stopped (from scratch if there is none yet)")
