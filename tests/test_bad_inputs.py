@@ -121,7 +121,8 @@ def test_resume_with_weights_of_another_model_names_the_tensor(capsys, tmp_path,
 
 # --------------------------------------------------------------------------------------------- configs, args
 @pytest.mark.parametrize("yaml_text, fragments", [
-    ("model:\n  hed: metaanchor\n", ["unknown config key 'model.hed'; allowed: model.arch, model.backbone"]),
+    ("model:\n  hed: metaanchor\n", ["unknown config key 'model.hed'; allowed: model.anchor_base, model.arch, "
+                                     "model.backbone"]),
     ("solver:\n  max_iter: ten\n", ["config key solver.max_iter: expected int, got 'ten'"]),
     ("solver: [1, 2]\n", ["unknown config key 'solver'"]),
     ("checkpoint:\n  period: 0\n", ["config key checkpoint.period: 0 is out of range; allowed: > 0"]),

@@ -8,7 +8,7 @@ import torch
 import yaml
 
 from metaanchor.cli import main
-from metaanchor.config import CHOICES, load_config
+from metaanchor.config import load_config, model_kwargs
 from metaanchor.errors import CheckpointError, ConfigError, UserError
 from metaanchor.families import ARCHS, build_detector, detector_from_config, load_detector
 from metaanchor.families.retinanet import RetinaNetDetector as Detector
@@ -250,17 +250,25 @@ def test_resnet_backbone_gives_one_stride_32_map():
     assert len(feats) == 1 and feats[0].shape == (1, 32, 2, 3)
 
 
-def test_retinanet_only_options_are_refused_unless_at_their_defaults():
-    tiny_yolo(reg_loss="smooth_l1", fg_iou=0.5)  # what a shared config passes
-    with pytest.raises(UserError, match="model.reg_loss='giou' is a RetinaNet option"):
-        tiny_yolo(reg_loss="giou")
-    with pytest.raises(TypeError, match="unexpected keyword argument 'nonsense'"):
-        tiny_yolo(nonsense=1)
+def test_retinanet_only_options_are_not_yolo_options():
+    with pytest.raises(TypeError, match="unexpected keyword argument 'reg_loss'"):
+        tiny_yolo(reg_loss="smooth_l1")
+    with pytest.raises(ConfigError) as e:
+        load_config(overrides=["model.arch=yolov2", "model.reg_loss=giou"])
+    assert str(e.value) == "config key model.reg_loss: not an option of model.arch=yolov2 (it is one of retinanet's)"
+
+
+def test_every_yolo_constructor_knob_is_a_config_key():
+    cfg = load_config(overrides=["model.arch=yolov2", "model.ignore_iou=0.3", "model.nms_thresh=0.4",
+                                 "model.topk_candidates=50", "model.detections_per_img=7", "model.anchor_base=2"])
+    det = build_detector("yolov2", **model_kwargs(cfg, 2, ["a", "b"]))
+    assert (det.ignore_iou, det.nms_thresh, det.topk_candidates, det.detections_per_img) == (0.3, 0.4, 50, 7)
+    assert det.standard_sizes == [64.0]
 
 
 # --------------------------------------------------------------------- registry, checkpoints
 def test_config_arch_choices_are_the_registry():
-    assert CHOICES["model.arch"] == tuple(ARCHS)
+    assert set(ARCHS) == {"retinanet", "yolov2"}
     assert load_config(overrides=["model.arch=yolov2"])["model"]["arch"] == "yolov2"
     assert load_config()["model"]["arch"] == "retinanet"
     with pytest.raises(ConfigError, match="model.arch: 'ssd' is not one of retinanet, yolov2"):

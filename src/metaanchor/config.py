@@ -1,182 +1,137 @@
-"""Training configuration: defaults, YAML files, ``KEY=VALUE`` overrides, validation.
+"""Training configuration: typed sections, YAML files, ``KEY=VALUE`` overrides, validation.
 
-A config is a nested dict. Every key has a default here; a YAML file and then
-command-line overrides (``solver.max_iter=500``) replace values. Unknown keys
-and values of the wrong type are ``ConfigError``s naming the key and what is
-allowed. Modules never read the config: ``model_kwargs`` maps it onto the
-``Detector`` arguments in one place.
+A config is a nested dict of sections (``data``, ``model``, ``anchors``, ``input``, ``solver``,
+``eval``, ``log``, ``checkpoint``) plus ``seed`` and ``device``. Each section is declared once as a
+dataclass below, every field with its default, type and allowed values
+(:func:`metaanchor.schema.option`); the ``model`` section is declared by the detector family that
+``model.arch`` names (``RetinaNetDetector.Config``, ``YoloV2Detector.Config``), so a family sees only
+its own options. A YAML file and then command-line overrides (``solver.max_iter=500``) replace
+defaults; unknown keys and bad values are ``ConfigError``s naming the key and what is allowed.
+Modules never read the config: :func:`model_kwargs` maps it onto a family's constructor.
 """
 
 from __future__ import annotations
 
-import copy
-import math
+from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
 
-from metaanchor.errors import ConfigError
-from metaanchor.families import ARCHS
-from metaanchor.families.base import HEADS
-from metaanchor.modeling.backbones import BACKBONES
-from metaanchor.modeling.heads import NORMS
-from metaanchor.modeling.losses import REG_LOSSES
+from metaanchor.errors import AnchorSpecError, ConfigError
+from metaanchor.families import ARCHS, DEFAULT_ARCH, detector_class
+from metaanchor.geometry.anchors import AnchorSet, kmeans_count
+from metaanchor.schema import check, defaults, fields, option
 
-DEFAULTS: dict = {
-    "seed": 0,
-    "device": "auto",  # auto | cpu | cuda | cuda:N
-    "data": {
-        "train": None,  # dataset folder (DIR/annotations.json + DIR/images), or a COCO JSON file
-        "train_images": None,  # image folder when data.train is a JSON file
-        "val": None,
-        "val_images": None,
-        "skip_invalid": False,  # drop (and count) bad annotations instead of failing
-        "workers": 0,  # data-loader processes that read, resize and augment images (0: in the main process)
-        "group_aspect": True,  # batches never mix portrait (h >= w) and landscape images (less padding)
-        "max_image_pixels": 50_000_000,  # images above width*height are refused from their header (bombs)
-    },
-    "model": {
-        "arch": "retinanet",  # retinanet | yolov2 (metaanchor.families.ARCHS)
-        "backbone": "tiny",
-        "backbone_weights": None,
-        "init_from": None,  # a checkpoint (e.g. written by metaanchor import) whose weights training starts from
-        "frozen_bn": False,
-        "head": "metaanchor",  # metaanchor | metaanchor-dd | predefined
-        "fpn_channels": 64,
-        "head_convs": 4,
-        "head_norm": "none",  # none | gn
-        "hidden_dim": 32,
-        "reg_loss": "smooth_l1",  # smooth_l1 | l1 | giou
-        "fg_iou": 0.5,
-        "bg_iou": 0.4,
-    },
-    "anchors": {
-        "train": "3x3",  # a SPEC, or kmeansK: K anchors fitted to data.train's boxes (YOLOv2's default)
-        "sample": True,  # draw a jittered anchor set around anchors.train every iteration (paper-notes default)
-        "scale_jitter": 0.5,  # max |log2| change of each scale when sampling
-        "ratio_jitter": 0.5,  # max |log2| change of each ratio when sampling
-        "eval": [],  # extra anchor sets evaluated at the end of training
-    },
-    "input": {
-        "size": 512,  # short side
-        "max_size": 0,  # long-side cap (0: same as size)
-        "hflip": 0.5,
-        "photometric": 0.0,  # strength of brightness/contrast/saturation jitter
-        # torchvision transforms.v2 preset replacing hflip/photometric (data/augment.py; unset: those two):
-        # none | light (flip, colour jitter, multi-scale) | standard (SSD-style zoom-out + IoU crop + photometric,
-        # flip, multi-scale 0.75..1.25x); boxes clamped to the image, empty ones dropped
-        "augment": None,
-    },
-    "solver": {
-        "max_iter": 1000,
-        "batch_size": 8,  # total over all processes
-        "lr": 0.01,
-        "momentum": 0.9,
-        "weight_decay": 1e-4,
-        "warmup_iters": 100,
-        "schedule": "cosine",  # cosine | step
-        "steps": [0.67, 0.89],  # fractions of max_iter where the step schedule divides lr by 10
-        "clip_grad": 10.0,  # max grad norm (0: off)
-        "amp": True,  # mixed precision on CUDA
-        # NHWC convolutions: true | false | null (auto: on CUDA only; on CPU NCHW measured faster with this torch
-        # for tiny and ResNet-18, BENCHMARKS.md "channels_last")
-        "channels_last": None,
-        "nonfinite": "stop",  # stop | skip: what a non-finite loss does
-        "ema": 0.0,  # EMA decay of the weights evaluated and saved (e.g. 0.9998; 0: off), see engine/ema.py
-        "ema_tau": 2000.0,  # EMA warm-up: decay * (1 - exp(-updates / ema_tau))
-        "early_stop": 0,  # stop after this many evaluations (eval.period) without a better AP (0: off)
-    },
-    "eval": {
-        "period": 0,  # evaluate every N iterations (0: only at the end)
-        "score_thresh": 0.05,
-        "batch_size": 8,
-    },
-    "log": {"period": 20},
-    "checkpoint": {"period": 200},
-}
-
-CHOICES = {
-    "device": None,
-    "model.arch": tuple(ARCHS),
-    "model.head": HEADS,
-    "model.backbone": BACKBONES,
-    "model.reg_loss": REG_LOSSES,
-    "model.head_norm": NORMS,
-    "solver.schedule": ("cosine", "step"),
-    "solver.nonfinite": ("stop", "skip"),
-    "input.augment": ("none", "light", "standard"),  # = metaanchor.data.augment.PRESETS
-}
-
-
-# Numeric ranges: (low, high, low is exclusive). Checked for every source of values.
-_POSITIVE, _NON_NEGATIVE, _UNIT = (0, None, True), (0, None, False), (0, 1, False)
 # Upper bounds of sizes and counts: beyond them a run exhausts memory or never ends.
 MAX_ITERS = 10**8
 MAX_BATCH = 1024
 MAX_INPUT_SIZE = 4096  # px, short side (input.max_size: twice that)
-MAX_CHANNELS = 4096
 MAX_IMAGE_PIXELS_LIMIT = 1_000_000_000  # = metaanchor.data.io.MAX_IMAGE_PIXELS_LIMIT
-RANGES = {
-    **dict.fromkeys(("solver.lr",), _POSITIVE),
-    **dict.fromkeys(("solver.max_iter", "log.period", "checkpoint.period"), (0, MAX_ITERS, True)),
-    **dict.fromkeys(("solver.batch_size", "eval.batch_size"), (0, MAX_BATCH, True)),
-    **dict.fromkeys(("model.fpn_channels", "model.hidden_dim"), (0, MAX_CHANNELS, True)),
-    "input.size": (0, MAX_INPUT_SIZE, True),
-    "input.max_size": (0, 2 * MAX_INPUT_SIZE, False),
-    "data.max_image_pixels": (0, MAX_IMAGE_PIXELS_LIMIT, True),
-    "seed": (0, 2**32 - 1, False),
-    "data.workers": (0, 256, False),
-    "model.head_convs": (0, 16, False),
-    **dict.fromkeys(("solver.warmup_iters", "eval.period", "solver.early_stop"), (0, MAX_ITERS, False)),
-    "solver.ema": (0, 1, False),
-    "solver.ema_tau": _NON_NEGATIVE,
-    **dict.fromkeys(("input.photometric", "solver.momentum", "solver.weight_decay", "solver.clip_grad",
-                     "anchors.scale_jitter", "anchors.ratio_jitter"), _NON_NEGATIVE),
-    **dict.fromkeys(("input.hflip", "model.fg_iou", "model.bg_iou", "eval.score_thresh"), _UNIT),
-}
-LIST_ITEMS = {"solver.steps": float, "anchors.eval": str}
 
 
-def _check_range(key: str, value) -> None:
-    if isinstance(value, float) and not math.isfinite(value):
-        raise ConfigError(f"config key {key}: {value!r} is not a finite number")
-    if key not in RANGES or value is None:
-        return
-    low, high, exclusive = RANGES[key]
-    if value < low or (exclusive and value == low) or (high is not None and value > high):
-        if exclusive:
-            allowed = f"> {low}" if high is None else f"> {low} and <= {high}"
-        else:
-            allowed = f">= {low}" if high is None else f"in {low}..{high}"
-        raise ConfigError(f"config key {key}: {value!r} is out of range; allowed: {allowed}")
+@dataclass
+class RunConfig:
+    """The top-level keys."""
+
+    seed: int = option(0, low=0, high=2**32 - 1)
+    device: str = option("auto")  # auto | cpu | cuda | cuda:N (checked when training starts)
 
 
-def _check_items(key: str, value) -> None:
-    kind = LIST_ITEMS.get(key)
-    if kind is None or value is None:
-        return
-    for item in value:
-        ok = isinstance(item, str) if kind is str else (
-            isinstance(item, (int, float)) and not isinstance(item, bool) and math.isfinite(item))
-        if not ok:
-            raise ConfigError(f"config key {key}: item {item!r} is not a {kind.__name__}")
+@dataclass
+class DataConfig:
+    train: str = option(None)  # dataset folder (DIR/annotations.json + DIR/images), or a COCO JSON file
+    train_images: str = option(None)  # image folder when data.train is a JSON file
+    val: str = option(None)
+    val_images: str = option(None)
+    skip_invalid: bool = option(False)  # drop (and count) bad annotations instead of failing
+    workers: int = option(0, low=0, high=256)  # loader processes that read, resize, augment (0: main process)
+    group_aspect: bool = option(True)  # batches never mix portrait (h >= w) and landscape images (less padding)
+    # images above width*height are refused from their header (decompression bombs)
+    max_image_pixels: int = option(50_000_000, low=0, low_open=True, high=MAX_IMAGE_PIXELS_LIMIT)
+
+
+@dataclass
+class AnchorsConfig:
+    train: str = option("3x3")  # a SPEC, or kmeansK: K anchors fitted to data.train's boxes
+    sample: bool = option(True)  # draw a jittered anchor set around anchors.train every iteration
+    scale_jitter: float = option(0.5, low=0)  # max |log2| change of each scale when sampling
+    ratio_jitter: float = option(0.5, low=0)  # max |log2| change of each ratio when sampling
+    eval: list = option([], items=str)  # extra anchor sets evaluated at the end of training
+
+
+@dataclass
+class InputConfig:
+    size: int = option(512, low=0, low_open=True, high=MAX_INPUT_SIZE)  # short side
+    max_size: int = option(0, low=0, high=2 * MAX_INPUT_SIZE)  # long-side cap (0: same as size)
+    hflip: float = option(0.5, low=0, high=1)
+    photometric: float = option(0.0, low=0)  # strength of brightness/contrast/saturation jitter
+    # a torchvision transforms.v2 preset replacing hflip/photometric (metaanchor.data.augment.PRESETS);
+    # unset: those two
+    augment: str = option(None, choices=("none", "light", "standard"))
+
+
+@dataclass
+class SolverConfig:
+    max_iter: int = option(1000, low=0, low_open=True, high=MAX_ITERS)
+    batch_size: int = option(8, low=0, low_open=True, high=MAX_BATCH)  # total over all processes
+    lr: float = option(0.01, low=0, low_open=True)
+    momentum: float = option(0.9, low=0)
+    weight_decay: float = option(1e-4, low=0)
+    warmup_iters: int = option(100, low=0, high=MAX_ITERS)
+    schedule: str = option("cosine", choices=("cosine", "step"))
+    steps: list = option([0.67, 0.89], items=float)  # fractions of max_iter where "step" divides lr by 10
+    clip_grad: float = option(10.0, low=0)  # max grad norm (0: off)
+    amp: bool = option(True)  # mixed precision on CUDA
+    channels_last: bool = option(None, kind=bool)  # NHWC convolutions; null: on CUDA only
+    nonfinite: str = option("stop", choices=("stop", "skip"))  # what a non-finite loss does
+    ema: float = option(0.0, low=0, high=1, high_open=True)  # EMA decay of the weights evaluated and saved (0: off)
+    ema_tau: float = option(2000.0, low=0)  # EMA warm-up: decay * (1 - exp(-updates / ema_tau))
+    early_stop: int = option(0, low=0, high=MAX_ITERS)  # stop after this many evaluations without a better AP
+
+
+@dataclass
+class EvalConfig:
+    period: int = option(0, low=0, high=MAX_ITERS)  # evaluate every N iterations (0: only at the end)
+    score_thresh: float = option(0.05, low=0, high=1)
+    batch_size: int = option(8, low=0, low_open=True, high=MAX_BATCH)
+
+
+@dataclass
+class LogConfig:
+    period: int = option(20, low=0, low_open=True, high=MAX_ITERS)
+
+
+@dataclass
+class CheckpointConfig:
+    period: int = option(200, low=0, low_open=True, high=MAX_ITERS)
+
+
+SECTIONS: dict[str, type] = {"data": DataConfig, "anchors": AnchorsConfig, "input": InputConfig,
+                             "solver": SolverConfig, "eval": EvalConfig, "log": LogConfig,
+                             "checkpoint": CheckpointConfig}
+
+
+def model_section(arch: str) -> type:
+    """The dataclass of the ``model`` section for family ``arch``."""
+    return detector_class(arch).Config
+
+
+def default_config(arch: str = DEFAULT_ARCH) -> dict:
+    """Every key at its default, with the ``model`` section of family ``arch``."""
+    if arch not in ARCHS:
+        raise ConfigError(f"config key model.arch: {arch!r} is not one of {', '.join(ARCHS)}")
+    cfg = defaults(RunConfig)
+    cfg["data"] = defaults(DataConfig)
+    cfg["model"] = defaults(model_section(arch)) | {"arch": arch}
+    for name, section in SECTIONS.items():
+        cfg.setdefault(name, defaults(section))
+    return cfg
 
 
 def validate(cfg: dict) -> dict:
-    """Checks that span keys: IoU thresholds, step fractions, anchor SPECs. Returns ``cfg``."""
-    from metaanchor.errors import AnchorSpecError
-    from metaanchor.geometry.anchors import AnchorSet, kmeans_count
-
-    m = cfg["model"]
-    if cfg["solver"]["channels_last"] not in (None, True, False):
-        raise ConfigError(f"config key solver.channels_last: expected true, false or null (auto), got "
-                          f"{cfg['solver']['channels_last']!r}")
-    if m["bg_iou"] > m["fg_iou"]:
-        raise ConfigError(f"config keys model.bg_iou={m['bg_iou']} and model.fg_iou={m['fg_iou']}: "
-                          "bg_iou must not exceed fg_iou")
-    if cfg["solver"]["ema"] >= 1:
-        raise ConfigError(f"config key solver.ema: {cfg['solver']['ema']!r} is out of range; allowed: "
-                          ">= 0 and < 1 (0: off)")
+    """Checks that span keys: the family's own (e.g. IoU thresholds), step fractions, early stopping,
+    anchor SPECs. Returns ``cfg``."""
+    model_section(cfg["model"]["arch"]).check(cfg["model"])
     if cfg["solver"]["early_stop"] and not (cfg["eval"]["period"] and cfg["data"]["val"]):
         raise ConfigError(f"config key solver.early_stop={cfg['solver']['early_stop']}: needs periodic "
                           "validation; set eval.period > 0 and data.val")
@@ -205,50 +160,40 @@ def flatten(d: dict, prefix: str = "") -> dict:
     return out
 
 
-def _check_type(key: str, value, default):
-    """Coerce ``value`` to the type of ``default`` or raise naming the key."""
-    if default is None:
-        return value
-    if value is None:
-        raise ConfigError(f"config key {key}: expected {type(default).__name__}, got no value")
-    if isinstance(default, bool):
-        if isinstance(value, bool):
-            return value
-    elif isinstance(default, int):
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
-    elif isinstance(default, float):
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
-    elif isinstance(default, str):
-        if isinstance(value, str):
-            return value
-    elif isinstance(default, list):
-        if isinstance(value, list):
-            return value
-        if isinstance(value, (str, int, float)):
-            return [value]
-    raise ConfigError(f"config key {key}: expected {type(default).__name__}, got {value!r}")
+def _section_of(cfg: dict, key: str) -> tuple[type, dict]:
+    """(dataclass, dict node) holding ``key``; a ConfigError listing the keys nearby when there is none."""
+    parts = key.split(".")
+    if len(parts) == 1 and parts[0] in fields(RunConfig):
+        return RunConfig, cfg
+    if len(parts) == 2 and parts[0] == "model":
+        section = model_section(cfg["model"]["arch"])
+        if parts[1] in fields(section):
+            return section, cfg["model"]
+        owners = [a for a in ARCHS if parts[1] in fields(model_section(a))]
+        if owners:
+            raise ConfigError(f"config key {key}: not an option of model.arch={cfg['model']['arch']} "
+                              f"(it is one of {', '.join(owners)}'s)")
+    elif len(parts) == 2 and parts[0] in SECTIONS and parts[1] in fields(SECTIONS[parts[0]]):
+        return SECTIONS[parts[0]], cfg[parts[0]]
+    known = sorted(flatten(cfg))
+    near = [k for k in known if k.startswith(parts[0] + ".")] or known
+    raise ConfigError(f"unknown config key {key!r}; allowed: {', '.join(near)}")
 
 
 def set_key(cfg: dict, key: str, value) -> None:
-    """Set a dotted key, validating that it exists and the value's type."""
-    flat_defaults = flatten(DEFAULTS)
-    if key not in flat_defaults:
-        section = key.split(".")[0]
-        near = sorted(k for k in flat_defaults if k.startswith(section + ".")) or sorted(flat_defaults)
-        raise ConfigError(f"unknown config key {key!r}; allowed: {', '.join(near)}")
-    value = _check_type(key, value, flat_defaults[key])
-    _check_range(key, value)
-    _check_items(key, value)
-    allowed = CHOICES.get(key)
-    if allowed and value not in allowed and not (value is None and flat_defaults[key] is None):
-        raise ConfigError(f"config key {key}: {value!r} is not one of {', '.join(allowed)}")
-    node = cfg
-    *parents, leaf = key.split(".")
-    for p in parents:
-        node = node[p]
-    node[leaf] = value
+    """Set a dotted key, validating that it exists and the value.
+
+    Setting ``model.arch`` to another family replaces the ``model`` section by that family's,
+    keeping the values of the keys both families have."""
+    if key == "model.arch":
+        if value not in ARCHS:
+            raise ConfigError(f"config key model.arch: {value!r} is not one of {', '.join(ARCHS)}")
+        if value != cfg["model"]["arch"]:
+            shared = {k: v for k, v in cfg["model"].items() if k in fields(model_section(value))}
+            cfg["model"] = defaults(model_section(value)) | shared | {"arch": value}
+        return
+    section, node = _section_of(cfg, key)
+    node[key.rsplit(".", 1)[-1]] = check(section, key, value)
 
 
 def parse_override(text: str) -> tuple[str, object]:
@@ -297,42 +242,55 @@ def _anchor_files_beside(cfg: dict, folder: Path) -> None:
     cfg["anchors"]["eval"] = [beside(s) for s in cfg["anchors"]["eval"]]
 
 
+def _read_yaml(p: Path) -> dict:
+    try:
+        data = yaml.safe_load(p.read_text()) or {}
+    except yaml.YAMLError as e:
+        raise ConfigError(f"config file {p}: invalid YAML: {str(e).splitlines()[0]}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {p}: expected a mapping at the top level")
+    return flatten(data)
+
+
 def load_config(path: str | Path | None = None, overrides: list[str] | tuple = ()) -> dict:
-    """Defaults <- YAML file (a path, or a shipped config's name) <- overrides; returns a validated nested dict."""
-    cfg = copy.deepcopy(DEFAULTS)
-    if path is not None:
-        p = config_path(path)
-        try:
-            data = yaml.safe_load(p.read_text()) or {}
-        except yaml.YAMLError as e:
-            raise ConfigError(f"config file {p}: invalid YAML: {str(e).splitlines()[0]}") from None
-        if not isinstance(data, dict):
-            raise ConfigError(f"config file {p}: expected a mapping at the top level")
-        for key, value in flatten(data).items():
+    """Defaults <- YAML file (a path, or a shipped config's name) <- overrides; returns a validated nested dict.
+
+    The family (``model.arch``: the last override, else the file's, else RetinaNet) is known before any
+    ``model`` key is read, so each is checked against that family's options."""
+    p = config_path(path) if path is not None else None
+    from_file = _read_yaml(p) if p is not None else {}
+    pairs = [parse_override(text) for text in overrides]
+    arch = next((v for k, v in reversed(pairs) if k == "model.arch"), from_file.get("model.arch", DEFAULT_ARCH))
+    cfg = default_config(DEFAULT_ARCH)
+    set_key(cfg, "model.arch", arch)
+    if p is not None:
+        for key, value in from_file.items():
+            if key == "model.arch":  # already applied (an override may have replaced it)
+                continue
             try:
                 set_key(cfg, key, value)
             except ConfigError as e:
                 raise ConfigError(f"config file {p}: {e}") from None
         _anchor_files_beside(cfg, p.parent)
-    for text in overrides:
-        set_key(cfg, *parse_override(text))
+    for key, value in pairs:
+        if key != "model.arch":
+            set_key(cfg, key, value)
     return validate(cfg)
 
 
 def model_kwargs(cfg: dict, num_classes: int, class_names: list[str] | None,
                  category_ids: list[int] | None = None) -> dict:
-    """Map a config onto ``Detector`` arguments (the one place that does).
+    """A config as the constructor arguments of its family (``model.arch``): every ``model`` key but
+    ``arch`` and ``init_from`` (each family's config fields are its constructor's arguments), plus the
+    input size, the training anchor set and the evaluation score threshold.
 
     ``class_names`` and ``category_ids`` come from the training dataset (kept in the checkpoint).
     """
-    m, inp = cfg["model"], cfg["input"]
-    return dict(num_classes=num_classes, class_names=class_names, backbone=m["backbone"], head=m["head"],
-                anchors=cfg["anchors"]["train"], fpn_channels=m["fpn_channels"], head_convs=m["head_convs"],
-                head_norm=m["head_norm"], hidden_dim=m["hidden_dim"], min_size=inp["size"],
-                max_size=inp["max_size"] or inp["size"],
-                fg_iou=m["fg_iou"], bg_iou=m["bg_iou"], reg_loss=m["reg_loss"],
-                score_thresh=cfg["eval"]["score_thresh"], backbone_weights=m["backbone_weights"],
-                frozen_bn=m["frozen_bn"], category_ids=category_ids)
+    model = {k: v for k, v in cfg["model"].items() if k not in ("arch", "init_from")}
+    inp = cfg["input"]
+    return model | dict(num_classes=num_classes, class_names=class_names, category_ids=category_ids,
+                        anchors=cfg["anchors"]["train"], min_size=inp["size"], max_size=inp["max_size"] or inp["size"],
+                        score_thresh=cfg["eval"]["score_thresh"])
 
 
 def dump(cfg: dict) -> str:

@@ -17,6 +17,7 @@ from torchvision.utils import draw_bounding_boxes
 from metaanchor.files import write_atomic
 from metaanchor.geometry.anchors import AnchorSet
 
+
 def _figure(nrows: int = 1, ncols: int = 1, figsize=(5.5, 4.5)):
     """A new figure (not registered with pyplot) and its [nrows][ncols] axes."""
     from matplotlib.figure import Figure

@@ -18,12 +18,11 @@ import torch
 
 from metaanchor import checkpoint as ckpt
 from metaanchor.errors import CheckpointError, UserError
-from metaanchor.families.base import BaseDetector
+from metaanchor.families.base import DEFAULT_ARCH, BaseDetector
 from metaanchor.families.retinanet import RetinaNetDetector
 from metaanchor.families.yolov2 import YoloV2Detector
 
 ARCHS: dict[str, type[BaseDetector]] = {"retinanet": RetinaNetDetector, "yolov2": YoloV2Detector}
-DEFAULT_ARCH = "retinanet"
 
 
 def detector_class(arch: str) -> type:

@@ -31,6 +31,7 @@ from __future__ import annotations
 import warnings
 from collections import OrderedDict
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -40,9 +41,13 @@ from metaanchor import checkpoint as ckpt
 from metaanchor.errors import CheckpointError, UserError
 from metaanchor.geometry.anchor_fit import fit_anchors
 from metaanchor.geometry.anchors import ANCHOR_BASE, AnchorSet, grid_anchors, standard_sizes
+from metaanchor.modeling.backbones import BACKBONES
 from metaanchor.modeling.folding import fold_batchnorm
+from metaanchor.schema import option
 
+DEFAULT_ARCH = "retinanet"
 HEADS = ("metaanchor", "metaanchor-dd", "predefined")
+MAX_CHANNELS = 4096
 CODE_TOL = 1e-4  # codes this far outside the training range still count as inside (float rounding)
 
 
@@ -51,10 +56,35 @@ class AnchorRangeWarning(UserWarning):
 GRID_CACHE_SIZE = 8
 
 
+@dataclass
+class ModelConfig:
+    """The ``model`` config keys every family has; a family's ``Config`` subclasses it with its own.
+
+    Apart from ``arch`` (the family's registry name) and ``init_from`` (weights training starts from),
+    each field is an argument of the family's constructor, under the same name."""
+
+    arch: str = option(DEFAULT_ARCH)  # checked against the registry by metaanchor.config
+    backbone: str = option("tiny", choices=BACKBONES)
+    backbone_weights: str = option(None)  # "imagenet" (torchvision's registry and cache) or a local file
+    init_from: str = option(None)  # a checkpoint (e.g. written by metaanchor import) to start training from
+    frozen_bn: bool = option(False)
+    head: str = option("metaanchor", choices=HEADS)  # predefined: the classic baseline
+    hidden_dim: int = option(32, low=0, low_open=True, high=MAX_CHANNELS)  # generator MLP width
+    anchor_base: float = option(ANCHOR_BASE, low=0, low_open=True)  # standard box side = anchor_base * stride
+    nms_thresh: float = option(0.5, low=0, high=1)
+    topk_candidates: int = option(1000, low=0, low_open=True, high=10**6)  # per level, before NMS
+    detections_per_img: int = option(100, low=0, low_open=True, high=10**5)
+
+    @classmethod
+    def check(cls, section: dict) -> None:
+        """Checks that span keys of the section (raise ``ConfigError``); none here."""
+
+
 class BaseDetector(nn.Module):
     """Family-agnostic detector behaviour; subclasses set ``arch`` (their registry name) and ``forward``."""
 
     arch = "?"
+    Config: type[ModelConfig] = ModelConfig  # the family's ``model`` config section
     default_input_size = 512  # input.size assumed by tools that need one without a config (anchors fit)
     pyramid_strides: tuple[int, ...] = ()  # strides of the levels anchors sit on (fits anchors before building)
 

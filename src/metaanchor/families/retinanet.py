@@ -10,10 +10,12 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from torch import Tensor
 
-from metaanchor.errors import UserError
-from metaanchor.families.base import BaseDetector, to_image_pixels
+from metaanchor.errors import ConfigError, UserError
+from metaanchor.families.base import MAX_CHANNELS, BaseDetector, ModelConfig, to_image_pixels
 from metaanchor.geometry.anchors import ANCHOR_BASE, PYRAMID_STRIDES, AnchorSet, standard_sizes
 from metaanchor.geometry.box_coder import BoxCoder
 from metaanchor.geometry.matcher import Matcher
@@ -23,6 +25,25 @@ from metaanchor.modeling.heads import NORMS, MetaAnchorHead, PredefinedAnchorHea
 from metaanchor.modeling.losses import REG_LOSSES, detection_loss
 from metaanchor.modeling.postprocess import postprocess
 from metaanchor.modeling.transform import ImageBatcher
+from metaanchor.schema import option
+
+
+@dataclass
+class RetinaNetConfig(ModelConfig):
+    """``model`` keys of ``model.arch=retinanet`` (the constructor's arguments)."""
+
+    fpn_channels: int = option(64, low=0, low_open=True, high=MAX_CHANNELS)
+    head_convs: int = option(4, low=0, high=16)  # 3x3 convs per head tower
+    head_norm: str = option("none", choices=NORMS)  # gn: GroupNorm in the towers
+    reg_loss: str = option("smooth_l1", choices=REG_LOSSES)
+    fg_iou: float = option(0.5, low=0, high=1)  # anchors matched at this IoU or more are foreground
+    bg_iou: float = option(0.4, low=0, high=1)  # below it background; in between ignored
+
+    @classmethod
+    def check(cls, section: dict) -> None:
+        if section["bg_iou"] > section["fg_iou"]:
+            raise ConfigError(f"config keys model.bg_iou={section['bg_iou']} and model.fg_iou={section['fg_iou']}: "
+                              "bg_iou must not exceed fg_iou")
 
 
 class RetinaNetDetector(BaseDetector):
@@ -45,6 +66,7 @@ class RetinaNetDetector(BaseDetector):
     """
 
     arch = "retinanet"  # registry name (metaanchor.families.ARCHS)
+    Config = RetinaNetConfig
     pyramid_strides = PYRAMID_STRIDES  # P3..P7
 
     def __init__(self, num_classes: int, class_names: list[str] | None = None, backbone: str = "tiny",

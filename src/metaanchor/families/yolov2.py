@@ -25,6 +25,8 @@ level-relative anchor file means the same pixel sizes as at RetinaNet's P5.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 import torch.nn.functional as F
 import torchvision
@@ -34,7 +36,7 @@ from torchvision.ops import FrozenBatchNorm2d
 
 from metaanchor.data.box_shapes import box_shapes
 from metaanchor.errors import UserError
-from metaanchor.families.base import BaseDetector, to_image_pixels
+from metaanchor.families.base import MAX_CHANNELS, BaseDetector, ModelConfig, to_image_pixels
 from metaanchor.families.yolov2_loss import OBJ, box_slice, class_slice, yolo_loss
 from metaanchor.geometry.anchors import ANCHOR_BASE, AnchorSet, standard_sizes
 from metaanchor.geometry.box_coder import BBOX_XFORM_CLIP
@@ -43,6 +45,7 @@ from metaanchor.modeling.generator import AnchorFunctionGenerator, prior_bias
 from metaanchor.modeling.heads import check_anchor_count, flatten_level
 from metaanchor.modeling.postprocess import postprocess
 from metaanchor.modeling.transform import ImageBatcher
+from metaanchor.schema import option
 
 STRIDE = 32
 LEAKY_SLOPE = 0.1  # YOLOv2's leaky ReLU
@@ -52,8 +55,6 @@ LEAKY_SLOPE = 0.1  # YOLOv2's leaky ReLU
 YOLOV2_VOC_ANCHORS = AnchorSet(
     [(h / 4, w / 4) for w, h in ((1.3221, 1.73145), (3.19275, 4.00944), (5.05587, 8.09892),
                                  (9.47112, 4.84053), (11.2364, 10.0071))], spec="yolov2-voc")
-# RetinaNet options a shared config passes to every family; YOLOv2 has no use for other values.
-RETINANET_ONLY = {"head_norm": "none", "fg_iou": 0.5, "bg_iou": 0.4, "reg_loss": "smooth_l1"}
 
 
 # ----------------------------------------------------------------------------- backbone
@@ -242,6 +243,15 @@ def score_logits(out: Tensor, num_classes: int, exportable: bool = False) -> Ten
 
 
 # ------------------------------------------------------------------------------ detector
+@dataclass
+class YoloV2Config(ModelConfig):
+    """``model`` keys of ``model.arch=yolov2`` (the constructor's arguments)."""
+
+    fpn_channels: int = option(64, low=0, low_open=True, high=MAX_CHANNELS)  # width of the neck and head input
+    head_convs: int = option(4, low=1, high=16)  # 3x3 convs after the passthrough concatenation (YOLOv2: 1)
+    ignore_iou: float = option(0.6, low=0, high=1)  # predictions overlapping a ground truth more: not background
+
+
 class YoloV2Detector(BaseDetector):
     """A YOLOv2-style detector with a MetaAnchor or predefined-anchor head.
 
@@ -251,14 +261,14 @@ class YoloV2Detector(BaseDetector):
         head: ``metaanchor``, ``metaanchor-dd`` (data-dependent) or ``predefined``.
         anchors: the anchor set (default YOLOv2's VOC k-means set); any set later with ``set_anchors``
             (MetaAnchor heads).
-        fpn_channels: width of the neck and head input (named as in ``Detector`` so one config drives both).
+        fpn_channels: width of the neck and head input (named as RetinaNet's FPN width).
         head_convs: 3x3 convs after the passthrough concatenation (YOLOv2: 1).
         anchor_base: standard box side = anchor_base * 32.
         ignore_iou: predictions whose box overlaps a ground truth by more are not background.
-        head_norm, fg_iou, bg_iou, reg_loss: RetinaNet options, accepted at their defaults only.
     """
 
     arch = "yolov2"
+    Config = YoloV2Config
     default_input_size = 416  # YOLOv2's 13 x 13 grid
     pyramid_strides = (STRIDE,)
 
@@ -268,13 +278,8 @@ class YoloV2Detector(BaseDetector):
                  anchor_base: float = ANCHOR_BASE, ignore_iou: float = 0.6, score_thresh: float = 0.05,
                  nms_thresh: float = 0.5, topk_candidates: int = 1000, detections_per_img: int = 100,
                  backbone_weights: str | None = None, frozen_bn: bool = False,
-                 category_ids: list[int] | None = None, **retinanet_options):
+                 category_ids: list[int] | None = None):
         super().__init__()
-        for key, value in retinanet_options.items():
-            if key not in RETINANET_ONLY:
-                raise TypeError(f"YoloV2Detector got an unexpected keyword argument {key!r}")
-            if value != RETINANET_ONLY[key]:
-                raise UserError(f"model.{key}={value!r} is a RetinaNet option; model.arch=yolov2 does not use it")
         anchors = AnchorSet.parse(anchors)
         self._init_common(dict(arch=self.arch, backbone=backbone, fpn_channels=fpn_channels, head_convs=head_convs,
                                hidden_dim=hidden_dim, min_size=min_size, max_size=max_size, anchor_base=anchor_base,
