@@ -18,12 +18,16 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from metaanchor.errors import CheckpointError, UserError
+from metaanchor.errors import CheckpointError, UserError, first_line
 from metaanchor.files import write_atomic
 from metaanchor.version import __version__
 
 FORMAT = "metaanchor"
 COMPATIBLE_MAJOR = 0
+MAX_NAMED_KEYS = 4  # keys named in a mismatch message; the rest are counted
+# model settings that change the shapes of its tensors, named when a checkpoint's weights do not fit
+SHAPE_SETTINGS = ("arch", "backbone", "fpn_channels", "head", "head_convs", "head_norm", "hidden_dim", "num_classes")
+BN_COUNTER = re.compile(r".*\.num_batches_tracked$")  # BatchNorm's step counter: frozen BN has none
 
 
 def model_payload(model_config: dict, state_dict: dict) -> dict:
@@ -85,8 +89,8 @@ def load(path: str | Path, map_location="cpu") -> dict:
         raise CheckpointError(f"checkpoint {path}: refused, not a tensors-only metaanchor checkpoint "
                               f"({forbidden})") from None
     except Exception as e:  # noqa: BLE001 - truncated/corrupt files raise many types
-        msg = str(e).splitlines()[0] if str(e) else type(e).__name__
-        raise CheckpointError(f"checkpoint {path}: unreadable (truncated or not a checkpoint): {msg}") from None
+        raise CheckpointError(f"checkpoint {path}: unreadable (truncated or not a checkpoint): {first_line(e)}"
+                              ) from None
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise CheckpointError(f"checkpoint {path}: not a metaanchor checkpoint ({_describe(payload)}; "
                               f"no 'format: {FORMAT}' entry)")
@@ -109,9 +113,8 @@ def _forbidden(e: Exception) -> str | None:
 
 def _unpickler_detail(e: Exception) -> str:
     """The one informative line of torch's weights-only error (e.g. 'Unsupported operand 110')."""
-    text = str(e)
-    m = re.search(r"WeightsUnpickler error:\s*([^\n]+)", text)
-    detail = m.group(1).strip() if m else (text.splitlines()[0] if text else type(e).__name__)
+    m = re.search(r"WeightsUnpickler error:\s*([^\n]+)", str(e))
+    detail = m.group(1).strip() if m else first_line(e)
     return detail[:200]
 
 
@@ -155,7 +158,26 @@ def load_tensor_file(path: str | Path, where: str, unreadable: str = "cannot rea
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # noqa: BLE001 - any unreadable file is a user error
-        raise UserError(f"{where}: {unreadable}: {e}".splitlines()[0]) from None
+        raise UserError(f"{where}: {unreadable}: {first_line(e)}") from None
+
+
+def key_names(keys) -> str:
+    """Up to ``MAX_NAMED_KEYS`` keys (in the order given: a state dict's is the modules'), then how many more."""
+    keys = list(keys)
+    more = f" (+{len(keys) - MAX_NAMED_KEYS} more)" if len(keys) > MAX_NAMED_KEYS else ""
+    return ", ".join(keys[:MAX_NAMED_KEYS]) + more
+
+
+def state_dict_problems(expected: dict, given: dict, reference: str = "model", check_shapes: bool = True) -> list[str]:
+    """What keeps the tensors ``given`` from loading where ``expected`` are wanted, one phrase per kind:
+    'missing keys ...', 'unexpected keys ...', 'mismatched shapes KEY (given shape) (REFERENCE shape)'.
+    BatchNorm's ``num_batches_tracked`` may be absent or extra. Empty when the state dict fits."""
+    missing = [k for k in expected if k not in given and not BN_COUNTER.match(k)]
+    unexpected = [k for k in given if k not in expected and not BN_COUNTER.match(k)]
+    shapes = [f"{k} {tuple(v.shape)} ({reference} {tuple(expected[k].shape)})" for k, v in given.items()
+              if check_shapes and k in expected and v.shape != expected[k].shape]
+    return [f"{what} {key_names(keys)}" for what, keys in (("missing keys", missing), ("unexpected keys", unexpected),
+                                                          ("mismatched shapes", shapes)) if keys]
 
 
 def init_weights(model: nn.Module, path: str | Path) -> list[str]:
@@ -170,22 +192,12 @@ def init_weights(model: nn.Module, path: str | Path) -> list[str]:
     state, own = payload["model"], model.state_dict()
     cfg, mine = payload["model_config"], getattr(model, "config", {})
     new_classes = "num_classes" in cfg and "num_classes" in mine and cfg["num_classes"] != mine["num_classes"]
-    skip = re.compile(r".*\.num_batches_tracked$")
     mismatched = [k for k, v in state.items() if k in own and v.shape != own[k].shape]
-    problems = {
-        "missing keys": [k for k in own if k not in state and not skip.match(k)],
-        "unexpected keys": [k for k in state if k not in own and not skip.match(k)],
-        "mismatched shapes": [] if new_classes else [f"{k} {tuple(state[k].shape)} (model {tuple(own[k].shape)})"
-                                                     for k in mismatched],
-    }
-    problems = [f"{what} {', '.join(keys[:4])}" + (f" (+{len(keys) - 4} more)" if len(keys) > 4 else "")
-                for what, keys in problems.items() if keys]
+    problems = state_dict_problems(own, state, check_shapes=not new_classes)
     if problems:
-        differ = [f"model.{k}={cfg[k]}" for k in ("arch", "backbone", "fpn_channels", "head", "head_convs",
-                                                   "head_norm", "hidden_dim", "num_classes")
-                  if k in cfg and k in mine and cfg[k] != mine[k]]
+        differ = [f"model.{k}={cfg[k]}" for k in SHAPE_SETTINGS if k in cfg and k in mine and cfg[k] != mine[k]]
         hint = f"; the checkpoint has {', '.join(differ)}" if differ else ""
         raise CheckpointError(f"model.init_from={path}: weights do not fit the model: {'; '.join(problems)}{hint}")
     state = {k: v for k, v in state.items() if k not in mismatched}
-    model.load_state_dict({k: v for k, v in state.items() if not skip.match(k) or k in own}, strict=False)
+    model.load_state_dict({k: v for k, v in state.items() if not BN_COUNTER.match(k) or k in own}, strict=False)
     return mismatched

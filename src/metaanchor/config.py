@@ -17,7 +17,7 @@ from pathlib import Path
 
 import yaml
 
-from metaanchor.errors import AnchorSpecError, ConfigError
+from metaanchor.errors import AnchorSpecError, ConfigError, first_line
 from metaanchor.families import ARCHS, DEFAULT_ARCH, detector_class
 from metaanchor.geometry.anchors import AnchorSet, kmeans_count
 from metaanchor.schema import check, defaults, fields, option
@@ -246,7 +246,7 @@ def _read_yaml(p: Path) -> dict:
     try:
         data = yaml.safe_load(p.read_text()) or {}
     except yaml.YAMLError as e:
-        raise ConfigError(f"config file {p}: invalid YAML: {str(e).splitlines()[0]}") from None
+        raise ConfigError(f"config file {p}: invalid YAML: {first_line(e)}") from None
     if not isinstance(data, dict):
         raise ConfigError(f"config file {p}: expected a mapping at the top level")
     return flatten(data)

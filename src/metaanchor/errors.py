@@ -7,6 +7,10 @@ line on stderr and exits with code 2; every other exception is an internal error
 """
 
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+
 class UserError(Exception):
     """A mistake in the user's input; the message names what is wrong."""
 
@@ -52,3 +56,21 @@ def is_out_of_memory(exc: BaseException) -> bool:
     oom = getattr(torch, "OutOfMemoryError", None) or getattr(torch.cuda, "OutOfMemoryError", None)
     return (oom is not None and isinstance(exc, oom)) or (
         isinstance(exc, RuntimeError) and "CUDA out of memory" in str(exc))
+
+
+@contextmanager
+def out_of_memory_advice(where: str, batch_size: int, option: str, then: str = "") -> Iterator[None]:
+    """Turn a CUDA out-of-memory error in the block into ``OutOfMemory`` with :func:`out_of_memory_message`
+    (``then``: what to do afterwards, appended); any other exception passes through."""
+    try:
+        yield
+    except Exception as e:
+        if is_out_of_memory(e):
+            raise OutOfMemory(out_of_memory_message(where, batch_size, option) + then) from None
+        raise
+
+
+def first_line(e: BaseException) -> str:
+    """The first line of an exception's message (libraries often add paragraphs), or its type's name."""
+    text = str(e).strip()
+    return text.splitlines()[0] if text else type(e).__name__

@@ -44,9 +44,9 @@ from torchvision.models.detection.retinanet import _default_anchorgen
 from torchvision.ops import FrozenBatchNorm2d
 from torchvision.ops.feature_pyramid_network import LastLevelP6P7
 
-from metaanchor.checkpoint import load_tensor_file
+from metaanchor.checkpoint import BN_COUNTER, key_names, load_tensor_file, state_dict_problems
 from metaanchor.deploy.verify import same_detections
-from metaanchor.errors import UserError
+from metaanchor.errors import UserError, first_line
 from metaanchor.families.retinanet import RetinaNetDetector
 from metaanchor.files import write_atomic, write_text
 from metaanchor.geometry.anchors import AnchorSet, cell_anchors
@@ -64,7 +64,6 @@ RESNET_LAYOUTS = {(False, 2): "resnet18", (False, 6): "resnet34", (True, 6): "re
 _PREFIXES = [("backbone.body.", "backbone."), ("head.cls_logits.", "head.classification_head.cls_logits."),
              ("head.bbox_pred.", "head.regression_head.bbox_reg.")]
 _TOWERS = {"cls_tower": "classification_head", "reg_tower": "regression_head"}
-MAX_NAMED_KEYS = 4
 
 
 # ----------------------------------------------------------------------------- key mapping
@@ -171,7 +170,7 @@ def load_torchvision_export(output: str | Path) -> RetinaNet:
     try:
         build = json.loads(side.read_text())
     except (OSError, ValueError) as e:
-        raise UserError(f"{side}: cannot read the build description of {output}: {e}".splitlines()[0]) from None
+        raise UserError(f"{side}: cannot read the build description of {output}: {first_line(e)}") from None
     if not isinstance(build, dict) or build.get("format") != BUILD_FORMAT:
         raise UserError(f"{side}: not a {BUILD_FORMAT} build description")
     net = build_torchvision_retinanet(build)
@@ -231,19 +230,13 @@ def _plain_state_dict(state, where: str) -> dict[str, Tensor]:
     return state
 
 
-def _names(keys) -> str:
-    keys = sorted(keys)
-    more = f" (+{len(keys) - MAX_NAMED_KEYS} more)" if len(keys) > MAX_NAMED_KEYS else ""
-    return ", ".join(keys[:MAX_NAMED_KEYS]) + more
-
-
 def _resnet_of(state: dict[str, Tensor], where: str) -> str:
     layer3 = {k.split(".")[3] for k in state if k.startswith("backbone.body.layer3.")}
     layout = ("backbone.body.layer1.0.conv3.weight" in state, len(layer3))
     if layout not in RESNET_LAYOUTS:
         missing = [k for k in ("backbone.body.conv1.weight", "backbone.body.layer3.0.conv1.weight") if k not in state]
         raise UserError(f"{where}: not a torchvision RetinaNet with a ResNet-18/34/50/101 backbone "
-                        + (f"(missing keys {_names(missing)})" if missing
+                        + (f"(missing keys {key_names(missing)})" if missing
                            else f"(layer3 has {layout[1]} blocks, bottleneck={layout[0]})"))
     return RESNET_LAYOUTS[layout]
 
@@ -252,7 +245,7 @@ def _head_shape(state: dict[str, Tensor], where: str) -> tuple[int, int]:
     keys = ("head.classification_head.cls_logits.weight", "head.regression_head.bbox_reg.weight")
     missing = [k for k in keys if k not in state]
     if missing:
-        raise UserError(f"{where}: not a torchvision RetinaNet state dict: missing keys {_names(missing)}")
+        raise UserError(f"{where}: not a torchvision RetinaNet state dict: missing keys {key_names(missing)}")
     k4 = state[keys[1]].shape[0]
     if k4 % 4:
         raise UserError(f"{where}: {keys[1]} has {k4} outputs, not 4 per anchor")
@@ -313,14 +306,8 @@ def _load_checked(reference: RetinaNetDetector, state: dict[str, Tensor], where:
     """Load torchvision-keyed ``state`` into our predefined model; missing/unexpected/mis-shaped keys are a
     UserError naming them (BatchNorm's num_batches_tracked may be absent or extra: frozen BN ignores it)."""
     expected = {torchvision_key(k): v for k, v in reference.state_dict().items()}
-    ignore = re.compile(r".*\.num_batches_tracked$")
-    given = {k: v for k, v in state.items() if not ignore.match(k)}
-    missing = [k for k in expected if k not in given and not ignore.match(k)]
-    unexpected = [k for k in given if k not in expected]
-    shapes = [f"{k} {tuple(v.shape)} (expected {tuple(expected[k].shape)})" for k, v in given.items()
-              if k in expected and v.shape != expected[k].shape]
-    problems = [f"{what} {_names(keys)}" for what, keys in (("missing keys", missing), ("unexpected keys", unexpected),
-                                                           ("mismatched shapes", shapes)) if keys]
+    given = {k: v for k, v in state.items() if not BN_COUNTER.match(k)}
+    problems = state_dict_problems(expected, given, reference="expected")
     if problems:
         raise UserError(f"{where}: does not fit a torchvision RetinaNet ({reference.config['backbone']}-FPN, "
                         f"{reference.num_classes} classes): {'; '.join(problems)}")

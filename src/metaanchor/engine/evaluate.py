@@ -10,7 +10,7 @@ import torch
 from pycocotools.cocoeval import COCOeval
 from tqdm import tqdm
 
-from metaanchor.errors import DataError, OutOfMemory, UserError, is_out_of_memory, out_of_memory_message
+from metaanchor.errors import DataError, UserError, out_of_memory_advice
 from metaanchor.geometry.anchors import AnchorSet
 
 METRIC_KEYS = ("AP", "AP50", "AP75", "APs", "APm", "APl", "AR1", "AR10", "AR100", "ARs", "ARm", "ARl")
@@ -138,12 +138,8 @@ def _batches(dataset, batch_size: int, progress: bool, skipped: list[str] | None
 
 def _run_batch(fn, images: list, batch_size: int):
     """``fn(images)``, with CUDA out of memory as a one-line ``OutOfMemory`` naming --batch-size."""
-    try:
+    with out_of_memory_advice("in evaluation", batch_size, "--batch-size"):
         return fn(images)
-    except Exception as e:
-        if is_out_of_memory(e):
-            raise OutOfMemory(out_of_memory_message("in evaluation", batch_size, "--batch-size")) from None
-        raise
 
 
 def _cpu(out: list[dict]) -> list[dict]:

@@ -10,7 +10,7 @@ from tqdm import tqdm
 
 from metaanchor.data.io import IMAGE_SUFFIXES, load_image
 from metaanchor.engine.evaluate import to_coco_results
-from metaanchor.errors import OutOfMemory, UserError, is_out_of_memory
+from metaanchor.errors import UserError, out_of_memory_advice
 
 
 def image_files(inputs: list[str]) -> list[Path]:
@@ -49,14 +49,9 @@ def drawing_paths(files: list[Path], out: Path) -> list[Path]:
 
 def predict_one(model, image, anchors, score_thresh: float) -> dict:
     """Detections of one image [3, H, W]; CUDA out of memory becomes a one-line ``OutOfMemory``."""
-    try:
+    h, w = image.shape[-2:]
+    with out_of_memory_advice(f"on a {w}x{h} image", 1, "", then="; or predict with --device cpu"):
         return model.predict([image], anchors=anchors, score_thresh=score_thresh)[0]
-    except Exception as e:
-        if is_out_of_memory(e):
-            h, w = image.shape[-2:]
-            raise OutOfMemory(f"CUDA out of memory on a {w}x{h} image (batch size 1); "
-                              "use --device cpu or a smaller input size") from None
-        raise
 
 
 def predict_files(model, files: list[Path], anchors=None, score_thresh: float = 0.3, fail_fast: bool = False,

@@ -38,7 +38,7 @@ import torch
 from torch import Tensor, nn
 
 from metaanchor import checkpoint as ckpt
-from metaanchor.errors import CheckpointError, UserError
+from metaanchor.errors import CheckpointError, UserError, first_line
 from metaanchor.geometry.anchor_fit import fit_anchors
 from metaanchor.geometry.anchors import ANCHOR_BASE, AnchorSet, grid_anchors, standard_sizes
 from metaanchor.modeling.backbones import BACKBONES
@@ -329,8 +329,7 @@ class BaseDetector(nn.Module):
             raise CheckpointError(f"checkpoint {path}: its model config is not usable here: {e}") from None
         except (TypeError, ValueError, KeyError) as e:  # keys or values this version does not know
             raise CheckpointError(f"checkpoint {path}: its model config does not fit this metaanchor "
-                                       f"version ({str(e).splitlines()[0] if str(e) else type(e).__name__})"
-                                       ) from None
+                                  f"version ({first_line(e)})") from None
         ckpt.load_state(model, payload["model"], path)
         return model.eval()
 

@@ -25,6 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from metaanchor.geometry.iou import batched_box_iou, shape_iou
 from metaanchor.modeling.losses import pad_targets
 
 OBJ = 0  # index of the objectness logit in an anchor's slice
@@ -36,23 +37,6 @@ def class_slice(num_classes: int) -> slice:
 
 def box_slice(num_classes: int) -> slice:
     return slice(OBJ + 1 + num_classes, OBJ + 5 + num_classes)
-
-
-def shape_iou(a: Tensor, b: Tensor) -> Tensor:
-    """IoU of boxes sharing one centre: a [..., 2], b [K, 2] (h, w) -> [..., K]."""
-    inter = torch.minimum(a[..., None, 0], b[:, 0]) * torch.minimum(a[..., None, 1], b[:, 1])
-    union = (a[..., 0] * a[..., 1])[..., None] + b[:, 0] * b[:, 1] - inter
-    return inter / union.clamp(min=1e-9)
-
-
-def batched_box_iou(a: Tensor, b: Tensor) -> Tensor:
-    """[B, N, 4], [B, M, 4] x1y1x2y2 -> [B, N, M] IoU."""
-    area_a = (a[..., 2] - a[..., 0]).clamp(min=0) * (a[..., 3] - a[..., 1]).clamp(min=0)
-    area_b = (b[..., 2] - b[..., 0]).clamp(min=0) * (b[..., 3] - b[..., 1]).clamp(min=0)
-    lt = torch.maximum(a[:, :, None, :2], b[:, None, :, :2])
-    rb = torch.minimum(a[:, :, None, 2:], b[:, None, :, 2:])
-    inter = (rb - lt).clamp(min=0).prod(-1)
-    return inter / (area_a[:, :, None] + area_b[:, None, :] - inter).clamp(min=1e-9)
 
 
 def assign_targets(gt_boxes: Tensor, gt_valid: Tensor, anchor_sizes: Tensor, grid_hw: tuple[int, int],

@@ -32,6 +32,7 @@ import numpy as np
 
 from metaanchor.errors import UserError
 from metaanchor.geometry.anchors import ANCHOR_BASE, PYRAMID_STRIDES, AnchorSet, standard_sizes
+from metaanchor.geometry.iou import shape_iou
 
 POSITIVE_IOU = 0.5  # a box counts as recallable if some anchor reaches the matcher's fg IoU
 STRICT_IOU = 0.7  # a stricter threshold that separates sets BPR@0.5 cannot (see the module docstring)
@@ -41,13 +42,6 @@ SIZE_BUCKETS = {"small": (0, 32 ** 2), "medium": (32 ** 2, 96 ** 2), "large": (9
 def level_sizes(strides=PYRAMID_STRIDES, base: float = ANCHOR_BASE) -> np.ndarray:
     """Standard box side of each pyramid level (as the Detector uses): [L] pixels."""
     return np.asarray(standard_sizes(strides, base), dtype=np.float64)
-
-
-def shape_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """IoU of centred boxes: a [N, 2], b [K, 2] (h, w) -> [N, K]."""
-    inter = np.minimum(a[:, None, 0], b[None, :, 0]) * np.minimum(a[:, None, 1], b[None, :, 1])
-    union = (a[:, 0] * a[:, 1])[:, None] + (b[:, 0] * b[:, 1])[None, :] - inter
-    return inter / union
 
 
 def level_relative(shapes: np.ndarray, sizes: np.ndarray | None = None) -> np.ndarray:

@@ -28,7 +28,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from metaanchor.errors import AnchorSpecError
+from metaanchor.errors import AnchorSpecError, first_line
 
 # Each pyramid level's standard box is square with side ANCHOR_BASE * stride (RetinaNet: 32..512 for P3..P7).
 PYRAMID_STRIDES = (8, 16, 32, 64, 128)  # P3..P7 of the feature pyramid (RetinaNet)
@@ -210,9 +210,9 @@ class AnchorSet:
 
                 data = yaml.safe_load(text)
         except (OSError, ValueError, UnicodeDecodeError) as e:  # yaml.YAMLError subclasses Exception
-            raise AnchorSpecError(f"anchor file {path}: cannot parse: {e}".splitlines()[0]) from None
+            raise AnchorSpecError(f"anchor file {path}: cannot parse: {first_line(e)}") from None
         except Exception as e:  # noqa: BLE001 - yaml errors
-            raise AnchorSpecError(f"anchor file {path}: cannot parse: {e}".splitlines()[0]) from None
+            raise AnchorSpecError(f"anchor file {path}: cannot parse: {first_line(e)}") from None
         if not isinstance(data, dict) or len(set(data) & {"anchors", "levels"}) != 1:
             raise AnchorSpecError(f"anchor file {path}: expected a mapping with exactly one of 'anchors' or 'levels'")
         if "anchors" in data:

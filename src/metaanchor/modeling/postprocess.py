@@ -13,6 +13,7 @@ from torch import Tensor
 from torchvision.ops import batched_nms, nms
 
 from metaanchor.geometry.box_coder import BoxCoder
+from metaanchor.geometry.iou import batched_box_iou
 
 
 def postprocess(cls_logits: Tensor, box_deltas: Tensor, anchors: Tensor, level_sizes: list[int],
@@ -124,18 +125,9 @@ def grouped_nms(boxes: Tensor, scores: Tensor, groups: Tensor, iou_thresh: float
     padded[group_of, slot] = boxes[order]
     valid = torch.zeros(g, m, dtype=torch.bool, device=boxes.device)
     valid[group_of, slot] = True
-    overlap = _pairwise_iou(padded) > iou_thresh  # [G, M, M]
+    overlap = batched_box_iou(padded, padded) > iou_thresh  # [G, M, M]
     keep = valid.clone()
     for i in range(m - 1):  # greedy: a kept box suppresses the lower-scored boxes it overlaps
         keep[:, i + 1:] &= ~(overlap[:, i, i + 1:] & keep[:, i:i + 1])
     kept = order[keep[group_of, slot]]
     return kept[torch.argsort(scores[kept], descending=True)]
-
-
-def _pairwise_iou(boxes: Tensor) -> Tensor:
-    """[G, M, 4] -> [G, M, M] IoU within each group."""
-    area = (boxes[..., 2] - boxes[..., 0]) * (boxes[..., 3] - boxes[..., 1])
-    lt = torch.maximum(boxes[:, :, None, :2], boxes[:, None, :, :2])
-    rb = torch.minimum(boxes[:, :, None, 2:], boxes[:, None, :, 2:])
-    inter = (rb - lt).clamp(min=0).prod(-1)
-    return inter / (area[:, :, None] + area[:, None, :] - inter).clamp(min=1e-9)
