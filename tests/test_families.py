@@ -35,7 +35,7 @@ class ToyDetector(RetinaNetDetector):
         features = [self.drop(f) for f in self.backbone(batch)]
         cls_logits, box_deltas = self.head(features)
         anchors = self.grid([tuple(f.shape[-2:]) for f in features], batch.device)
-        from metaanchor.modeling.losses import detection_loss
+        from metaanchor.families.retinanet.loss import detection_loss
 
         return detection_loss(cls_logits, box_deltas, anchors, targets, self.matcher, self.box_coder, self.reg_loss)
 

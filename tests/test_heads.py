@@ -1,9 +1,9 @@
 import torch
 import torch.nn.functional as F
 
+from metaanchor.families.retinanet.heads import MetaAnchorHead, PredefinedAnchorHead
 from metaanchor.geometry.anchors import AnchorSet
 from metaanchor.modeling.generator import AnchorFunctionGenerator, prior_bias
-from metaanchor.modeling.heads import MetaAnchorHead, PredefinedAnchorHead
 
 STANDARD = [32.0, 64.0, 128.0]
 C, CH = 5, 16

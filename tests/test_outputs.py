@@ -14,10 +14,10 @@ from metaanchor.cli import main
 from metaanchor.cli.train import print_summary
 from metaanchor.data.synth import synth_config, write_synth_dataset
 from metaanchor.engine.anchor_search import search_anchors
+from metaanchor.families.retinanet.heads import MetaAnchorHead
 from metaanchor.geometry.anchors import AnchorSet
 from metaanchor.geometry.box_coder import BoxCoder
 from metaanchor.modeling.backbones import STRIDES
-from metaanchor.modeling.heads import MetaAnchorHead
 from metaanchor.modeling.postprocess import postprocess
 
 STANDARD = [32.0, 64.0, 128.0]

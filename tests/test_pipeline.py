@@ -177,7 +177,7 @@ def test_fpn_nearest_upsampling_maps_cells_to_their_parent_for_odd_sizes():
 
 
 def test_yolov2_tiny_grid_centred_on_its_anchors_for_odd_sizes():
-    from metaanchor.families.yolov2 import STRIDE, build_yolo_backbone
+    from metaanchor.families.yolov2.backbone import STRIDE, build_yolo_backbone
 
     backbone = _positive_weights(build_yolo_backbone("tiny", 16))
     _check_cell_centres(lambda x: [backbone.c5_conv(list(backbone.body(x).values())[-1])], [STRIDE], (289, 353))
@@ -315,7 +315,7 @@ def test_zero_by_zero_box_is_an_error_or_a_counted_skip(tmp_path):
 
 def test_bccd_style_point_box_becomes_one_pixel_and_is_dropped_below_one_pixel(tmp_path):
     """VOC xmin == xmax (BCCD has two) converts to a 1 x 1 px box; downscaled below 1 px, a preset drops it."""
-    from metaanchor.data.formats import read_voc
+    from metaanchor.data.voc import read_voc
 
     (tmp_path / "Annotations").mkdir()
     (tmp_path / "Annotations" / "a.xml").write_text(

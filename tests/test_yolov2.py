@@ -12,14 +12,10 @@ from metaanchor.config import load_config, model_kwargs
 from metaanchor.errors import CheckpointError, ConfigError, UserError
 from metaanchor.families import ARCHS, build_detector, detector_from_config, load_detector
 from metaanchor.families.retinanet import RetinaNetDetector as Detector
-from metaanchor.families.yolov2 import (
-    MetaAnchorYoloHead,
-    PredefinedYoloHead,
-    YoloBoxCoder,
-    YoloV2Detector,
-    fit_yolo_anchors,
-)
-from metaanchor.families.yolov2_loss import assign_targets, ignored_predictions, yolo_loss
+from metaanchor.families.yolov2 import YoloV2Detector, fit_yolo_anchors
+from metaanchor.families.yolov2.box_coder import YoloBoxCoder
+from metaanchor.families.yolov2.heads import MetaAnchorYoloHead, PredefinedYoloHead
+from metaanchor.families.yolov2.loss import assign_targets, ignored_predictions, yolo_loss
 from metaanchor.geometry.anchors import AnchorSet, grid_anchors
 
 C, CH = 3, 16

@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from metaanchor.geometry.iou import batched_box_iou, shape_iou
-from metaanchor.modeling.losses import pad_targets
+from metaanchor.modeling.head_parts import pad_targets
 
 OBJ = 0  # index of the objectness logit in an anchor's slice
 

@@ -16,13 +16,13 @@ from torch import Tensor
 
 from metaanchor.errors import ConfigError, UserError
 from metaanchor.families.base import MAX_CHANNELS, BaseDetector, ModelConfig, to_image_pixels
+from metaanchor.families.retinanet.heads import NORMS, MetaAnchorHead, PredefinedAnchorHead
+from metaanchor.families.retinanet.loss import REG_LOSSES, detection_loss
 from metaanchor.geometry.anchors import ANCHOR_BASE, PYRAMID_STRIDES, AnchorSet, standard_sizes
 from metaanchor.geometry.box_coder import BoxCoder
 from metaanchor.geometry.matcher import Matcher
 from metaanchor.geometry.resize import PAD_MULTIPLE
 from metaanchor.modeling.backbones import build_backbone
-from metaanchor.modeling.heads import NORMS, MetaAnchorHead, PredefinedAnchorHead
-from metaanchor.modeling.losses import REG_LOSSES, detection_loss
 from metaanchor.modeling.postprocess import postprocess
 from metaanchor.modeling.transform import ImageBatcher
 from metaanchor.schema import option

@@ -1,4 +1,4 @@
-"""Detection losses: sigmoid focal loss (classification) and box regression, batched."""
+"""RetinaNet losses: sigmoid focal loss (classification) and box regression, batched over images."""
 
 from __future__ import annotations
 
@@ -9,26 +9,9 @@ from torchvision.ops import generalized_box_iou_loss, sigmoid_focal_loss
 
 from metaanchor.geometry.box_coder import BoxCoder
 from metaanchor.geometry.matcher import Matcher
+from metaanchor.modeling.head_parts import pad_targets
 
 REG_LOSSES = ("smooth_l1", "l1", "giou")
-
-
-def pad_targets(targets: list[dict], device) -> tuple[Tensor, Tensor, Tensor]:
-    """Pad per-image targets to one batch.
-
-    Returns boxes [B, M, 4], labels [B, M] int64, valid [B, M] bool (M = max boxes).
-    """
-    m = max([len(t["boxes"]) for t in targets] + [0])
-    b = len(targets)
-    boxes = torch.zeros(b, m, 4, device=device)
-    labels = torch.zeros(b, m, dtype=torch.int64, device=device)
-    valid = torch.zeros(b, m, dtype=torch.bool, device=device)
-    for i, t in enumerate(targets):
-        n = len(t["boxes"])
-        boxes[i, :n] = t["boxes"].to(device)
-        labels[i, :n] = t["labels"].to(device)
-        valid[i, :n] = True
-    return boxes, labels, valid
 
 
 def detection_loss(cls_logits: Tensor, box_deltas: Tensor, anchors: Tensor, targets: list[dict],

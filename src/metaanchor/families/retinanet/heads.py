@@ -14,8 +14,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from metaanchor.errors import UserError
 from metaanchor.modeling.generator import AnchorFunctionGenerator, prior_bias
+from metaanchor.modeling.head_parts import check_anchor_count, flatten_level
 
 NORMS = ("none", "gn")
 
@@ -38,11 +38,6 @@ class ConvTower(nn.Sequential):
                 layers.append(nn.GroupNorm(min(32, channels // 4), channels))
             layers.append(nn.ReLU(inplace=True))
         super().__init__(*layers)
-
-
-def flatten_level(out: Tensor, per_anchor: int) -> Tensor:
-    """[B, K*P, H, W] -> [B, H*W*K, P]."""
-    return out.permute(0, 2, 3, 1).reshape(out.shape[0], -1, per_anchor)
 
 
 class _RetinaHead(nn.Module):
@@ -83,16 +78,6 @@ class _RetinaHead(nn.Module):
 
     def level_params(self, features: list[Tensor]) -> list[tuple[Tensor, Tensor, Tensor, Tensor]]:
         raise NotImplementedError
-
-
-def check_anchor_count(num_anchors: int, codes: list[Tensor]) -> None:
-    """A predefined-anchor head takes only its trained anchor count: per-level codes [K_l, 2] with K_l = K."""
-    bad = [len(c) for c in codes if len(c) != num_anchors]
-    if bad:
-        raise UserError(
-            f"the predefined-anchor head was trained with {num_anchors} anchors per position and cannot "
-            f"use {bad[0]}; only a MetaAnchor head (model.head=metaanchor) takes new anchor sets"
-        )
 
 
 class PredefinedAnchorHead(_RetinaHead):
