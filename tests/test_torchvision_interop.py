@@ -9,13 +9,9 @@ from torchvision.models.detection import RetinaNet, retinanet_resnet50_fpn
 from torchvision.models.detection.backbone_utils import resnet_fpn_backbone
 from torchvision.ops.feature_pyramid_network import LastLevelP6P7
 
-from metaanchor.deploy.torchvision_compat import (
-    export_torchvision,
-    import_torchvision_retinanet,
-    torchvision_anchor_set,
-    torchvision_retinanet_for,
-    verify_torchvision,
-)
+from metaanchor.deploy.torchvision_export import export_torchvision, verify_torchvision
+from metaanchor.deploy.torchvision_import import import_torchvision_retinanet, torchvision_anchor_set
+from metaanchor.deploy.torchvision_layout import torchvision_retinanet_for
 from metaanchor.deploy.verify import same_detections
 from metaanchor.errors import UserError
 from metaanchor.families import RetinaNetDetector, load_detector

@@ -28,7 +28,7 @@ def add(sub):
 def cmd_export(args) -> int:
     from metaanchor.cli.common import check_anchors_and_batch, load_model, refuse_overwrite
     from metaanchor.deploy.export import check_format, export, verify_export
-    from metaanchor.deploy.torchvision_compat import sidecar_path
+    from metaanchor.deploy.torchvision_export import sidecar_path
 
     check_format(args.format)
     check_anchors_and_batch(args)

@@ -25,7 +25,8 @@ def add(sub):
 
 def cmd_import(args) -> int:
     from metaanchor.cli.common import refuse_overwrite
-    from metaanchor.deploy.torchvision_compat import import_torchvision_retinanet, read_state_dict
+    from metaanchor.deploy.torchvision_import import import_torchvision_retinanet
+    from metaanchor.deploy.torchvision_layout import read_state_dict
 
     if args.hidden_dim < 1:
         raise UserError(f"--hidden-dim {args.hidden_dim}: must be at least 1")

@@ -27,7 +27,7 @@ def export(baked, fmt: str, output: str | Path) -> Path:
         from metaanchor.deploy.torchscript_export import export_torchscript
 
         return export_torchscript(baked, output)
-    from metaanchor.deploy.torchvision_compat import export_torchvision
+    from metaanchor.deploy.torchvision_export import export_torchvision
 
     return export_torchvision(baked, output)
 
@@ -36,7 +36,7 @@ def verify_export(baked, fmt: str, path: str | Path, images: list[Tensor]) -> di
     """Run the exported file and ``baked`` on ``images`` ([3, H, W] in [0, 1]): {"max_abs_diff", "match", ...}."""
     check_format(fmt)
     if fmt == "torchvision":
-        from metaanchor.deploy.torchvision_compat import verify_torchvision
+        from metaanchor.deploy.torchvision_export import verify_torchvision
 
         return verify_torchvision(baked, path, images)
     from metaanchor.deploy.verify import verify
