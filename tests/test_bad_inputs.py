@@ -22,7 +22,7 @@ from PIL import Image
 
 from metaanchor import checkpoint as ckpt
 from metaanchor.data import CocoDataset, read_voc, read_yolo, validate_coco
-from metaanchor.data.coco import load_coco_json
+from metaanchor.data.coco_json import load_coco_json
 from metaanchor.data.io import load_image, read_image
 from metaanchor.data.synth import synth_config, write_synth_dataset
 from metaanchor.errors import DataError, UserError, out_of_memory_message

@@ -1,4 +1,4 @@
-"""Hostile dataset inputs (issue 12): paths that leave their folder, decompression bombs, sizes without bounds,
+"""Hostile dataset inputs: paths that leave their folder, decompression bombs, sizes without bounds,
 one image file under two ids. Every case is a clean user error (exit 2, one line naming the culprit) or, where
 asked for, a counted skip; nothing outside ``--dst`` is ever touched.
 """

@@ -45,7 +45,7 @@ def cmd_synth(args) -> int:
 
 
 def cmd_convert(args) -> int:
-    from metaanchor.data.formats import convert
+    from metaanchor.data.convert import convert
 
     skipped: dict[str, int] = {}
     dst = convert(args.src, args.src_format, args.dst, args.dst_format, images_dir=args.images, split=args.split,

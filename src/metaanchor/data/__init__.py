@@ -1,17 +1,9 @@
 """Datasets: COCO loading with validation, VOC/YOLO formats, synthetic shapes, augmentation."""
 
 from metaanchor.data.augment import Compose, PhotometricJitter, RandomHorizontalFlip
-from metaanchor.data.coco import CocoDataset, collate, load_coco_json, validate_coco
-from metaanchor.data.formats import (
-    FORMATS,
-    convert,
-    read_coco,
-    read_voc,
-    read_yolo,
-    write_coco,
-    write_voc,
-    write_yolo,
-)
+from metaanchor.data.coco import CocoDataset, collate
+from metaanchor.data.coco_json import load_coco_json, read_coco, write_coco
+from metaanchor.data.convert import FORMATS, convert
 from metaanchor.data.synth import (
     DISTRIBUTIONS,
     SHAPES,
@@ -21,6 +13,9 @@ from metaanchor.data.synth import (
     synth_config,
     write_synth_dataset,
 )
+from metaanchor.data.validate import validate_coco
+from metaanchor.data.voc import read_voc, write_voc
+from metaanchor.data.yolo import read_yolo, write_yolo
 
 __all__ = [
     "DISTRIBUTIONS", "FORMATS", "SHAPES", "CocoDataset", "Compose", "PhotometricJitter",

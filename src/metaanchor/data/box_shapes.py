@@ -10,7 +10,8 @@ from pathlib import Path
 
 import numpy as np
 
-from metaanchor.data.coco import load_coco_json, resolve_coco_paths, validate_coco
+from metaanchor.data.coco_json import load_coco_json, resolve_coco_paths
+from metaanchor.data.validate import validate_coco
 from metaanchor.errors import UserError
 from metaanchor.geometry.resize import resized_size
 

@@ -19,7 +19,8 @@ environment variable ``METAANCHOR_MAX_IMAGE_PIXELS``; config key
 ``data.max_image_pixels`` for training).
 
 Paths from dataset records go through :func:`path_inside`, the one check that a
-record's ``file_name`` stays inside its folder (readers and writers alike).
+record's ``file_name`` stays inside its folder (readers and writers alike);
+:func:`output_path` derives a writer's label or XML path from it the same way.
 """
 
 from __future__ import annotations
@@ -107,6 +108,15 @@ def path_inside(root: str | Path, name: str, what: str) -> Path:
     if reason is not None:
         raise DataError(f"{what}: file_name {name!r} {reason}; file paths must stay inside their folder")
     return root / name
+
+
+def output_path(root: Path, file_name: str, suffix: str, what: str) -> Path:
+    """``root / file_name`` with its suffix replaced by ``suffix`` (a label or XML file for an image record).
+
+    Both the record's name and the derived one must pass :func:`path_inside`.
+    """
+    path_inside(root, file_name, what)
+    return path_inside(root, Path(file_name).with_suffix(suffix).as_posix(), what)
 
 
 def default_max_pixels() -> int:

@@ -42,8 +42,9 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw
 
-from metaanchor.data.formats import write_coco
+from metaanchor.data.coco_json import write_coco
 from metaanchor.errors import UserError
+from metaanchor.files import write_atomic
 
 SHAPES: tuple[str, ...] = (
     "rectangle", "ellipse", "triangle", "cross", "diamond", "hexagon", "star", "trapezoid",
@@ -346,7 +347,7 @@ class SynthDataset(torch.utils.data.Dataset):
 
 def synth_coco_dict(num_images: int, cfg: SynthConfig, progress: bool = False,
                     image_dir: Path | None = None) -> dict[str, Any]:
-    """COCO dict for images ``0..num_images-1``; saves PNGs into ``image_dir`` if given."""
+    """COCO dict for images ``0..num_images-1``; writes PNGs into ``image_dir`` (atomically) if given."""
     from tqdm import tqdm
 
     images, annotations = [], []
@@ -354,7 +355,7 @@ def synth_coco_dict(num_images: int, cfg: SynthConfig, progress: bool = False,
         image, boxes, labels = render_sample(cfg, index)
         name = f"{index:06d}.png"
         if image_dir is not None:
-            image.save(image_dir / name, compress_level=1)
+            write_atomic(image_dir / name, lambda f, image=image: image.save(f, format="PNG", compress_level=1))
         images.append({"id": index + 1, "file_name": name,
                        "width": cfg.image_size, "height": cfg.image_size})
         for (x1, y1, x2, y2), label in zip(boxes.tolist(), labels.tolist()):

@@ -1,14 +1,18 @@
-"""VOC sources honour the official split (issue 11): ``data convert --src VOC_ROOT --split NAME`` reads
-``ImageSets/Main/NAME.txt``; checked on the real BCCD dataset (../shared/data/bccd) and on a tiny VOC root."""
+"""Pascal VOC: reading and writing XML annotations, and the official splits (``ImageSets/Main/NAME.txt``).
+
+The splits are checked on the real BCCD dataset (../shared/data/bccd) when present, and on a tiny VOC root.
+"""
 
 import json
 from pathlib import Path
 
 import pytest
+from data_samples import SIZES, assert_same_objects, coco_sample, write_sample_images
 from PIL import Image
 
 from metaanchor.cli import main
-from metaanchor.data.formats import read_voc, voc_split_ids
+from metaanchor.data.voc import read_voc, voc_split_ids, write_voc
+from metaanchor.errors import DataError
 
 BCCD = Path(__file__).parents[2] / "shared" / "data" / "bccd"
 
@@ -17,6 +21,62 @@ def cli(capsys, *args):
     code = main([str(a) for a in args])
     out, err = capsys.readouterr()
     return code, out, err.strip().splitlines()
+
+
+def test_coco_voc_coco_preserves_boxes_labels_and_class_order(tmp_path):
+    original = coco_sample()
+    write_voc(original, tmp_path / "Annotations")
+    xml = (tmp_path / "Annotations" / "a.xml").read_text()
+    assert "<xmin>2.25</xmin>" in xml and "<xmax>11.583</xmax>" in xml  # 1-based inclusive
+    assert (tmp_path / "Annotations" / "sub" / "b.xml").is_file()
+    back = read_voc(tmp_path / "Annotations")
+    assert [c["name"] for c in back["categories"]] == ["cat", "bird", "dog"]  # by original id
+    assert_same_objects(original, back, atol=1e-3)
+    assert {i["file_name"]: (i["width"], i["height"]) for i in back["images"]} == SIZES
+
+
+def test_voc_difficult_round_trips_as_crowd(tmp_path):
+    original = coco_sample()
+    original["annotations"][0]["iscrowd"] = 1
+    write_voc(original, tmp_path / "voc")
+    assert "<difficult>1</difficult>" in (tmp_path / "voc" / "a.xml").read_text()
+    back = read_voc(tmp_path / "voc")
+    assert sorted(a["iscrowd"] for a in back["annotations"]) == [0, 0, 0, 1]
+
+
+def test_read_voc_without_size_reads_image_header(tmp_path):
+    write_sample_images(tmp_path / "images")
+    (tmp_path / "ann").mkdir()
+    (tmp_path / "ann" / "a.xml").write_text(
+        "<annotation><filename>a.png</filename><object><name>cat</name>"
+        "<bndbox><xmin>1</xmin><ymin>1</ymin><xmax>10</xmax><ymax>5</ymax></bndbox>"
+        "</object></annotation>")
+    data = read_voc(tmp_path / "ann", tmp_path / "images")
+    assert (data["images"][0]["width"], data["images"][0]["height"]) == (40, 30)
+    assert data["annotations"][0]["bbox"] == [0, 0, 10, 5]
+
+
+def test_malformed_xml_names_file_and_line(tmp_path):
+    (tmp_path / "x.xml").write_text("<annotation>\n<filename>a.png</filename>\n<size>\n</annotation>")
+    with pytest.raises(DataError, match=r"x\.xml: malformed XML at line 4"):
+        read_voc(tmp_path)
+
+
+@pytest.mark.parametrize("body, pattern", [
+    ("<object><name>cat</name></object>", r"without <bndbox>"),
+    ("<object><bndbox><xmin>1</xmin><ymin>1</ymin><xmax>5</xmax><ymax>5</ymax></bndbox></object>",
+     r"missing <name>"),
+    (("<object><name>cat</name><bndbox><xmin>1</xmin><ymin>a</ymin><xmax>5</xmax>"
+     "<ymax>5</ymax></bndbox></object>"), r"<ymin> is not a finite number"),
+    (("<object><name>cat</name><bndbox><xmin>9</xmin><ymin>1</ymin><xmax>5</xmax>"
+     "<ymax>5</ymax></bndbox></object>"), r"non-positive width"),
+])
+def test_bad_voc_record_names_the_xml_file(tmp_path, body, pattern):
+    (tmp_path / "x.xml").write_text(
+        f"<annotation><filename>a.png</filename><size><width>40</width><height>30</height>"
+        f"</size>{body}</annotation>")
+    with pytest.raises(DataError, match=r"x\.xml: .*" + pattern):
+        read_voc(tmp_path)
 
 
 @pytest.mark.skipif(not (BCCD / "ImageSets" / "Main").is_dir(), reason="BCCD dataset not present")

@@ -1,0 +1,115 @@
+"""Conversion between the COCO, Pascal VOC and YOLO dataset formats (``metaanchor data convert``).
+
+A source is read into a validated COCO dict (``coco_json``, ``voc``, ``yolo``)
+and written out as a self-contained dataset folder: images are hard-linked (or
+copied when linking is impossible) into ``dst/images``, annotations written
+atomically beside them. Every path built from a record's ``file_name`` (image
+reads, links, label and XML writes) goes through
+:func:`metaanchor.data.io.path_inside`: absolute names, ``..`` and symlinks
+leaving the folder are errors naming the record, so nothing outside ``dst`` is
+ever written or deleted. VOC sources honour the official split with
+``split=NAME`` (``ImageSets/Main/NAME.txt``).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Iterable
+from pathlib import Path
+
+from metaanchor.data.coco_json import read_coco, resolve_coco_paths, write_coco
+from metaanchor.data.io import path_inside
+from metaanchor.data.voc import read_voc, voc_split_ids, write_voc
+from metaanchor.data.yolo import read_yolo, write_yolo
+from metaanchor.errors import DataError, UserError
+from metaanchor.files import write_atomic, writing
+
+FORMATS = ("coco", "voc", "yolo")
+
+
+def _locate(src: Path, fmt: str, images_dir: Path | None) -> tuple[Path, Path]:
+    """(annotation location, images dir) of a source dataset in format ``fmt``."""
+    if fmt == "coco":
+        return resolve_coco_paths(src, images_dir)
+    sub = {"voc": "Annotations", "yolo": "labels"}[fmt]
+    ann = src / sub if (src / sub).is_dir() else src
+    if images_dir is None:
+        for name in ("images", "JPEGImages"):
+            if (src / name).is_dir():
+                images_dir = src / name
+                break
+        else:
+            raise UserError(f"{src}: no images/ folder; pass the images directory")
+    return ann, Path(images_dir)
+
+
+def _link_images(images: Iterable[dict], src_dir: Path, dst_dir: Path) -> None:
+    """Hard-link (or atomically copy) each image from ``src_dir`` into ``dst_dir``; both paths must stay inside."""
+    for img in images:
+        name, what = img["file_name"], f"image id {img['id']}"
+        src, dst = path_inside(src_dir, name, what), path_inside(dst_dir, name, what)
+        if not src.is_file():
+            raise DataError(f"{src}: image file not found")
+        with writing(dst):
+            if dst.exists():
+                if dst.samefile(src):
+                    continue
+                dst.unlink()
+            dst.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            os.link(src, dst)
+        except OSError:
+            _copy(src, dst)
+
+
+def _copy(src: Path, dst: Path) -> None:
+    """Copy ``src`` to ``dst`` atomically, with ``src``'s permission bits and times (as ``shutil.copy2``)."""
+    with open(src, "rb") as f:
+        write_atomic(dst, lambda out: shutil.copyfileobj(f, out))
+    with writing(dst):
+        shutil.copystat(src, dst)
+
+
+def convert(src: str | os.PathLike, src_format: str, dst: str | os.PathLike, dst_format: str,
+            images_dir: str | os.PathLike | None = None, split: str | None = None,
+            skip_invalid: bool = False, fail_fast: bool = False, skipped: dict | None = None) -> Path:
+    """Convert a dataset between ``coco``, ``voc`` and ``yolo``; return ``dst``.
+
+    Sources: coco = dataset folder or JSON (+ ``images_dir``); voc = folder with
+    ``Annotations/`` (or the XML folder itself); yolo = folder with ``labels/``
+    (or the labels folder). ``images_dir`` defaults to ``src/images`` or
+    ``src/JPEGImages``. ``dst`` becomes a self-contained folder: coco ->
+    ``annotations.json``; voc -> ``Annotations/``; yolo -> ``labels/`` +
+    ``classes.txt``; all with ``images/``.
+
+    ``split`` (VOC sources only) converts the images of
+    ``ImageSets/Main/<split>.txt``. ``skip_invalid`` drops (and counts into
+    ``skipped``) COCO records that can be skipped, among them images whose
+    file name leaves the images folder; ``fail_fast`` makes every such record
+    and a file listed under two image ids an error.
+    """
+    for fmt in (src_format, dst_format):
+        if fmt not in FORMATS:
+            raise UserError(f"unknown dataset format {fmt!r}; allowed: {', '.join(FORMATS)}")
+    if split is not None and src_format != "voc":
+        raise UserError(f"--split {split}: only VOC sources have splits (ImageSets/Main/NAME.txt)")
+    src, dst = Path(src), Path(dst)
+    ann, img_dir = _locate(src, src_format, Path(images_dir) if images_dir else None)
+    if src_format == "coco":
+        data = read_coco(ann, skip_invalid, fail_fast, img_dir, skipped)
+    elif src_format == "voc":
+        ids = None if split is None else voc_split_ids(src if (src / "Annotations").is_dir() else src.parent, split)
+        data = read_voc(ann, img_dir, ids=ids, fail_fast=fail_fast)
+    else:
+        data = read_yolo(ann, img_dir)
+    with writing(dst):
+        dst.mkdir(parents=True, exist_ok=True)
+    _link_images(data["images"], img_dir, dst / "images")
+    if dst_format == "coco":
+        write_coco(data, dst / "annotations.json")
+    elif dst_format == "voc":
+        write_voc(data, dst / "Annotations")
+    else:
+        write_yolo(data, dst)
+    return dst
