@@ -327,7 +327,7 @@ def test_train_fail_fast_turns_a_repaired_annotation_into_an_error(capsys, copy_
 
 def _nan_loss_at(monkeypatch, iterations):
     """Make the detection loss NaN at the given (0-based) training calls."""
-    import metaanchor.families.retinanet as det_mod
+    import metaanchor.families.retinanet.detector as det_mod
 
     real, calls = det_mod.detection_loss, {"n": 0}
 

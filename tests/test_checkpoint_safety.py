@@ -1,4 +1,4 @@
-"""Checkpoints hold only tensors and plain values, and loading one never runs code (issue 12).
+"""Checkpoints hold only tensors and plain values, and loading one never runs code.
 
 A checkpoint whose pickle would create a marker folder when unpickled is refused, with exit code 2 and
 one line, by every entry point that reads checkpoints; the marker never appears. Checkpoints written by

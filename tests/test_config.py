@@ -1,6 +1,6 @@
 import pytest
 
-from metaanchor.config import default_config, load_config, parse_override
+from metaanchor.config import default_config, load_config
 from metaanchor.errors import ConfigError
 
 
@@ -12,10 +12,6 @@ def test_overrides_are_typed_and_applied(tmp_path):
     assert cfg["anchors"]["train"] == "2x3" and cfg["anchors"]["eval"] == ["1x1", "5x5"]
     assert cfg["model"]["head"] == "predefined" and cfg["solver"]["amp"] is False
     assert default_config()["solver"]["max_iter"] == 1000  # defaults untouched
-
-
-def test_anchor_preset_override_stays_a_string():
-    assert parse_override("anchors.train=3x3") == ("anchors.train", "3x3")
 
 
 @pytest.mark.parametrize("override,fragment", [

@@ -1,5 +1,5 @@
 """Outputs that must not depend on things they should not: the batch, stale caches, undefined COCO metrics,
-and anchor-search inputs the search cannot take (issues 11 and 12)."""
+and anchor-search inputs the search cannot take."""
 
 import csv
 import json
@@ -43,7 +43,7 @@ def _reference_cls(head, feats):
     return [F.conv2d(head.cls_tower(x), w, b, padding=1) for x in feats]
 
 
-# ---------------------------------------------------------------- generated-weight cache (issue 11)
+# ---------------------------------------------------------------- generated-weight cache
 def test_generated_weight_cache_sees_in_place_edits_through_data():
     head, feats = _meta_head(), _features()
     with torch.no_grad():
@@ -81,7 +81,7 @@ def test_detector_runs_in_float64_after_a_float32_forward():
                                atol=1e-5)
 
 
-# ---------------------------------------------------------------- batch independence (issue 11)
+# ---------------------------------------------------------------- batch independence
 class _CellBackbone(nn.Module):
     """P3..P7 = 1x1 conv of the image averaged over each stride cell: a feature depends only on its own cell,
     so an image's features are the same whatever padding the batch adds (a real CNN's are not, near the border)."""
@@ -165,7 +165,7 @@ def test_postprocess_clips_each_image_before_nms_and_ignores_its_padding():
     torch.testing.assert_close(whole[0]["boxes"], out[1]["boxes"])
 
 
-# ---------------------------------------------------------------- undefined COCO metrics (issue 11)
+# ---------------------------------------------------------------- undefined COCO metrics
 TINY = ["model.backbone=tiny", "model.fpn_channels=16", "model.head_convs=1", "model.hidden_dim=8",
         "input.size=64", "solver.batch_size=2", "device=cpu", "log.period=1"]
 
@@ -225,7 +225,7 @@ def test_anchor_search_scores_an_undefined_ap_as_worst():
     assert res.tried[0][1] == float("-inf") and res.best[1] == 0.1
 
 
-# ---------------------------------------------------------------- anchor search inputs (issues 11, 12)
+# ---------------------------------------------------------------- anchor search inputs
 @pytest.fixture(scope="module")
 def search_ckpt(tmp_path_factory):
     path = tmp_path_factory.mktemp("search") / "m.pt"

@@ -51,7 +51,7 @@ def predict(capsys, ckpt, out, *inputs):
                *inputs)
 
 
-# ------------------------------------------------------------------------------------------ issue 11: ids
+# ------------------------------------------------------------------------------------------ ids
 def test_training_keeps_the_datasets_category_ids(capsys, tmp_path, odd_ids_dataset):
     run = tmp_path / "run"
     code, _, err = cli(capsys, "train", "--no-progress", "--out", run, f"data.train={odd_ids_dataset}", *TINY,
@@ -116,7 +116,7 @@ def test_eval_save_json_uses_the_datasets_ids(capsys, tmp_path, odd_ckpt, odd_id
     assert [p.name for p in saved.parent.iterdir()] == ["dets.json"]  # no temp file left
 
 
-# ------------------------------------------------------------------------- issue 12: never overwrite an input
+# ------------------------------------------------------------------------- never overwrite an input
 def _hashes(folder):
     return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.iterdir())}
 
@@ -154,7 +154,7 @@ def test_same_stem_inputs_get_distinct_drawings(capsys, tmp_path, odd_ckpt):
         assert str(p) in stdout
 
 
-# ---------------------------------------------------------------------- issue 12: write failures are exit 2
+# ---------------------------------------------------------------------- write failures are exit 2
 def test_predict_out_naming_a_file_is_a_user_error(capsys, tmp_path, odd_ckpt, odd_ids_dataset):
     target = tmp_path / "taken"
     target.write_text("keep me")

@@ -205,8 +205,6 @@ def parse_override(text: str) -> tuple[str, object]:
         value = yaml.safe_load(raw) if raw.strip() else None
     except yaml.YAMLError:
         value = raw
-    if isinstance(value, str) and "x" in value and value.replace("x", "").isdigit():
-        value = raw  # keep anchor presets like 3x3 as strings
     return key.strip(), value
 
 

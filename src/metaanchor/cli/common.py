@@ -15,15 +15,6 @@ class Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message}\n")
 
 
-def lazy(module: str, name: str):
-    """A command that imports its module only when run (keeps `metaanchor --help` fast)."""
-    def run(args) -> int:
-        import importlib
-
-        return getattr(importlib.import_module(module), name)(args)
-    return run
-
-
 def load_model(checkpoint: str, device: str):
     from metaanchor.engine.device import resolve_device
     from metaanchor.families import load_detector

@@ -55,7 +55,3 @@ class ModelEMA:
 
     def state_dict(self) -> dict:
         return self.module.state_dict()
-
-    def load_state_dict(self, state: dict, updates: int) -> None:
-        self.module.load_state_dict(state)
-        self.updates = updates

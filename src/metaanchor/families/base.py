@@ -191,9 +191,9 @@ class BaseDetector(nn.Module):
     def set_channels_last(self, enabled: bool = True) -> BaseDetector:
         """Run convolutions NHWC (``channels_last``), for training or inference; returns self.
 
-        oneDNN (CPU) and cuDNN with AMP run NHWC convs without layout reorders:
-        on 2 CPU cores a ResNet-18-FPN training step at 512 px took ~4.6 s instead
-        of ~5.4 s. Numerics differ from NCHW only by float rounding.
+        oneDNN (CPU) and cuDNN with AMP run NHWC convs without layout reorders
+        (``solver.channels_last`` picks it for training; BENCHMARKS.md has the timings).
+        Numerics differ from NCHW only by float rounding.
         """
         self.to(memory_format=torch.channels_last if enabled else torch.contiguous_format)
         self._channels_last = enabled

@@ -262,9 +262,6 @@ class AnchorSet:
             return ("rel", tuple(self.shapes))
         return ("abs", tuple(tuple(s) for s in self.per_level))
 
-    def is_level_relative(self) -> bool:
-        return self.shapes is not None
-
     def to_dict(self) -> dict:
         return {"spec": self.spec, "shapes": self.shapes, "per_level": self.per_level}
 

@@ -75,8 +75,8 @@ def anchor_topk(logits: Tensor, k: int, valid: Tensor | None = None) -> tuple[Te
 
     The k best pairs lie in the k anchors with the best class maximum, so one
     max over classes ([B, N]) and a top-k over those k anchors' C scores ([B, k*C])
-    replace a top-k over all N*C scores (the P3 level at 512 px: 2.9M per image,
-    about 4x slower). Values are exact; among tied scores another index may win.
+    replace a top-k over all N*C scores (the P3 level at 512 px: 2.9M per image).
+    Values are exact; among tied scores another index may win.
     """
     b, n, c = logits.shape
     neg_inf = float("-inf")

@@ -112,8 +112,8 @@ class MetaAnchorHead(_RetinaHead):
     parameters and is used only while they are still equal to it (same dtype,
     device and values), so in-place edits (optimizer steps, ``.data``,
     ``load_state_dict``) and ``.to()``/``.double()`` can never serve stale weights.
-    Comparing (one extra copy of the generator parameters in memory, 25 MB for 80
-    classes and 256 channels) measured ~4x cheaper than generating on 2 CPU cores.
+    Comparing costs one extra copy of the generator parameters in memory (25 MB for 80
+    classes and 256 channels) and is cheaper than generating again.
     """
 
     def __init__(self, in_channels: int, num_classes: int, num_convs: int = 4, hidden_dim: int = 32,
