@@ -35,7 +35,7 @@ import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 from torch import Tensor
 
-from metaanchor.errors import DataError, UserError
+from metaanchor.errors import DataError, UserError, first_line
 
 MAX_IMAGE_PIXELS = 50_000_000  # default cap on width * height of any decoded image (50 MP, 150 MB as RGB)
 MAX_IMAGE_PIXELS_LIMIT = 1_000_000_000  # the largest cap a user may set
@@ -184,7 +184,7 @@ def _decode_error(path, exc: BaseException) -> DataError:
         return DataError(f"{path}: image file not found")
     if isinstance(exc, IsADirectoryError):
         return DataError(f"{path}: is a folder, not an image file")
-    detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    detail = first_line(exc)
     return DataError(f"{path}: cannot read image (corrupt, truncated or not an image): {detail}")
 
 

@@ -19,6 +19,7 @@ from metaanchor.data.synth import synth_config, write_synth_dataset
 from metaanchor.engine.evaluate import fmt_metric
 from metaanchor.engine.train import train
 from metaanchor.families.retinanet import RetinaNetDetector as Detector
+from metaanchor.files import write_text
 from metaanchor.geometry.anchors import AnchorSet
 from metaanchor.visualize import detection_grid, draw_detections, plot_anchor_sets
 
@@ -58,7 +59,7 @@ def run_demo(config: str, out: str, unseen: str, overrides: list[str]) -> dict:
     detection_grid(rows, out / "demo.png")
     plot_anchor_sets({seen: AnchorSet.parse(seen), unseen: AnchorSet.parse(unseen)}, out / "anchors.png")
     metrics = {spec: {k: v for k, v in m.items() if k != "summary"} for spec, m in summary["metrics"].items()}
-    (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    write_text(out / "metrics.json", json.dumps(metrics, indent=2))
 
     print(f"\nMetaAnchor demo: {summary['iterations']} iterations in {summary['wall_time_s']:.0f} s")
     print(f"{'anchor set':<24}{'AP':>8}{'AP50':>8}{'AP75':>8}")

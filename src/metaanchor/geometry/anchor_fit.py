@@ -31,6 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from metaanchor.errors import UserError
+from metaanchor.files import write_text
 from metaanchor.geometry.anchors import ANCHOR_BASE, PYRAMID_STRIDES, AnchorSet, standard_sizes
 from metaanchor.geometry.iou import shape_iou
 
@@ -164,8 +165,8 @@ def write_anchor_file(anchors: AnchorSet, path: str | Path, **info) -> Path:
         import yaml
 
         text = "\n".join(f"# {k}: {v}" for k, v in info.items())
-        path.write_text((text + "\n" if text else "") + yaml.safe_dump({"anchors": data["anchors"]},
+        write_text(path, (text + "\n" if text else "") + yaml.safe_dump({"anchors": data["anchors"]},
                                                                       default_flow_style=None))
     else:
-        path.write_text(json.dumps(data, indent=1))
+        write_text(path, json.dumps(data, indent=1))
     return path
