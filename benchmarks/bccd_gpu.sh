@@ -18,7 +18,7 @@ for seed in 0 1 2; do
         --no-progress device=$DEVICE seed=$seed model.head=$head ${EXTRA:-} > $R/$head-s$seed.log 2>&1 &
   done
 done
-timeout ${YOLO_TIMEOUT:-420} $PY -m metaanchor experiment yolo --quick --data data/bccd --seeds 2 --device $DEVICE \
+timeout ${YOLO_TIMEOUT:-420} $PY -m research yolo --quick --data data/bccd --seeds 2 --device $DEVICE \
     --out $R/reports > $R/yolo.log 2>&1 &
 wait
 for seed in 0 1 2; do

@@ -4,12 +4,12 @@
 
 Same model size and anchor set for all: ResNet-FPN P3..P7, 4-conv heads, 3x3 anchors, 80 classes,
 random weights, ``min_size = max_size = size``. Timed, interleaved (A B C D A B C D ...) after one
-warm-up call each, in one process with the same thread count (``metaanchor.tools.bench.interleaved``):
+warm-up call each, in one process with the same thread count (``compare_torchvision.interleaved``):
 
     onnx        numpy pre-processing + onnxruntime (the baked model's ONNX graph) + numpy post-processing
     onnx_graph  onnxruntime on the ready batch only (the exported graph)
     ours        the MetaAnchor Detector after optimize_for_inference() (BN folded, channels_last)
-    tv          torchvision's RetinaNet (metaanchor.tools.bench.torchvision_retinanet)
+    tv          torchvision's RetinaNet (compare_torchvision.torchvision_retinanet)
 
 Prints images/s per model (median and min..max over rounds) and per-round ratios against torchvision
 (median). Absolute numbers drift on shared machines; read the ratios.
@@ -25,11 +25,11 @@ import time
 from pathlib import Path
 
 import torch
+from compare_torchvision import interleaved, machine_info, torchvision_retinanet
 
 from metaanchor.deploy import numpy_postprocess as npp
 from metaanchor.deploy.onnx_export import OPSET, export_onnx, onnx_runner
 from metaanchor.families.retinanet import RetinaNetDetector
-from metaanchor.tools.bench import interleaved, machine_info, torchvision_retinanet
 
 
 def build(backbone: str, size: int, num_classes: int, score_thresh: float, folder: Path):

@@ -1,5 +1,5 @@
-"""optimize_for_inference (BN folding, channels_last) and the fast top-k give the plain model's detections;
-the benchmark produces every documented key. Nothing here asserts on timing.
+"""optimize_for_inference (BN folding, channels_last) and the fast top-k give the plain model's detections.
+Nothing here asserts on timing.
 
 Folding and NHWC change float rounding, so the head outputs are compared with a tolerance, and detections only
 where no decision (threshold, per-level top-k, NMS order and overlap, detection cap) hinges on a difference of
@@ -19,7 +19,6 @@ from torchvision.ops import box_iou, clip_boxes_to_image
 
 from metaanchor.families.retinanet import RetinaNetDetector as Detector
 from metaanchor.modeling.postprocess import anchor_topk
-from metaanchor.tools import bench
 
 IMAGE_SIZES = [(120, 240), (64, 128), (128, 256)]  # all resized to 128 x 256: a batch without padding
 LOGIT_TOL = 2e-4  # largest |plain - optimized| allowed on any class logit or box delta
@@ -176,18 +175,3 @@ def test_anchor_topk_returns_the_exact_top_values(n, c, k):
     ref = logits.reshape(2, -1).topk(min(k, n * c), dim=1).values
     torch.testing.assert_close(values.sort(dim=1, descending=True).values, ref)
     torch.testing.assert_close(torch.gather(logits.reshape(2, -1), 1, idx), values)
-
-
-def test_bench_tiny_configuration_reports_all_keys():
-    report = bench.run_bench(bench.BenchConfig.tiny(), log=lambda *_: None)
-    for key in ("inference_speedup_b1", "inference_speedup_b8", "train_step_speedup", "postprocess_share",
-                "peak_mem_ratio", "flop_efficiency"):
-        assert math.isfinite(report[key]) and report[key] > 0, key
-    result = report["backbones"]["tiny"]
-    assert set(result["inference"]) == {"default", "many"}
-    for rows in result["inference"].values():
-        for row in rows.values():
-            assert all(math.isfinite(v) for v in row.values())
-    costs = result["metaanchor"]
-    assert costs["generate_new_anchor_set_first_s"] > 0 and costs["generate_cached_s"] > 0
-    assert "ours img/s" in bench.format_table(report)

@@ -135,12 +135,12 @@ DISTRIBUTIONS: dict[str, dict[str, Any]] = {
     "wide": {"min_ratio": 0.25, "max_ratio": 0.67},
     "mixed": {"min_size": 12.0, "max_size": 110.0, "min_ratio": 0.33, "max_ratio": 3.0},
     "elongated": {"min_ratio": 0.25, "max_ratio": 4.0},  # tall and wide: where the anchor ratios matter
-    # box sizes and ratios of ../shared/data/bccd's training split seen at 128 px (2nd-98th percentile of
+    # box sizes and ratios of the BCCD dataset's training split seen at 128 px (2nd-98th percentile of
     # sqrt(wh) relative to the short side, h/w), several objects per image
     "bccd-like": {"min_size": 10.0, "max_size": 57.0, "min_ratio": 0.6, "max_ratio": 1.5, "min_objects": 3,
                   "max_objects": 8},
     # elongated's ratios, but each image holds only wide (1/4..1) or only tall (1..4) boxes: the image tells
-    # the box shapes (data-dependent generator). Named to sort last: a preset's sorted index seeds its splits
+    # the box shapes (data-dependent generator)
     "wide-or-tall": {"min_ratio": 0.25, "max_ratio": 4.0, "ratio_mode": "image"},
 }
 

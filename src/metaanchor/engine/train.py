@@ -72,11 +72,20 @@ def lr_factor(it: int, solver: dict) -> float:
 
 
 class Trainer:
-    """Runs one training job described by a config into ``out_dir``."""
+    """Runs one training job described by a config into ``out_dir``.
+
+    ``callbacks``: objects that observe training without changing it, each with any of these methods (called on
+    the process that logs, in list order): ``before_step(trainer, it)`` and ``after_step(trainer, it, losses)``
+    around each step (``it``: the step's 0-based index; ``losses``: its logged losses {"loss", "cls", ...},
+    None for a step skipped as non-finite), ``after_eval(trainer, it, metrics)`` after each validation
+    (``it``: iterations done, as in metrics.csv; ``metrics``: the training anchor set's), and
+    ``on_save(trainer, path)`` after a checkpoint is written.
+    """
 
     def __init__(self, cfg: dict, out_dir: str | Path, resume: bool = False, progress: bool = True,
-                 fail_fast: bool = False):
+                 fail_fast: bool = False, callbacks: list | tuple = ()):
         self.cfg, self.out = cfg, Path(out_dir)
+        self.callbacks = list(callbacks)
         self.fail_fast = fail_fast  # every skipped or repaired record is an error
         self.skip_invalid = cfg["data"]["skip_invalid"] and not fail_fast
         self.distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
@@ -169,6 +178,15 @@ class Trainer:
                        best_iter=self.best_iter, evals_since_best=self.evals_since_best,
                        train_seconds=time.time() - self.t0, devices=self.devices)
         ckpt.save(payload, self.out / name)
+        self._callback("on_save", self.out / name)
+
+    def _callback(self, event: str, *args) -> None:
+        """Call ``event`` on every callback that has it (main process only: the others neither log nor save)."""
+        if self.main:
+            for cb in self.callbacks:
+                fn = getattr(cb, event, None)
+                if fn is not None:
+                    fn(self, *args)
 
     def _resume(self) -> None:
         path = self.out / "last.pt"
@@ -387,7 +405,9 @@ class Trainer:
         it = self.start_iter
         for images, targets, bad in self._loader():
             self._bad_images(bad)
+            self._callback("before_step", it)
             stats = self._guarded_step(it, images, targets) if images else {}
+            self._callback("after_step", it, stats)
             if stats is None:
                 self._nonfinite(it)
             it += 1
@@ -456,6 +476,7 @@ class Trainer:
             m = self._evaluate()
             self._log(writer, it, {}, seconds, m)
             self._track_best(m, it)
+            self._callback("after_eval", it, m)
             tqdm.write(f"iter {it}: AP {fmt_metric(m['AP'], '.4f')} AP50 {fmt_metric(m['AP50'], '.4f')}")
             patience = self.cfg["solver"].get("early_stop", 0)
             stop = bool(patience) and self.evals_since_best >= patience
@@ -485,6 +506,7 @@ class Trainer:
         m = summary["metrics"][self.base_anchors.spec]
         self._log(writer, it, {}, seconds, m)
         self._track_best(m, it)
+        self._callback("after_eval", it, m)
         summary.update(best_ap=self.best_ap, best_iteration=self.best_iter, early_stopped=self.early_stopped,
                        weights="ema" if self.ema else "trained", per_class=m["per_class_table"])
         tqdm.write(format_per_class(m))
@@ -502,11 +524,12 @@ class Trainer:
 
 
 def train(cfg: dict, out_dir: str | Path, resume: bool = False, progress: bool = True,
-          fail_fast: bool = False) -> dict:
+          fail_fast: bool = False, callbacks: list | tuple = ()) -> dict:
     """Train a detector as ``cfg`` says; writes the run folder and returns the summary.
 
     ``resume`` continues from ``out_dir/last.pt`` (from scratch if there is none yet);
-    ``fail_fast`` makes every record that would be skipped or repaired an error.
+    ``fail_fast`` makes every record that would be skipped or repaired an error;
+    ``callbacks`` observe the run (``Trainer``).
     """
     with StopSignals(deferred=False):  # SIGTERM, like Ctrl-C, ends in KeyboardInterrupt (CLI exit code 130)
-        return Trainer(cfg, out_dir, resume, progress, fail_fast).train()
+        return Trainer(cfg, out_dir, resume, progress, fail_fast, callbacks).train()

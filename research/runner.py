@@ -31,12 +31,16 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from metaanchor.config import load_config, set_key
+from metaanchor.config import flatten, load_config, set_key
 from metaanchor.errors import UserError
 from metaanchor.geometry.anchors import AnchorSet
 
 KEPT_METRICS = ("AP", "AP50", "AP75", "APs", "APm", "APl", "AR100")
-SPLIT_SEEDS = {"train": 0, "val": 1, "test": 2}  # synthetic seed offset of each split
+SPLIT_SEEDS = {"train": 0, "val": 1, "test": 2}  # synthetic seed of each split, times 100
+# the synthetic seed offset of each distribution (seed = 100 * split seed + offset): the committed records note the
+# data's fingerprints, so a distribution keeps its offset and a new one takes an unused number
+DATA_SEEDS = {"bccd-like": 0, "default": 1, "elongated": 2, "large": 3, "mixed": 4, "small": 5, "tall": 6, "wide": 7,
+              "wide-or-tall": 8}
 SYNTH_BASE_SIZE = 128  # the synthetic presets' object sizes are for 128 px images
 LOCK = "training.lock"  # holds the pid of the process training a run (several runners may share a cache)
 LOCK_POLL_S = 10.0
@@ -97,6 +101,22 @@ class Scale:
     eval_period: int = 0  # validation AP every N iterations (the curve the plateau rule reads; 0: none)
     distribution: str = "default"  # the synthetic box distribution the experiments train on (DISTRIBUTIONS)
 
+    @classmethod
+    def from_config(cls, name: str, config: str, extra: tuple[str, ...]) -> Scale:
+        """The scale of a shipped config (``metaanchor.config.load_config(config)``): model, input and schedule
+        from its keys, and its values of the keys named in ``extra`` as further overrides (real data: no
+        synthetic images)."""
+        flat = flatten(load_config(config))
+
+        def text(v) -> str:  # as written in the YAML file: 200, not 200.0
+            return str(int(v)) if isinstance(v, float) and v.is_integer() else str(v)
+        return cls(name, image_size=flat["input.size"], train_images=0, val_images=0, test_images=0,
+                   max_iter=flat["solver.max_iter"], batch_size=flat["solver.batch_size"],
+                   backbone=flat["model.backbone"], fpn_channels=flat["model.fpn_channels"],
+                   head_convs=flat["model.head_convs"], hidden_dim=flat["model.hidden_dim"], lr=flat["solver.lr"],
+                   warmup_iters=flat["solver.warmup_iters"], eval_batch=flat["eval.batch_size"],
+                   eval_period=flat["eval.period"], extra=tuple(f"{k}={text(flat[k])}" for k in extra))
+
     def describe(self, data: str | None = None) -> str:
         """One sentence: data, model, schedule (``data``: the user's dataset folder replacing the synthetic one)."""
         images = (f"dataset {data} (its train/val/test splits), network input {self.input_size or self.image_size} px"
@@ -130,11 +150,10 @@ CONVERGED = Scale("converged", image_size=128, train_images=800, val_images=150,
                   batch_size=8, backbone="tiny", fpn_channels=64, head_convs=2, hidden_dim=16, lr=0.02,
                   warmup_iters=50, eval_period=200, distribution="elongated",
                   extra=("solver.ema=0.999", "solver.ema_tau=200"))
-# configs/bccd.yaml as a scale, for `--data data/bccd --scale bccd` (real photos; 31 min per run on 2 CPU cores)
-BCCD = Scale("bccd", image_size=384, train_images=0, val_images=0, test_images=0, max_iter=1100, batch_size=8,
-             backbone="tiny", fpn_channels=64, head_convs=2, hidden_dim=16, lr=0.01, warmup_iters=100, eval_batch=8,
-             eval_period=110, extra=("input.max_size=512", "input.augment=light", "solver.ema=0.999",
-                                     "solver.ema_tau=200", "data.workers=2"))
+# the shipped bccd config as a scale, for `--data data/bccd --scale bccd` (real photos; 31 min per run on 2 CPU cores);
+# its log and checkpoint periods are left to the runner (they change no result)
+BCCD = Scale.from_config("bccd", "bccd", extra=("input.max_size", "input.augment", "solver.ema", "solver.ema_tau",
+                                                "data.workers"))
 FULL = Scale("full", image_size=512, train_images=8000, val_images=1000, test_images=1000, max_iter=15000,
              batch_size=16, backbone="resnet50", fpn_channels=256, head_convs=4, hidden_dim=32, lr=0.01,
              warmup_iters=500, eval_batch=16, eval_period=1000, extra=("model.head_norm=gn",))
@@ -144,15 +163,14 @@ SCALES = {s.name: s for s in (QUICK, CONVERGED, FULL, BCCD)}
 def config_key(cfg: dict, root: Path) -> str:
     """Hash of a resolved config (16 hex digits).
 
-    Only the keys whose value differs from ``metaanchor.config.DEFAULTS`` count, so a
-    new config key added with a default keeps old runs valid; dataset paths are made
-    relative to ``root`` and the device is left out (the same run on another device).
-    A changed *default* is not seen: clear the cache after changing one.
+    Only the keys whose value differs from the default config of the run's family
+    (``metaanchor.config.load_config(None, ["model.arch=..."])``) count, so a new config key added with a default
+    keeps old runs valid; dataset paths are made relative to ``root`` and the device is left out (the same run
+    on another device). A changed *default* is not seen: clear the cache after changing one.
     """
-    from metaanchor.config import DEFAULTS, flatten as _flat
-
-    defaults = _flat(DEFAULTS)
-    flat = {k: v for k, v in _flat(copy.deepcopy(cfg)).items() if k not in defaults or defaults[k] != v}
+    defaults = flatten(load_config(None, [f"model.arch={cfg['model']['arch']}"]))
+    defaults["model.arch"] = load_config()["model"]["arch"]  # a family other than the default one is a difference
+    flat = {k: v for k, v in flatten(copy.deepcopy(cfg)).items() if k not in defaults or defaults[k] != v}
     for k in ("data.train", "data.val", "anchors.train"):  # an anchor file's path too (SPEC strings stay)
         if isinstance(flat.get(k), str) and flat[k]:
             p = Path(flat[k])
@@ -255,7 +273,7 @@ class Runner:
             sizes = {f: DISTRIBUTIONS[distribution].get(f, d) * k
                      for f, d in (("min_size", 16.0), ("max_size", 64.0))}
             cfg = synth_config(distribution, image_size=self.scale.image_size,
-                               seed=100 * SPLIT_SEEDS[split] + sorted(DISTRIBUTIONS).index(distribution), **sizes)
+                               seed=100 * SPLIT_SEEDS[split] + DATA_SEEDS[distribution], **sizes)
             self.log(f"writing {n} synthetic '{distribution}' images ({split}) to {out}")
             write_synth_dataset(out, n, cfg, progress=False)
         return out

@@ -12,8 +12,8 @@ from metaanchor.data.box_shapes import box_shapes
 from metaanchor.engine.anchor_search import preset_candidates, scales_ratios_of, search_anchors
 from metaanchor.geometry.anchor_fit import anchor_fit_quality, fit_anchors, write_anchor_file
 from metaanchor.geometry.anchors import AnchorSet
-from metaanchor.tools.experiments import report
-from metaanchor.tools.experiments.context import (
+from research import report
+from research.context import (
     Context,
     Planned,
     curves_section,
@@ -24,7 +24,7 @@ from metaanchor.tools.experiments.context import (
     split_images,
     verdict_section,
 )
-from metaanchor.tools.experiments.verdicts import at_least, better
+from research.verdicts import at_least, better
 
 KINDS = ("training set", "k-means fit (K=9)", "searched")
 

@@ -1,4 +1,5 @@
-"""Experiment harness: cached runs, reports, anchor fitting and search."""
+"""Cached runs, records, reports and each experiment's verdicts (training and evaluation stubbed where the
+numbers are the point)."""
 
 import csv
 import json
@@ -9,19 +10,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from metaanchor.cli import main
-from metaanchor.engine.anchor_search import search_anchors, spec_of
 from metaanchor.geometry.anchor_fit import (
     anchor_fit_quality,
-    fit_anchors,
-    kmeans_shapes,
-    level_relative,
-    level_sizes,
-    write_anchor_file,
 )
 from metaanchor.geometry.anchors import AnchorSet
-from metaanchor.tools.experiments import anchor_configs, cross_eval, report, verdicts, yolo
-from metaanchor.tools.experiments.context import (
+from research import anchor_configs, cross_eval, report, verdicts, yolo
+from research.context import (
     ANCHOR_SETS,
     COUNT_TWIN_BY_SCALE,
     ELONGATED,
@@ -30,23 +24,11 @@ from metaanchor.tools.experiments.context import (
     POOR,
     SQUARE,
     Context,
-    Planned,
     curves_section,
 )
-from metaanchor.tools.experiments.runner import Run, Runner, Scale, anchor_key, config_key, plateau
-from metaanchor.tools.experiments.verdicts import compare
-
-MICRO = Scale("micro", image_size=64, train_images=6, val_images=3, test_images=3, max_iter=4, batch_size=2,
-              backbone="tiny", fpn_channels=8, head_convs=1, hidden_dim=4, lr=0.01, warmup_iters=1, eval_batch=3)
-
-
-class CountingTrain:
-    def __init__(self):
-        self.calls = []
-
-    def __call__(self, cfg, out_dir, resume=False, progress=True):
-        self.calls.append((cfg["anchors"]["train"], cfg["seed"]))
-        return {"iterations": cfg["solver"]["max_iter"], "metrics": {}, "wall_time_s": 1.5}
+from research.runner import Run, Runner, anchor_key, config_key, plateau
+from research.tests.helpers import BASELINE_AP, FLAT, MICRO, RISING, CountingTrain, FakeRunner, YoloFakeRunner, fake_ctx
+from research.verdicts import compare
 
 
 def test_runner_trains_each_config_once(tmp_path):
@@ -193,9 +175,9 @@ def test_records_carry_a_finished_run_to_a_machine_without_its_cache(tmp_path, m
 def test_evaluate_only_records_the_trained_runs_and_writes_no_report(tmp_path, synth_dirs):
     import time
 
-    from metaanchor.tools.experiments import generator
-    from metaanchor.tools.experiments.context import EvaluatedOnly
-    from metaanchor.tools.experiments.suite import run_experiments
+    from research import generator
+    from research.context import EvaluatedOnly
+    from research.suite import run_experiments
 
     ctx = fake_ctx(tmp_path, synth_dirs, seeds=(0,))
     planned = generator.plan(ctx)
@@ -214,7 +196,7 @@ def test_evaluate_only_records_the_trained_runs_and_writes_no_report(tmp_path, s
     assert run_experiments(["generator"], ctx, until=time.time() - 1) == {} and set(seen) == trained
     assert not ctx.evaluate_only and not (tmp_path / "generator").exists()
     # search writes its found sets only with its report
-    from metaanchor.tools.experiments import search
+    from research import search
 
     trained.update(config_key(p.cfg, ctx.runner.root) for p in search.plan(ctx))
     ctx.evaluate_only = True
@@ -223,37 +205,11 @@ def test_evaluate_only_records_the_trained_runs_and_writes_no_report(tmp_path, s
     assert not (tmp_path / "search").exists()  # its k-means file went to the cache, its found sets nowhere
 
 
-def test_time_budget_starts_only_the_runs_that_would_end_in_it(tmp_path):
-    import time
-
-    from metaanchor.tools.experiments.suite import seconds_per_iteration, train_planned
-
-    calls = []
-
-    def train(cfg, out_dir, resume=False, progress=True):  # 100 s per iteration on this machine's cpu
-        calls.append((cfg["anchors"]["train"], resume))
-        return {"iterations": cfg["solver"]["max_iter"], "metrics": {}, "wall_time_s": 400.0, "devices": ["cpu"]}
-
-    runner = Runner(tmp_path, MICRO, device="cpu", train_fn=train, log=lambda s: None)
-    ctx = Context(runner, [0], tmp_path)
-    planned = [Planned(runner.config("metaanchor", spec, 0), 0) for spec in ("1x1", "2x3", "3x3")]
-    assert seconds_per_iteration(ctx, planned) == 0.0
-    assert train_planned(ctx, planned[:1], until=time.time() + 3600) == 1  # no estimate yet: it starts
-    assert seconds_per_iteration(ctx, planned) == 100.0
-    # 3x3 was stopped at iteration 3 of 4 (100 s left), 2x3 has not started (400 s)
-    runner.run_dir(planned[2].cfg).mkdir(parents=True)
-    (runner.run_dir(planned[2].cfg) / "metrics.csv").write_text("iter,loss\n3,0.5\n")
-    (runner.run_dir(planned[2].cfg) / "last.pt").write_bytes(b"")
-    assert train_planned(ctx, planned, until=time.time() + 300) == 1
-    assert calls == [("1x1", False), ("3x3", True)]
-    assert train_planned(ctx, planned, until=time.time() + 1000) == 1 and calls[-1] == ("2x3", False)
-
-
 def test_poor_sets_follow_the_data_the_runs_train_on(tmp_path, synth_dirs):
     """Square-only is a good set for BCCD's round cells, so the bccd scale trains with an elongated-only set
     instead; the synthetic scales keep square-only. Search's poor-set models follow."""
-    from metaanchor.tools.experiments import search
-    from metaanchor.tools.experiments.runner import BCCD, CONVERGED
+    from research import search
+    from research.runner import BCCD, CONVERGED
 
     synthetic = Context(Runner(tmp_path, CONVERGED, device="cpu", log=lambda s: None), [0], tmp_path)
     bccd = Context(Runner(tmp_path, BCCD, device="cpu", data=str(synth_dirs[0]), log=lambda s: None), [0], tmp_path)
@@ -272,8 +228,8 @@ def test_poor_sets_follow_the_data_the_runs_train_on(tmp_path, synth_dirs):
 def test_scale_section_counts_the_test_images_of_the_users_data(tmp_path, synth_dirs):
     """With ``--data`` the Scale section counts the images of that test split (the real-data scale has no
     synthetic count: it said '0 images')."""
-    from metaanchor.tools.experiments.context import scale_section, split_images
-    from metaanchor.tools.experiments.runner import BCCD
+    from research.context import scale_section, split_images
+    from research.runner import BCCD
 
     data = synth_dirs[0]  # the fixture writes 48 images, in one folder without splits (used as the test split)
     ctx = Context(Runner(tmp_path, BCCD, device="cpu", data=str(data), log=lambda s: None), [0], tmp_path)
@@ -299,55 +255,6 @@ def test_report_files_contain_the_numbers(tmp_path):
     report.heatmap(np.array([[0.1, 0.2], [0.3, math.nan]]), ["r1", "r2"], ["c1", "c2"], tmp_path / "hm.png", "t")
     for f in ("bars.png", "hm.png"):
         assert (tmp_path / f).read_bytes()[:4] == b"\x89PNG"
-
-
-BASELINE_AP = {"1x1": 0.30, "1x3": 0.32, "3x3": 0.35, "5x5": 0.34}  # any other set (the poor ones): 0.05
-FLAT = [(100 * i, 0.3 + 0.01 * min(i, 8) - 0.003 * (i == 10)) for i in range(1, 11)]  # last 20 %: 0.377..0.38
-RISING = [(100 * i, 0.03 * i) for i in range(1, 11)]  # last 20 % (iterations 800-1000): 0.24..0.30
-
-
-class FakeRunner(Runner):
-    """Training and evaluation replaced by a table: AP depends on head, training and test anchors.
-
-    The baseline scores ``BASELINE_AP``; MetaAnchor scores it plus ``bonus(anchor set)`` (by default +0.02,
-    +0.03 on the poor sets, so its range over the sets is smaller); every seed adds 0.002 to both, and
-    ``shift(cfg)`` adds a per-run amount (0 by default), ``resize(size)`` one per input size given to
-    ``evaluate`` (0 by default; always 0 at the model's own size, ``size=None``). Every split is the real
-    ``data`` folder (box statistics are read from it). Trained runs get a validation curve (``curve(cfg)``, FLAT
-    by default) in their metrics.csv."""
-
-    def __init__(self, *args, bonus=lambda spec: 0.03 if spec in POOR else 0.02, curve=lambda cfg: FLAT,
-                 split_dir=None, shift=lambda cfg: 0.0, resize=lambda size: 0.0, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.bonus, self.curve, self.split_dir, self.shift, self.resize = bonus, curve, split_dir, shift, resize
-
-    def dataset(self, distribution, split):
-        return self.split_dir or self.root / f"{distribution}-{split}"
-
-    def is_trained(self, cfg):  # every run is "trained" on demand, so every experiment writes its report
-        return True
-
-    def train(self, cfg):
-        key = config_key(cfg, self.root)
-        d = self.root / "runs" / key
-        d.mkdir(parents=True, exist_ok=True)
-        (d / "metrics.csv").write_text("iter,AP\n" + "".join(f"{i},{ap}\n" for i, ap in self.curve(cfg)))
-        devices = ["cpu"] if cfg["seed"] == 0 else ["cuda (Fake GPU)", "cpu"]  # seed 1: resumed on another machine
-        return Run(key, d, cfg, {"wall_time_s": 10.0, "devices": devices})
-
-    def evaluate_sets(self, run, data_dir, specs, size=None):
-        return [self.evaluate(run, data_dir, s, size) for s in specs]
-
-    def evaluate(self, run, data_dir, anchors=None, size=None):
-        base = BASELINE_AP.get(anchors, 0.05)
-        bonus = 0.0 if run.cfg["model"]["head"] == "predefined" else self.bonus(anchors)
-        ap = base + bonus + self.shift(run.cfg) + 0.002 * run.cfg["seed"] + (self.resize(size) if size else 0.0)
-        return {k: ap for k in ("AP", "AP50", "AP75", "APs", "APm", "APl")}
-
-
-def fake_ctx(tmp_path, synth_dirs, seeds=(0, 1), **kw):
-    runner = FakeRunner(tmp_path / "cache", MICRO, device="cpu", log=lambda s: None, split_dir=synth_dirs[1], **kw)
-    return Context(runner, list(seeds), tmp_path)
 
 
 def test_anchor_configs_report_states_measured_numbers(tmp_path, synth_dirs):
@@ -515,7 +422,7 @@ def test_the_unsampled_extra_run_says_where_the_gain_comes_from(tmp_path, synth_
                        "shapes"),
 ], ids=["gains", "tied", "lower", "gains-more-than-on-main", "gains-as-much-as-on-main", "gains-on-main-only"])
 def test_data_dependent_extra_run_on_images_that_tell_their_box_shapes(tmp_path, main_gain, gain, held, reading):
-    from metaanchor.tools.experiments import data_dependent
+    from research import data_dependent
 
     def dd_gains(cfg):  # the data-dependent generator gains ``main_gain`` AP on the main data, ``gain`` on the extra
         if cfg["model"]["head"] != "metaanchor-dd":
@@ -545,7 +452,7 @@ def test_data_dependent_extra_run_on_images_that_tell_their_box_shapes(tmp_path,
 
 
 def test_generator_report_verdicts_and_its_least_stable_number(tmp_path, synth_dirs):
-    from metaanchor.tools.experiments import generator
+    from research import generator
 
     # the model trained on the fixed set scores 0.05 lower everywhere; width 64 seed 1 loses 0.05 more with
     # the halved scales only, which makes that the one number that varies most over seeds (MICRO's default
@@ -579,7 +486,7 @@ def test_ties_follow_the_seed_spread():
 
 
 def test_schedule_verdict_both_ways():
-    from metaanchor.tools.experiments.schedule import GAIN, long_enough
+    from research.schedule import GAIN, long_enough
 
     ok = long_enough([0.30, 0.30], [0.305, 0.305], "baseline")  # gain 0.005 <= 0.01 + 0.005
     assert ok.held and ok.margin == pytest.approx(GAIN - 0.005)
@@ -595,7 +502,7 @@ def test_schedule_verdict_both_ways():
 
 
 def test_transfer_report_adds_anchors_searched_on_b_for_metaanchor(tmp_path, synth_dirs):
-    from metaanchor.tools.experiments import transfer
+    from research import transfer
 
     ctx = fake_ctx(tmp_path, synth_dirs, seeds=[0], resize=lambda n: -0.05)  # other input sizes do worse
     res = transfer.run(ctx)
@@ -620,7 +527,7 @@ def test_transfer_report_adds_anchors_searched_on_b_for_metaanchor(tmp_path, syn
 def test_transfer_explains_a_pair_no_model_detects_by_resizing_b(tmp_path, synth_dirs):
     """Where both heads score below the floor on B, the input size searched on B's val says whether the
     features (not the anchors) failed: here 32 px inputs (half the training size) lift every model by 0.2 AP."""
-    from metaanchor.tools.experiments import transfer
+    from research import transfer
 
     ctx = fake_ctx(tmp_path, synth_dirs, seeds=[0], shift=lambda cfg: -0.34, resize=lambda n: 0.2 * (n == 32))
     res = transfer.run(ctx)
@@ -683,7 +590,7 @@ def test_verdict_rules_both_ways():
 def test_search_report_compares_each_model_with_itself(tmp_path, synth_dirs):
     """The searched and the training set are scored on the same model, so the seeds' own spread (here 0.021
     per side) is not the noise: the verdicts are paired, and each found set states its own gain."""
-    from metaanchor.tools.experiments import search
+    from research import search
 
     ctx = fake_ctx(tmp_path, synth_dirs, shift=lambda cfg: 0.04 * cfg["seed"])  # seed 1 scores 0.042 higher
     res = search.run(ctx)
@@ -750,87 +657,6 @@ def test_convergence_section_says_which_way_each_unconverged_run_moved(tmp_path)
     assert "Not converged" not in curves_section(tmp_path, {"baseline": [flat]}, "t")
 
 
-def test_kmeans_recovers_known_shapes():
-    rng = np.random.default_rng(0)
-    truth = np.array([[0.5, 1.0], [1.0, 1.0], [1.6, 0.8]])
-    shapes = np.concatenate([t * np.exp(rng.normal(0, 0.03, (200, 2))) for t in truth])
-    fitted = kmeans_shapes(shapes, 3)
-    fitted = fitted[np.argsort(fitted[:, 0])]
-    assert np.all(np.abs(fitted / truth[np.argsort(truth[:, 0])] - 1) < 0.10)
-
-
-def test_fit_anchors_gives_level_relative_file_that_parses(tmp_path):
-    rng = np.random.default_rng(1)
-    # objects at P3 (~32 px) and P5 (~128 px) with the same two shapes relative to their level
-    rel = np.array([[0.7, 1.4], [1.4, 0.7]])
-    shapes = np.concatenate([r * s * np.exp(rng.normal(0, 0.02, (100, 2))) for r in rel for s in (32, 128)])
-    assert np.all(np.abs(level_relative(shapes) / np.repeat(rel, 200, 0) - 1) < 0.1)
-    fitted = fit_anchors(shapes, k=2)
-    got = sorted(fitted.shapes)
-    assert np.all(np.abs(np.array(got) / np.array(sorted(map(tuple, rel))) - 1) < 0.10)
-    path = write_anchor_file(fitted, tmp_path / "a.yaml", source="test")
-    assert AnchorSet.parse(str(path)) == fitted
-    path = write_anchor_file(fitted, tmp_path / "a.json")
-    assert AnchorSet.parse(str(path)).shapes == fitted.shapes
-    better, worse = anchor_fit_quality(shapes, fitted), anchor_fit_quality(shapes, "scales=4;ratios=1")
-    assert better["bpr"] == 1.0 and worse["bpr"] <= 0.5 and better["mean_iou"] > worse["mean_iou"]
-
-
-def test_level_sizes_are_four_strides():
-    assert level_sizes().tolist() == [32, 64, 128, 256, 512]
-
-
-def test_greedy_search_climbs_to_the_best_set_of_a_stub_scorer():
-    def score(spec):  # best: one anchor of scale sqrt(2), ratio 1; extra anchors cost a little
-        a = AnchorSet.parse(spec)
-        s = np.mean([math.sqrt(h * w) for h, w in a.shapes])
-        r = np.mean([abs(math.log2(h / w)) for h, w in a.shapes])
-        return -abs(math.log2(s) - 0.5) - r - 0.01 * len(a)
-
-    res = search_anchors(score, (1.0,), (1.0,), method="greedy", budget=40)
-    assert res.best[0] == spec_of((2 ** 0.5,), (1.0,))
-    assert res.best[1] == max(v for _, v in res.tried)
-    rnd = search_anchors(score, (1.0,), (1.0,), method="random", budget=10, seed=3)
-    assert len(rnd.tried) == 10 and rnd.best[1] == max(v for _, v in rnd.tried)
-
-
-def test_cli_anchors_fit_writes_anchor_file(tmp_path, synth_dirs, capsys):
-    train, _ = synth_dirs
-    out = tmp_path / "fit.yaml"
-    assert main(["anchors", "fit", "--data", str(train), "-k", "4", "--out", str(out)]) == 0
-    assert len(AnchorSet.parse(str(out)).shapes) == 4
-    assert "BPR@0.5" in capsys.readouterr().out
-
-
-def test_cli_experiment_unknown_name_is_user_error(capsys):
-    assert main(["experiment", "nope", "--quick"]) == 2
-    assert "unknown experiment 'nope'" in capsys.readouterr().err
-
-
-@pytest.mark.parametrize("argv", [["anchors", "search", "--help"], ["experiment", "--help"]])
-def test_cli_help(argv):
-    with pytest.raises(SystemExit) as e:
-        main(argv)
-    assert e.value.code == 0
-
-
-# ------------------------------------------------------------------------------ yolo
-class YoloFakeRunner(FakeRunner):
-    """FakeRunner whose training split is a real synthetic dataset (the k-means anchors are fitted to it);
-    records the training configs it is asked for."""
-
-    def __init__(self, *args, train_dir=None, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.train_dir, self.configs = train_dir, []
-
-    def dataset(self, distribution, split):
-        return self.train_dir if split == "train" else super().dataset(distribution, split)
-
-    def train(self, cfg):
-        self.configs.append(cfg)
-        return super().train(cfg)
-
-
 @pytest.mark.parametrize("bonus, held", [(0.02, True), (0.0, False), (0.004, False), (-0.02, False)],
                          ids=["metaanchor-better", "equal", "within-noise", "metaanchor-worse"])
 def test_yolo_experiment_report_and_verdict(tmp_path, synth_dirs, bonus, held):
@@ -872,17 +698,17 @@ def test_yolo_experiment_trains_yolov2_with_the_kmeans_file(tmp_path, synth_dirs
     # MICRO's 64 px input is raised to YOLO_MIN_INPUT (256); the synth images are 128 px: boxes x2
     expected = fit_yolo_anchors(train, k=5, scale=yolo.YOLO_MIN_INPUT / 128)
     for c in runner.configs:
-        assert c["model"]["arch"] == "yolov2" and c["model"]["head_norm"] == "none"
+        assert c["model"]["arch"] == "yolov2"
         assert c["input"]["size"] == yolo.YOLO_MIN_INPUT
     assert AnchorSet.parse(files.pop()) == expected
 
 
 def test_yolo_quick_scale_is_the_demo_config(tmp_path):
-    from metaanchor.cli.experiment import NAMES
+    from research.__main__ import NAMES
     from metaanchor.config import load_config
-    from metaanchor.tools.experiments.runner import QUICK
-    from metaanchor.tools.experiments.suite import EXPERIMENTS
-    from metaanchor.tools.experiments.yolo import yolo_overrides
+    from research.runner import QUICK
+    from research.suite import EXPERIMENTS
+    from research.yolo import yolo_overrides
 
     assert "yolo" in EXPERIMENTS and tuple(EXPERIMENTS) == NAMES
     runner = FakeRunner(tmp_path, QUICK, device="cpu", log=lambda s: None)
@@ -897,8 +723,8 @@ def test_yolo_quick_scale_is_the_demo_config(tmp_path):
 def test_yolo_input_gives_at_least_an_8x8_grid():
     from dataclasses import replace
 
-    from metaanchor.tools.experiments.runner import BCCD, CONVERGED
-    from metaanchor.tools.experiments.yolo import yolo_overrides
+    from research.runner import BCCD, CONVERGED
+    from research.yolo import yolo_overrides
 
     def size(scale):
         return [o for o in yolo_overrides(scale) if o.startswith("input.size=")]
@@ -914,227 +740,3 @@ def test_config_key_makes_anchor_file_paths_relative(tmp_path):
     b = json.loads(json.dumps(a))
     b["anchors"]["train"] = "anchors/k5.yaml"
     assert config_key(a, tmp_path) == config_key(b, tmp_path)
-
-
-def test_cli_anchors_fit_yolov2_single_standard_box(tmp_path, synth_dirs, capsys):
-    from metaanchor.families.yolov2 import fit_yolo_anchors
-
-    train, _ = synth_dirs  # 128 px images
-    out = tmp_path / "yolo.yaml"
-    assert main(["anchors", "fit", "--arch", "yolov2", "--data", str(train), "-k", "5", "--out", str(out)]) == 0
-    assert AnchorSet.parse(str(out)) == fit_yolo_anchors(train, k=5, scale=416 / 128)
-    assert "128 px standard box" in capsys.readouterr().out
-    # from a config: model.arch=yolov2 and input.size=256 (configs/yolo_demo.yaml), as its anchor file was made
-    out2 = tmp_path / "demo.yaml"
-    assert main(["anchors", "fit", "--config", "configs/yolo_demo.yaml", "--data", str(train), "-k", "3",
-                 "--out", str(out2)]) == 0
-    assert AnchorSet.parse(str(out2)) == fit_yolo_anchors(train, k=3, scale=2.0)
-
-
-# ------------------------------------------------------------------------------ suite
-def test_suite_plans_each_shared_run_once(tmp_path, synth_dirs):
-    from metaanchor.tools.experiments.suite import EXPERIMENTS, planned_runs
-
-    ctx = fake_ctx(tmp_path, synth_dirs, seeds=[0])
-    ctx.runner.dataset = lambda dist, split: synth_dirs[0] if dist == "default" else tmp_path / f"{dist}-{split}"
-    runs = planned_runs(list(EXPERIMENTS), ctx)
-    # anchor-configs 13 (12 + the unsampled 1x3 run); cross-eval adds fixed and sampled ±1 on 3x3 (its matrix
-    # and ±0.5 are anchor-configs' MetaAnchor runs); search 1 (the square-trained model with ratios sampled
-    # 1/4..4); transfer 4 (its elongated pair is anchor-configs' 3x3 pair: MICRO's distribution is 'default', so
-    # here the default -> tall pair is the shared one); data-dependent 3 (its generator, and both on
-    # 'wide-or-tall'); generator 2 widths (its fixed run is cross-eval's); yolo 2; schedule 4 (the 3x3 pair with
-    # half and twice the iterations)
-    assert len(runs) == 13 + 2 + 1 + 4 + 3 + 2 + 2 + 4
-    keys = {config_key(p.cfg, ctx.runner.root) for p in runs}
-    assert len(keys) == len(runs)
-    assert [p.name for p in tmp_path.iterdir()] == ["cache"]  # planning (and so --status) writes no report file
-
-
-def test_status_lists_each_planned_run_and_the_time_left(tmp_path):
-    from metaanchor.tools.experiments import schedule
-    from metaanchor.tools.experiments.runner import LOCK
-    from metaanchor.tools.experiments.suite import progress
-
-    def fake_train(cfg, out_dir, resume=False, progress=True):  # 360 s per iteration, validation AP 0.25 at the end
-        n = cfg["solver"]["max_iter"]
-        (out_dir / "metrics.csv").write_text(f"iter,AP\n1,0.1\n{n},0.25\n")
-        return {"iterations": n, "metrics": {}, "wall_time_s": 360.0 * n, "devices": ["cpu"]}
-
-    runner = Runner(tmp_path, MICRO, device="cpu", train_fn=fake_train, log=lambda s: None)
-    ctx = Context(runner, [0], tmp_path, jobs=2)
-    planned = schedule.plan(ctx)  # baseline 2, 4, 8 iterations, then MetaAnchor 2, 4, 8
-    assert [p.cfg["solver"]["max_iter"] for p in planned] == [2, 4, 8, 2, 4, 8]
-    for p in planned[:2]:
-        runner.train(p.cfg)
-    stopped, running = runner.run_dir(planned[2].cfg), runner.run_dir(planned[3].cfg)
-    stopped.mkdir(parents=True)
-    (stopped / "metrics.csv").write_text("iter,loss\n2,0.9\n3,0.8\n")
-    (stopped / "last.pt").write_bytes(b"checkpoint")
-    running.mkdir(parents=True)
-    (running / "metrics.csv").write_text("iter,loss\n1,0.9\n")
-    (running / LOCK).write_text("12345")
-    lines = progress(ctx, planned).splitlines()
-    assert len(lines) == 7
-    assert [line.split()[0] for line in lines[:6]] == [runner.run_dir(p.cfg).name for p in planned]
-    assert "trained, validation AP 0.250" in lines[0] and "head=predefined factor=0.5" in lines[0]
-    assert "stopped at iteration 3, resumes from its last checkpoint" in lines[2]
-    assert "running, at iteration 1" in lines[3]
-    assert "not started" in lines[4] and "not started" in lines[5]
-    # left: 8 - 3, 2 - 1, 4, 8 = 18 iterations at 360 s each, two at a time: 0.9 h
-    assert lines[6] == ("2 of 6 planned runs trained; 18 iterations left, about 0.9 h with 2 at a time at the "
-                        "median 360.00 s/iteration of the runs trained on this device")
-
-
-def test_status_counts_each_experiments_trained_runs_per_seed(tmp_path):
-    from metaanchor.tools.experiments import data_dependent
-    from metaanchor.tools.experiments.suite import experiment_progress
-
-    def fake_train(cfg, out_dir, resume=False, progress=True):
-        return {"iterations": cfg["solver"]["max_iter"], "metrics": {}}
-
-    runner = Runner(tmp_path, MICRO, device="cpu", train_fn=fake_train, log=lambda s: None)
-    ctx = Context(runner, [0, 1], tmp_path)
-    for p in anchor_configs.plan(ctx):
-        if p.seed == 0:
-            runner.train(p.cfg)
-    planned = data_dependent.plan(ctx)  # per seed on the main data (seed 0, then 1), then the extra runs
-    runner.train(planned[3].cfg)  # seed 1, the data-dependent generator
-    lines = experiment_progress(["anchor-configs", "data-dependent"], ctx).splitlines()
-    # data-dependent shares its data-independent 3x3 run with anchor-configs (seed 0 trained above)
-    assert lines == ["anchor-configs   13 of 26 runs trained (seeds 0: 13/13, 1: 0/13)",
-                     "data-dependent    2 of 8 runs trained (seeds 0: 1/4, 1: 1/4)"]
-    for p in planned[1:3] + planned[4:]:  # the rest
-        runner.train(p.cfg)
-    assert experiment_progress(["data-dependent"], ctx) == ("data-dependent    8 of 8 runs trained "
-                                                          "(seeds 0: 4/4, 1: 4/4); report ready to write")
-
-
-def test_all_experiments_write_reports_and_one_index_line_per_claim(tmp_path, synth_dirs):
-    from metaanchor.tools.experiments.suite import EXPERIMENTS, INDEX_HEAD, run_experiments
-
-    ctx = fake_ctx(tmp_path, synth_dirs, seeds=[0, 1])
-    results = run_experiments(list(EXPERIMENTS), ctx)
-    index = (tmp_path / "README.md").read_text()
-    assert INDEX_HEAD in index
-    for name, res in results.items():
-        text = (tmp_path / name / "README.md").read_text()
-        assert "## Convergence" in text and "![validation curves](val_curves.png)" in text
-        for claim, v in res["verdicts"]:
-            assert (f"| [{name}]({name}/README.md) | {claim} | {'yes' if v.held else 'no'} (preliminary: 2 seeds) | "
-                    f"{v.margin:+.3f} | {v.noise:.3f} | micro, 2 |") in index
-        assert "(tables: mean ± half the range over seeds; fewer than 3, so the verdicts below are preliminary)" in text
-        rows = list(csv.DictReader((tmp_path / name / "runs.csv").open()))
-        assert rows and {"seed", "converged"} <= set(rows[0])
-    # running one experiment again keeps the other experiments' lines
-    before = [line for line in index.splitlines() if line.startswith("| [search]")]
-    run_experiments(["anchor-configs"], ctx)
-    after = (tmp_path / "README.md").read_text()
-    assert before and all(line in after for line in before)
-
-
-def test_index_of_a_real_data_suite_names_its_data_and_command(tmp_path, synth_dirs, monkeypatch):
-    from metaanchor.tools.experiments.runner import BCCD
-    from metaanchor.tools.experiments.suite import REAL_DATA, SYNTHETIC_REPRODUCE, write_index
-
-    monkeypatch.chdir(tmp_path)
-    (tmp_path / "reports" / "bccd-suite").mkdir(parents=True)  # the reports' folder, made by the experiments
-    real = Context(Runner(tmp_path / "reports" / ".cache", BCCD, device="cpu", data="data/bccd", log=lambda s: None,
-                          records=tmp_path / "reports" / "records"), [0, 1, 2], tmp_path / "reports" / "bccd-suite")
-    text = write_index(real, {"anchor-configs": {"verdicts": []}, "search": {"verdicts": []}}).read_text()
-    assert ("Data: `data/bccd` (its train/val/test splits) instead of the synthetic shapes. Reproduce: `metaanchor "
-            "experiment anchor-configs,search --scale bccd --data data/bccd --seeds 3`; runs are cached in "
-            "`reports/.cache` and recorded in `reports/records`, beside the synthetic suite's") in text
-    assert SYNTHETIC_REPRODUCE not in text and REAL_DATA not in text  # no link to ../bccd from inside it
-    assert "no verdict at this scale yet" not in text  # no rows for the experiments it does not run
-    synthetic = fake_ctx(tmp_path, synth_dirs)
-    text = write_index(synthetic, {"search": {"verdicts": []}}).read_text()
-    assert SYNTHETIC_REPRODUCE in text and REAL_DATA in text
-
-
-def test_parallel_training_of_planned_runs(tmp_path):
-    from metaanchor.tools.experiments.context import Planned
-    from metaanchor.tools.experiments.suite import train_planned
-
-    runner = Runner(tmp_path / "cache", MICRO, device="cpu", log=lambda s: None)
-    cfgs = [runner.config("metaanchor", "1x1", seed=s) for s in (0, 1)]
-    ctx = Context(runner, [0, 1], tmp_path, jobs=2)
-    assert train_planned(ctx, [Planned(c, c["seed"]) for c in cfgs], threads=1) == 2
-    for c in cfgs:
-        summary = tmp_path / "cache" / "runs" / config_key(c, runner.root) / "summary.json"
-        assert json.loads(summary.read_text())["iterations"] == MICRO.max_iter
-    assert train_planned(ctx, [Planned(c, c["seed"]) for c in cfgs]) == 0  # cached
-
-
-def test_a_failed_run_stops_the_parallel_suite_before_queued_runs_start(tmp_path):
-    from metaanchor.errors import UserError
-    from metaanchor.tools.experiments.context import Planned
-    from metaanchor.tools.experiments.suite import train_planned
-
-    runner = Runner(tmp_path / "cache", MICRO, device="cpu", log=lambda s: None)
-    bad = runner.config("metaanchor", "1x1", seed=0)
-    bad["data"]["train"] = str(tmp_path / "missing")
-    good = [runner.config("metaanchor", "1x1", seed=s) for s in (1, 2, 3)]
-    ctx = Context(runner, [0, 1, 2, 3], tmp_path, jobs=2)
-    with pytest.raises(UserError, match="missing"):
-        train_planned(ctx, [Planned(c, c["seed"]) for c in [bad, *good]], threads=1)
-    # the failed run's worker set the stop event before taking another run; the last run could start only
-    # if the other worker had trained two whole runs before the missing folder was noticed
-    assert not runner.is_trained(good[2]) and not runner.run_dir(good[2]).exists()
-
-
-def test_a_stopping_suite_hands_no_run_to_training(tmp_path):
-    import time
-    from multiprocessing import get_context
-
-    from metaanchor.tools.experiments import suite
-
-    stop = get_context("spawn").Event()
-    suite._init_worker(stop)
-    try:
-        stop.set()
-        runner = Runner(tmp_path, MICRO, device="cpu", log=lambda s: None)
-        cfg = runner.config("metaanchor", "1x1", seed=0)
-        assert suite._train_worker(str(tmp_path), MICRO, "cpu", None, None, cfg, 1) is None
-        assert not runner.run_dir(cfg).exists()
-        stop.clear()  # not stopping, but past the run's latest start (the time budget)
-        assert suite._train_worker(str(tmp_path), MICRO, "cpu", None, None, cfg, 1, time.time() - 1) is None
-        assert not runner.run_dir(cfg).exists()
-    finally:
-        suite._init_worker(None)
-
-
-def test_cli_experiment_real_data_reports_go_beside_the_synthetic_ones(tmp_path):
-    from metaanchor.cli.experiment import folders
-
-    assert folders(None, None) == (Path("reports"), Path("reports"))  # (reports, cache and records)
-    assert folders(None, str(tmp_path / "bccd") + "/") == (Path("reports/bccd-suite"), Path("reports"))
-    assert folders("elsewhere", "data/bccd") == (Path("elsewhere"), Path("elsewhere"))
-
-
-def test_cli_experiment_scales_and_their_errors(capsys):
-    from metaanchor.cli.experiment import SCALE_NAMES
-    from metaanchor.tools.experiments.runner import SCALES
-
-    assert set(SCALE_NAMES) == set(SCALES)
-    assert main(["experiment", "search", "--scale", "bccd"]) == 2
-    assert ("--scale bccd: needs --data (e.g. data/bccd with train/ val/ test/, see configs/bccd.yaml)"
-            in capsys.readouterr().err)
-    assert main(["experiment", "search", "--quick", "--scale", "full"]) == 2
-    assert "--quick and --scale full: choose one scale" in capsys.readouterr().err
-    assert main(["experiment", "search,nope", "--quick"]) == 2
-    assert "unknown experiment 'nope'" in capsys.readouterr().err
-    assert main(["experiment", "search", "--jobs", "0"]) == 2
-    assert "--jobs 0: must be at least 1" in capsys.readouterr().err
-
-
-def test_bccd_scale_is_configs_bccd(tmp_path):
-    from metaanchor.config import load_config
-    from metaanchor.tools.experiments.runner import BCCD
-
-    runner = Runner(tmp_path, BCCD, device="cpu", data=str(tmp_path), train_fn=CountingTrain(), log=lambda s: None)
-    cfg, want = runner.config("metaanchor", "3x3", 0), load_config("configs/bccd.yaml", [])
-    for key in ("model.backbone", "model.fpn_channels", "model.head_convs", "model.hidden_dim", "input.size",
-                "input.max_size", "input.augment", "solver.max_iter", "solver.batch_size", "solver.lr",
-                "solver.warmup_iters", "solver.ema", "solver.ema_tau", "eval.period", "data.workers"):
-        section, name = key.split(".")
-        assert cfg[section][name] == want[section][name], key

@@ -12,8 +12,8 @@ from metaanchor.engine.anchor_search import spec_of
 from metaanchor.families.yolov2 import fit_yolo_anchors
 from metaanchor.geometry.anchor_fit import write_anchor_file
 from metaanchor.geometry.anchors import ANCHOR_BASE, AnchorSet
-from metaanchor.tools.experiments import report
-from metaanchor.tools.experiments.context import (
+from research import report
+from research.context import (
     Context,
     Planned,
     curves_section,
@@ -22,8 +22,8 @@ from metaanchor.tools.experiments.context import (
     scale_section,
     verdict_section,
 )
-from metaanchor.tools.experiments.runner import anchor_key
-from metaanchor.tools.experiments.verdicts import better
+from research.runner import anchor_key
+from research.verdicts import better
 
 YOLO_KS = (3, 9)  # k of the other k-means sets MetaAnchor is evaluated with (trained with k=5)
 YOLO_K = 5
@@ -35,10 +35,9 @@ def yolo_overrides(scale) -> tuple[str, ...]:
     quick: ``configs/yolo_demo.yaml`` (tiny backbone, neck 128 ch, 2 head convs, generator width 16,
     images upsampled x2, lr 0.02, 720 iterations: validation AP50 flat at ~0.83 over the last 120); other
     scales: the scale's own backbone, widths and schedule, input at least 256 px (``yolo_scale``).
-    ``model.head_norm=none``: YOLOv2 has no RetinaNet head norm.
     """
     s = yolo_scale(scale)
-    return ("model.arch=yolov2", "model.head_norm=none", f"model.fpn_channels={s.fpn_channels}",
+    return ("model.arch=yolov2", f"model.fpn_channels={s.fpn_channels}",
             f"model.head_convs={s.head_convs}", f"model.hidden_dim={s.hidden_dim}",
             f"input.size={s.input_size or s.image_size}", f"solver.max_iter={s.max_iter}", f"solver.lr={s.lr}",
             f"solver.warmup_iters={s.warmup_iters}", f"checkpoint.period={s.max_iter}")

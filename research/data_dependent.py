@@ -8,8 +8,8 @@ import time
 
 import numpy as np
 
-from metaanchor.tools.experiments import report
-from metaanchor.tools.experiments.context import (
+from research import report
+from research.context import (
     MODEL_NAMES,
     POOR,
     Context,
@@ -21,7 +21,7 @@ from metaanchor.tools.experiments.context import (
     scale_section,
     verdict_section,
 )
-from metaanchor.tools.experiments.verdicts import better, compare
+from research.verdicts import better, compare
 
 HEADS = ("metaanchor", "metaanchor-dd")
 EVAL_SETS = ("3x3", "1x1", "5x5", *POOR)  # the training set first

@@ -1,4 +1,4 @@
-"""Side-by-side benchmark: our Detector vs torchvision's RetinaNet (SPEC section 6).
+"""Side-by-side benchmark: our Detector vs torchvision's RetinaNet (SPEC section 6), on the public API.
 
 Both models get the same backbone (ResNet-FPN, P3..P7, plain BatchNorm2d, all
 layers trainable), input size, 9 anchors, 80 classes, random weights, threads,
@@ -13,24 +13,30 @@ Two score-threshold settings:
         confident boxes: all top-1000-per-level candidates (5000 per image) go
         through decode and NMS. The headline JSON keys come from this setting.
 
-    python -m metaanchor bench --quick --json-out bench.json
+    python benchmarks/compare_torchvision.py --quick --json-out bench.json
+    python benchmarks/compare_torchvision.py --train-data DIR      # real-data training (compare_torchvision_train)
 """
 
 from __future__ import annotations
 
+import argparse
 import copy
 import json
 import math
 import platform
 import statistics
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 
 import torch
 from torch import nn
 
+from metaanchor.errors import UserError
 from metaanchor.families.retinanet import RetinaNetDetector as Detector
+from metaanchor.modeling.postprocess import postprocess
 
 SETTINGS = {"default": 0.05, "many": 0.0}
 HEADLINE_SETTING = "many"
@@ -85,13 +91,18 @@ def torchvision_retinanet(backbone: str, num_classes: int, size: int, fpn_channe
     return RetinaNet(body, num_classes, min_size=size, max_size=size, anchor_generator=anchors)
 
 
+def ours_channels_last(device) -> bool:
+    """Whether the optimised model runs NHWC: on the CPU, where it measured faster."""
+    return torch.device(device).type == "cpu"
+
+
 def build_models(backbone: str, cfg: BenchConfig, device) -> dict[str, nn.Module]:
     """{"tv": torchvision, "plain": our Detector, "ours": our Detector after optimize_for_inference()}."""
     torch.manual_seed(0)
     plain = Detector(cfg.num_classes, backbone=backbone, fpn_channels=cfg.fpn_channels, head_convs=4,
                      min_size=cfg.size, max_size=cfg.size).to(device)
     tv = torchvision_retinanet(backbone, cfg.num_classes, cfg.size, cfg.fpn_channels).to(device)
-    ours = copy.deepcopy(plain).optimize_for_inference(channels_last=torch.device(device).type == "cpu")
+    ours = copy.deepcopy(plain).optimize_for_inference(channels_last=ours_channels_last(device))
     return {"tv": tv.eval(), "plain": plain.eval(), "ours": ours}
 
 
@@ -191,29 +202,30 @@ def _infer(model: nn.Module, images) -> Callable[[], object]:
     return run
 
 
+def _postprocess(model: Detector, images) -> Callable[[], object]:
+    """The model's post-processing (per-level top-k, threshold, decode, NMS) on its own head outputs for
+    ``images``, as its eval forward runs it."""
+    with torch.inference_mode():
+        batch, _, sizes = model.batcher(images)
+        features = model.backbone(batch)
+        cls_logits, box_deltas = model.raw_outputs(features)  # [B, A, C], [B, A, 4]
+        shapes = [tuple(f.shape[-2:]) for f in features]
+        anchors = model.grid(shapes, batch.device)  # [A, 4]
+    level_sizes = [h * w * k for (h, w), k in zip(shapes, model.anchors.num_anchors(len(shapes)))]
+
+    def run():
+        with torch.inference_mode():
+            return postprocess(cls_logits, box_deltas, anchors, level_sizes, sizes, model.box_coder,
+                               model.score_thresh, model.nms_thresh, model.topk_candidates, model.detections_per_img)
+    return run
+
+
 def postprocess_share(model: Detector, images, repeats: int = 2) -> float:
-    """Fraction of our end-to-end inference time spent after the head (anchors, decode, NMS, rescale)."""
-    from metaanchor.families import retinanet as det_mod
-
-    spent = []
-    real = det_mod.postprocess
-
-    def timed(*args, **kwargs):
-        t0 = time.perf_counter()
-        out = real(*args, **kwargs)
-        spent.append(time.perf_counter() - t0)
-        return out
-
-    shares = []
-    det_mod.postprocess = timed
-    try:
-        for _ in range(repeats):
-            t0 = time.perf_counter()
-            _infer(model, images)()
-            shares.append(spent[-1] / (time.perf_counter() - t0))
-    finally:
-        det_mod.postprocess = real
-    return statistics.median(shares)
+    """Fraction of our end-to-end inference time spent in post-processing (``_postprocess``), each round timing
+    the whole forward and then the post-processing alone."""
+    times = interleaved({"all": _infer(model, images), "post": _postprocess(model, images)}, repeats,
+                        next(model.parameters()).device, warmup=0)
+    return statistics.median(p / a for p, a in zip(times["post"], times["all"]))
 
 
 def bench_inference(models, cfg: BenchConfig, device, mm_rate: float, flops_per_image: float) -> dict:
@@ -271,12 +283,12 @@ def bench_train(backbone: str, cfg: BenchConfig, device) -> dict:
 
 def bench_metaanchor_costs(models, cfg: BenchConfig, device) -> dict:
     """Generating weights for a new anchor set (first call vs cached) and MetaAnchor vs predefined head."""
-    from metaanchor.modeling.heads import PredefinedAnchorHead
+    from metaanchor.families.retinanet.heads import PredefinedAnchorHead
 
     ours = models["ours"]
     with torch.inference_mode():
         x = ours.batcher(_images(cfg, 1, device))[0]
-        x = x.contiguous(memory_format=torch.channels_last) if ours._channels_last else x
+        x = x.contiguous(memory_format=torch.channels_last) if ours_channels_last(device) else x
         feats = ours.backbone(x)
         ours.set_anchors("5x5")
         t0 = time.perf_counter()
@@ -287,7 +299,7 @@ def bench_metaanchor_costs(models, cfg: BenchConfig, device) -> dict:
         cached = time.perf_counter() - t0
         ours.set_anchors("3x3")
     predefined = PredefinedAnchorHead(cfg.fpn_channels, cfg.num_classes, 9, 4).to(device).eval()
-    if ours._channels_last:
+    if ours_channels_last(device):
         predefined = predefined.to(memory_format=torch.channels_last)
 
     def head_fn(head):
@@ -327,7 +339,7 @@ def bench_backbone(backbone: str, cfg: BenchConfig, device, log=print) -> dict:
 
 
 def headline(result: dict, cfg: BenchConfig) -> dict:
-    """The issue's keys from one backbone's result (many-candidates setting)."""
+    """The headline keys (BENCHMARKS.md) from one backbone's result (many-candidates setting)."""
     inf = result["inference"]
     big = f"b{max(cfg.infer_batches)}"
     out = {"inference_speedup_b1": inf[HEADLINE_SETTING]["b1"]["speedup"],
@@ -403,15 +415,83 @@ def format_table(report: dict) -> str:
     return "\n".join(lines)
 
 
-def main(quick: bool = False, json_out: str | None = None, device: str = "auto", tiny: bool = False) -> dict:
+def bench(quick: bool = False, json_out: str | None = None, device: str = "auto", tiny: bool = False) -> dict:
+    """Run the comparison, print its table and write ``json_out``; returns the report."""
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
     cfg = BenchConfig.tiny(device) if tiny else BenchConfig.quick(device) if quick else BenchConfig(device=device)
     report = run_bench(cfg)
     print(format_table(report))
     if json_out:
-        from pathlib import Path
-
-        Path(json_out).parent.mkdir(parents=True, exist_ok=True)
-        Path(json_out).write_text(json.dumps(report, indent=2))
+        _write_json(json_out, report)
     return report
+
+
+def _write_json(path: str, report: dict) -> None:
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    Path(path).write_text(json.dumps(report, indent=2))
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse that reports mistakes in one line and exits 2."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def build_parser() -> Parser:
+    p = Parser(prog="python benchmarks/compare_torchvision.py",
+               description="Time our Detector and torchvision's RetinaNet (same ResNet-FPN backbone, 512 px, 9 "
+                           "anchors, 80 classes, random weights) interleaved in one process: inference images/s "
+                           "at batch 1 and 8, a training step, peak memory, post-processing share and FLOP "
+                           "efficiency. See BENCHMARKS.md.")
+    p.add_argument("--quick", action="store_true", help="ResNet-18 only, fewer repeats (under 3 min on 2 cores)")
+    p.add_argument("--json-out", help="write the report as JSON")
+    p.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    p.add_argument("--train-data", metavar="DIR",
+                   help="instead: training images/s with data loading on a dataset folder (DIR/annotations.json + "
+                        "DIR/images), our Trainer vs torchvision's RetinaNet fed by a references-style loader (CPU)")
+    p.add_argument("--size", type=int, default=512, help="--train-data: input short side (long side capped too)")
+    p.add_argument("--batch", type=int, default=2, help="--train-data: batch size")
+    p.add_argument("--rounds", type=int, default=3, help="--train-data: interleaved rounds (median and spread)")
+    p.add_argument("--steps", type=int, default=2, help="--train-data: training steps per measurement")
+    p.add_argument("--backbone", default="resnet18", help="--train-data: resnet18, resnet50, ...")
+    return p
+
+
+def run(args) -> int:
+    """The command: checks its arguments (``UserError``), then runs one of the two comparisons."""
+    if args.device not in ("auto", "cpu") and not args.device.startswith("cuda"):
+        raise UserError(f"--device {args.device}: choose auto, cpu or cuda")
+    if args.device.startswith("cuda") and not torch.cuda.is_available():
+        raise UserError(f"--device {args.device}: CUDA is not available on this machine")
+    if not args.train_data:
+        bench(quick=args.quick, json_out=args.json_out, device=args.device)
+        return 0
+    from compare_torchvision_train import bench_train_real, format_report
+
+    if not (Path(args.train_data) / "annotations.json").is_file():
+        raise UserError(f"--train-data {args.train_data}: not a dataset folder (no annotations.json; convert one "
+                        "with metaanchor data convert)")
+    for name in ("size", "batch", "rounds", "steps"):
+        if getattr(args, name) < 1:
+            raise UserError(f"--{name} {getattr(args, name)}: must be at least 1")
+    report = bench_train_real(args.train_data, args.size, args.batch, args.backbone, args.rounds, args.steps)
+    print(format_report(report))
+    if args.json_out:
+        _write_json(args.json_out, report)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return run(args)
+    except UserError as e:
+        print(f"{parser.prog}: error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

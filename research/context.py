@@ -14,9 +14,9 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from metaanchor.tools.experiments import report
-from metaanchor.tools.experiments.runner import PLATEAU, PLATEAU_TAIL, Run, Runner, tail_of
-from metaanchor.tools.experiments.verdicts import MIN_SEEDS, Verdict
+from research import report
+from research.runner import PLATEAU, PLATEAU_TAIL, Run, Runner, tail_of
+from research.verdicts import MIN_SEEDS, Verdict
 
 # Anchor sets (SPEC strings, level-relative). On the converged scale's 'elongated' boxes (h/w 1/4..4) the
 # two poor sets are plausible choices that cover the boxes badly: best-possible recall at IoU 0.5 on the test

@@ -9,8 +9,8 @@ import numpy as np
 
 from metaanchor.engine.anchor_search import spec_of
 from metaanchor.geometry.anchors import preset_ratios, preset_scales
-from metaanchor.tools.experiments import report
-from metaanchor.tools.experiments.context import (
+from research import report
+from research.context import (
     Context,
     Planned,
     curves_section,
@@ -20,7 +20,7 @@ from metaanchor.tools.experiments.context import (
     scale_section,
     verdict_section,
 )
-from metaanchor.tools.experiments.verdicts import at_least, better
+from research.verdicts import at_least, better
 
 BASE = "3x3"  # the training set of the generalisation curve
 SHIFTS = (-2.0, -1.5, -1.0, -0.5, -0.25, 0.0, 0.25, 0.5, 1.0, 1.5, 2.0)  # octaves

@@ -12,8 +12,8 @@ import numpy as np
 from metaanchor.data.box_shapes import box_shapes
 from metaanchor.geometry.anchor_fit import anchor_fit_quality
 from metaanchor.geometry.anchors import AnchorSet
-from metaanchor.tools.experiments import report
-from metaanchor.tools.experiments.context import (
+from research import report
+from research.context import (
     MODEL_NAMES,
     Context,
     Planned,
@@ -24,7 +24,7 @@ from metaanchor.tools.experiments.context import (
     scale_section,
     verdict_section,
 )
-from metaanchor.tools.experiments.verdicts import better, compare, robustness
+from research.verdicts import better, compare, robustness
 
 HEADS = ("predefined", "metaanchor")
 UNSAMPLED_SET = "1x3"  # the extra run: MetaAnchor trained with this set and anchors.sample=false

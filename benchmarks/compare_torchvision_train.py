@@ -1,19 +1,22 @@
-"""Real-data training throughput: our full training loop vs torchvision's RetinaNet (``metaanchor bench --train-data``).
+"""Real-data training throughput: our full training loop vs torchvision's RetinaNet
+(``python benchmarks/compare_torchvision.py --train-data DIR``).
 
 Both read the same COCO-layout dataset folder (``DIR/annotations.json`` + ``DIR/images``) from disk
 every step, at the same input size (short side ``size``, long side capped at ``size``), batch,
 backbone (ResNet-FPN P3..P7, random weights, plain BatchNorm2d) and thread count:
 
-- **ours**: ``engine.train.Trainer`` as ``metaanchor train`` builds it (CocoDataset, AugmentedDataset,
-  ResumableBatches, DataLoader, a MetaAnchor head with a sampled anchor set per step, SGD, NHWC);
-  one measured step = next batch from its loader + ``Trainer._step``.
+- **ours**: ``metaanchor.engine.train.train`` as ``metaanchor train`` runs it (CocoDataset, AugmentedDataset,
+  ResumableBatches, DataLoader, a MetaAnchor head with a sampled anchor set per step, SGD, NHWC), observed by
+  a training callback; one measured step = next batch from its loader + the training step (the log and
+  checkpoint periods are the run's length, so neither falls inside a measurement).
 - **tv**: ``torchvision.models.detection.RetinaNet`` fed as torchvision's detection references do:
   ``datasets.CocoDetection`` wrapped by ``wrap_dataset_for_transforms_v2``, transforms v2
   (ToImage, RandomHorizontalFlip, ToDtype, SanitizeBoundingBoxes), a shuffled DataLoader with
   ``collate_fn=tuple(zip(*batch))``; one step = next batch + forward + loss + backward + SGD step.
 
 Measurements alternate (ours, tv, ours, tv, ... and the order flips every round) after one warm-up
-step each; each measurement is ``steps`` consecutive steps; images/s = steps x batch / seconds.
+step each; each measurement is ``steps`` consecutive steps; images/s = steps x batch / seconds. The
+callback runs torchvision's measurements between two of our steps, outside our timed windows.
 Reported: median and min..max over rounds, and the median of per-round ratios (ours / tv images/s).
 """
 
@@ -23,31 +26,65 @@ import os
 import statistics
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
+from compare_torchvision import machine_info, torchvision_retinanet
 
-from metaanchor.tools.bench import machine_info, torchvision_retinanet
+
+class Interleave:
+    """A training callback that times our run in windows of ``steps`` steps and runs torchvision's
+    measurements between them: after one warm-up step each, rounds of (ours, tv), the order flipping every
+    round. Our window runs from the end of the previous measurement to the end of its last step, so it
+    includes loading the batches."""
+
+    def __init__(self, rounds: int, steps: int, batch: int, make_tv: Callable[[int], Callable[[], None]],
+                 log=print):
+        self.rounds, self.steps, self.batch, self.make_tv, self.log = rounds, steps, batch, make_tv, log
+        self.times: dict[str, list[float]] = {"ours": [], "tv": []}
+        self.tv: Callable[[], None] | None = None
+        self.t0 = 0.0
+
+    def after_step(self, trainer, it: int, losses) -> None:
+        if it == 0:  # warm-up: first allocations, oneDNN kernel selection, file cache
+            self.tv = self.make_tv(len(trainer.train_set.class_names))
+            self.tv()
+        elif it % self.steps == 0:  # the last step of round r's window
+            r = it // self.steps - 1
+            self.times["ours"].append(time.perf_counter() - self.t0)
+            if r % 2 == 0:  # round r: ours then tv; round r + 1: tv first
+                self._time_tv()
+                self._log(r)
+                if r + 1 < self.rounds:
+                    self._time_tv()
+            else:
+                self._log(r)
+        self.t0 = time.perf_counter()
+
+    def _time_tv(self) -> None:
+        t0 = time.perf_counter()
+        for _ in range(self.steps):
+            self.tv()
+        self.times["tv"].append(time.perf_counter() - t0)
+
+    def _log(self, r: int) -> None:
+        self.log(f"round {r + 1}/{self.rounds}: " + ", ".join(f"{k} {self.steps * self.batch / v[r]:.2f} img/s"
+                                                               for k, v in self.times.items()))
 
 
-def _ours(data_dir: str, size: int, batch: int, backbone: str, workers: int, out: str):
-    """(step function, trainer): each call loads a batch with our loader and runs one training step."""
+def _ours(data_dir: str, size: int, batch: int, backbone: str, workers: int, out: str, callback: Interleave):
+    """Our training run on ``data_dir``, 1 warm-up step then ``rounds`` windows of ``steps`` steps, observed by
+    ``callback``."""
     from metaanchor.config import load_config
-    from metaanchor.engine.train import Trainer
+    from metaanchor.engine.train import train
 
+    iters = 1 + callback.rounds * callback.steps
     cfg = load_config(None, [f"data.train={data_dir}", f"model.backbone={backbone}", "model.fpn_channels=256",
                              "model.head_convs=4", f"input.size={size}", f"solver.batch_size={batch}",
-                             "solver.max_iter=100000", f"data.workers={workers}", "device=cpu"])
-    trainer = Trainer(cfg, out, progress=False)
-    trainer.model.train()
-    batches = iter(trainer._loader())
-    state = {"it": 0}
-
-    def step():
-        images, targets, _ = next(batches)
-        trainer._step(state["it"], images, targets)
-        state["it"] += 1
-    return step, len(trainer.train_set.class_names)
+                             f"solver.max_iter={iters}", f"log.period={iters}", f"checkpoint.period={iters}",
+                             f"data.workers={workers}", "device=cpu"])
+    train(cfg, out, progress=False, callbacks=[callback])
 
 
 def _torchvision(data_dir: str, size: int, batch: int, backbone: str, workers: int, num_classes: int):
@@ -86,22 +123,11 @@ def bench_train_real(data_dir: str | Path, size: int = 512, batch: int = 2, back
                      rounds: int = 3, steps: int = 2, workers: int = 0, log=print) -> dict:
     """Images/s of a training step with data loading, ours vs torchvision, interleaved; see the module docstring."""
     started = time.perf_counter()
+    callback = Interleave(rounds, steps, batch,
+                          lambda n: _torchvision(str(data_dir), size, batch, backbone, workers, n), log)
     with tempfile.TemporaryDirectory() as out:
-        ours, num_classes = _ours(str(data_dir), size, batch, backbone, workers, out)
-        tv = _torchvision(str(data_dir), size, batch, backbone, workers, num_classes)
-        fns = {"ours": ours, "tv": tv}
-        for fn in fns.values():  # warm-up: first allocations, oneDNN kernel selection, file cache
-            fn()
-        times: dict[str, list[float]] = {k: [] for k in fns}
-        for r in range(rounds):
-            for name in (list(fns) if r % 2 == 0 else list(fns)[::-1]):
-                t0 = time.perf_counter()
-                for _ in range(steps):
-                    fns[name]()
-                times[name].append(time.perf_counter() - t0)
-            log(f"round {r + 1}/{rounds}: " + ", ".join(f"{k} {steps * batch / v[-1]:.2f} img/s"
-                                                         for k, v in times.items()))
-    ips = {k: [steps * batch / t for t in v] for k, v in times.items()}
+        _ours(str(data_dir), size, batch, backbone, workers, out, callback)
+    ips = {k: [steps * batch / t for t in v] for k, v in callback.times.items()}
     ratios = [o / t for o, t in zip(ips["ours"], ips["tv"])]
     return {"data": str(data_dir), "size": size, "batch": batch, "backbone": backbone, "rounds": rounds,
             "steps_per_round": steps, "workers": workers, "machine": machine_info(torch.device("cpu")),

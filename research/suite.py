@@ -26,7 +26,7 @@ from multiprocessing import get_context
 from pathlib import Path
 
 from metaanchor.engine.signals import StopSignals
-from metaanchor.tools.experiments import (
+from research import (
     anchor_configs,
     cross_eval,
     data_dependent,
@@ -36,9 +36,9 @@ from metaanchor.tools.experiments import (
     transfer,
     yolo,
 )
-from metaanchor.tools.experiments.context import Context, EvaluatedOnly, Planned, device_name
-from metaanchor.tools.experiments.runner import LOCK, PLATEAU, PLATEAU_TAIL, Runner, Scale, config_key
-from metaanchor.tools.experiments.verdicts import MIN_SEEDS, held_cell
+from research.context import Context, EvaluatedOnly, Planned, device_name
+from research.runner import LOCK, PLATEAU, PLATEAU_TAIL, Runner, Scale, config_key
+from research.verdicts import MIN_SEEDS, held_cell
 
 EXPERIMENTS = {"anchor-configs": anchor_configs, "schedule": schedule, "cross-eval": cross_eval, "search": search,
                "transfer": transfer, "data-dependent": data_dependent, "generator": generator, "yolo": yolo}
@@ -204,7 +204,7 @@ def progress(ctx: Context, planned: list[Planned]) -> str:
 
 def experiment_progress(names: list[str], ctx: Context) -> str:
     """One line per named experiment: its runs trained, per seed (a run shared by experiments counts in each),
-    so a suite filled over sittings can finish one experiment's seeds first (``experiment NAME --seeds 3``)."""
+    so a suite filled over sittings can finish one experiment's seeds first (``python -m research NAME --seeds 3``)."""
     r, lines = ctx.runner, []
     for name in names:
         plan = EXPERIMENTS[name].plan(ctx)
@@ -253,15 +253,15 @@ def index_rows(ctx: Context, results: dict[str, dict]) -> dict[tuple[str, str], 
 
 
 SYNTHETIC_REPRODUCE = """\
-Reproduce: `metaanchor experiment all --seeds 3 --jobs 2` (the converged scale; `--quick` is the smoke-test
+Reproduce: `python -m research all --seeds 3 --jobs 2` (the converged scale; `--quick` is the smoke-test
 scale). Runs are cached in `.cache/` under this folder, keyed by a hash of their config, so a second call
 reuses them and an interrupted `all` resumes (a run resumes from its last checkpoint). A run of the converged
 scale takes about 26-38 min with two runs sharing a 2-core machine, so the suite is filled over several
-sittings (`metaanchor experiment all --status` lists the planned runs and the time left); experiments marked
+sittings (`python -m research all --status` lists the planned runs and the time left); experiments marked
 "no verdict at this scale yet" have not been run at it. The cache (10 MB per run) stays on its machine; each
 finished run also writes `records/<key>.json` (its summary, validation curve, evaluations and a fingerprint of
 each dataset it used, a few kB), which is committed, so a sitting on a fresh machine counts the recorded runs
-as trained and a report reuses their evaluations. A sitting of known length: `metaanchor experiment all
+as trained and a report reuses their evaluations. A sitting of known length: `python -m research all
 --seeds 3 --jobs 2 --hours H` starts only the runs expected to end within H hours, then writes the reports
 whose runs are all trained and evaluates the finished runs of the others as their reports will (recorded, so
 those reports can be written later without the checkpoints; `--evaluate-trained` does only that). On a GPU
@@ -295,8 +295,8 @@ def write_index(ctx: Context, results: dict[str, dict]) -> Path:
         lines += [(f"| [{n}]({n}/README.md)" if (ctx.out / n / "README.md").is_file() else f"| {n}")
                   + f" | {NOT_RUN} | – | – | – | – |" for n in EXPERIMENTS if not any(k[0] == n for k in old)]
     reproduce = SYNTHETIC_REPRODUCE if not r.data else (
-        f"Data: `{r.data}` (its train/val/test splits) instead of the synthetic shapes. Reproduce: `metaanchor "
-        f"experiment {','.join(results)} --scale {r.scale.name} --data {r.data} --seeds {len(ctx.seeds)}`; runs "
+        f"Data: `{r.data}` (its train/val/test splits) instead of the synthetic shapes. Reproduce: `python -m research "
+        f"{','.join(results)} --scale {r.scale.name} --data {r.data} --seeds {len(ctx.seeds)}`; runs "
         f"are cached in `{os.path.relpath(r.root)}` and recorded in `{os.path.relpath(r.records or r.root)}`, "
         "beside the synthetic suite's (run keys differ by dataset).")
     real = "" if r.data else REAL_DATA
@@ -316,7 +316,7 @@ schedule that is long enough) holds unless its margin is below minus the noise. 
 the two seed spreads (half-ranges over seeds), at least 0.005 AP; where both sides are the same models
 evaluated two ways (e.g. with the searched and with the training anchors), the half-range of the per-seed
 differences. The exact rule of each claim is in its report and in
-`metaanchor/tools/experiments/verdicts.py`. A verdict from fewer than {MIN_SEEDS} seeds is marked preliminary.
+`research/verdicts.py`. A verdict from fewer than {MIN_SEEDS} seeds is marked preliminary.
 Every run logs validation AP during training; a run counts as converged when that AP moves by at most
 {PLATEAU} over the last {PLATEAU_TAIL:.0%} of its iterations (each report's `runs.csv` has `seed` and
 `converged` columns and a `val_curves.png`).

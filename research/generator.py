@@ -6,8 +6,8 @@ import time
 
 import numpy as np
 
-from metaanchor.tools.experiments import report
-from metaanchor.tools.experiments.context import (
+from research import report
+from research.context import (
     POOR,
     Context,
     Planned,
@@ -18,8 +18,8 @@ from metaanchor.tools.experiments.context import (
     scale_section,
     verdict_section,
 )
-from metaanchor.tools.experiments.cross_eval import shifted
-from metaanchor.tools.experiments.verdicts import at_least, better
+from research.cross_eval import shifted
+from research.verdicts import at_least, better
 
 WIDTHS = (4, 16, 64)  # generator hidden width (the converged scale's default is 16)
 EVAL_SETS = {"3x3 (training)": "3x3", "5x5": "5x5", "1x1": "1x1", label(POOR[0]): POOR[0],

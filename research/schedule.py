@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import time
 
-from metaanchor.tools.experiments import report
-from metaanchor.tools.experiments.context import (
+from research import report
+from research.context import (
     MODEL_NAMES,
     Context,
     Planned,
@@ -18,8 +18,8 @@ from metaanchor.tools.experiments.context import (
     scale_section,
     verdict_section,
 )
-from metaanchor.tools.experiments.runner import plateau
-from metaanchor.tools.experiments.verdicts import Verdict, noise
+from research.runner import plateau
+from research.verdicts import Verdict, noise
 
 HEADS = ("predefined", "metaanchor")
 FACTORS = (0.5, 1.0, 2.0)  # of the scale's max_iter (1.0: the runs every other experiment uses)

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from metaanchor.tools.experiments.report import mean_spread
+from research.report import mean_spread
 
 TIE = 0.005  # AP differences below this (or within the seeds' spreads) are called ties
 MIN_SEEDS = 3  # a verdict backed by fewer seeds is reported as preliminary

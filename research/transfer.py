@@ -12,8 +12,8 @@ import numpy as np
 from metaanchor.data.box_shapes import box_shapes
 from metaanchor.engine.anchor_search import preset_candidates, scales_ratios_of, search_anchors
 from metaanchor.geometry.anchor_fit import fit_anchors, write_anchor_file
-from metaanchor.tools.experiments import report
-from metaanchor.tools.experiments.context import (
+from research import report
+from research.context import (
     MODEL_NAMES,
     Context,
     Planned,
@@ -23,9 +23,9 @@ from metaanchor.tools.experiments.context import (
     scale_section,
     verdict_section,
 )
-from metaanchor.tools.experiments.verdicts import FLOOR, better
+from research.verdicts import FLOOR, better
 
-# (train on A, test on B); 'bccd-like' has the box sizes and ratios of ../shared/data/bccd at 128 px
+# (train on A, test on B); 'bccd-like' has the box sizes and ratios of the BCCD dataset's training split at 128 px
 TRANSFER = (("default", "tall"), ("small", "large"), ("elongated", "bccd-like"))
 HEADS = ("predefined", "metaanchor")
 SAME, ADAPTED, SEARCHED = "same (3x3)", "adapted (k-means on B)", "searched on B's val"

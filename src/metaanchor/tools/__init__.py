@@ -1,1 +1,0 @@
-"""Jobs built on the library: the demo, benchmarks, the experiment suite, drawings."""
