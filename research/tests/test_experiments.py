@@ -704,8 +704,8 @@ def test_yolo_experiment_trains_yolov2_with_the_kmeans_file(tmp_path, synth_dirs
 
 
 def test_yolo_quick_scale_is_the_demo_config(tmp_path):
-    from research.__main__ import NAMES
     from metaanchor.config import load_config
+    from research.__main__ import NAMES
     from research.runner import QUICK
     from research.suite import EXPERIMENTS
     from research.yolo import yolo_overrides
