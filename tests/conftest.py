@@ -60,3 +60,10 @@ def assert_same_final_weights(reference, resumed, iteration: int) -> None:
     assert full["model"].keys() == cut["model"].keys()
     for k in full["model"]:
         assert torch.equal(full["model"][k], cut["model"][k]), k
+
+
+@pytest.fixture(scope="module")
+def small_objects(tmp_path_factory):
+    """Boxes of 12-32 px only: no large objects, so APl and ARl are undefined."""
+    return write_synth_dataset(tmp_path_factory.mktemp("small") / "ds", 6, synth_config("small", seed=5),
+                               progress=False)

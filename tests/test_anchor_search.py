@@ -4,6 +4,7 @@ import math
 
 import numpy as np
 import pytest
+from conftest import tiny_detector
 
 from metaanchor.cli import main
 from metaanchor.engine.anchor_search import search_anchors, spec_of
@@ -90,3 +91,53 @@ def test_cli_anchors_fit_yolov2_single_standard_box(tmp_path, synth_dirs, capsys
     assert main(["anchors", "fit", "--config", "configs/yolo_demo.yaml", "--data", str(train), "-k", "3",
                  "--out", str(out2)]) == 0
     assert AnchorSet.parse(str(out2)) == fit_yolo_anchors(train, k=3, scale=2.0)
+
+
+def test_anchor_search_scores_an_undefined_ap_as_worst():
+    scores = {"scales=1;ratios=1": None}
+    res = search_anchors(lambda spec: scores.get(spec, 0.1), (1.0,), (1.0,), budget=4)
+    assert res.tried[0][1] == float("-inf") and res.best[1] == 0.1
+
+
+@pytest.fixture(scope="module")
+def search_ckpt(tmp_path_factory):
+    path = tmp_path_factory.mktemp("search") / "m.pt"
+    tiny_detector(class_names=["circle", "square", "triangle"]).save(path)
+    return path
+
+
+def _one_line_error(capsys, args, *fragments):
+    code = main([str(a) for a in args])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2, err
+    assert len(err) == 1, err  # one line, no traceback
+    assert err[0].startswith("metaanchor anchors: error: "), err[0]
+    for f in fragments:
+        assert f in err[0], err[0]
+    return err[0]
+
+
+def test_anchor_search_refuses_a_start_set_larger_than_the_search_allows(tmp_path, capsys, synth_dirs, search_ckpt):
+    train, val = synth_dirs
+    kmeans = tmp_path / "k9.json"
+    assert main(["anchors", "fit", "--data", str(train), "--num", "9", "--out", str(kmeans)]) == 0
+    capsys.readouterr()
+    _one_line_error(capsys, ["anchors", "search", "--checkpoint", search_ckpt, "--data", val, "--device", "cpu",
+                             "--start", kmeans, "--out", tmp_path / "found.json"],
+                    f"--start {kmeans}", "81 anchors", "at most 25")
+    assert not (tmp_path / "found.json").exists()
+
+
+def test_anchor_search_budget_must_be_positive(tmp_path, capsys, synth_dirs, search_ckpt):
+    _, val = synth_dirs
+    msg = _one_line_error(capsys, ["anchors", "search", "--checkpoint", search_ckpt, "--data", val, "--device", "cpu",
+                                   "--budget", "0", "--out", tmp_path / "found.json"])
+    assert msg.endswith("--budget 0: must be at least 1")
+
+
+def test_anchor_search_with_a_valid_start_and_budget_runs(tmp_path, capsys, synth_dirs, search_ckpt):
+    _, val = synth_dirs
+    out = tmp_path / "found.json"
+    assert main(["anchors", "search", "--checkpoint", str(search_ckpt), "--data", str(val), "--device", "cpu",
+                 "--start", "2x2", "--budget", "1", "--out", str(out)]) == 0
+    assert "best: scales=" in capsys.readouterr().out and out.is_file()

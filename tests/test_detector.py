@@ -1,11 +1,15 @@
+
 import pytest
 import torch
+import torch.nn.functional as F
 from conftest import tiny_detector
+from torch import nn
 from torchvision.ops import batched_nms
 
 from metaanchor.errors import CheckpointError, UserError
 from metaanchor.geometry.anchors import AnchorSet
 from metaanchor.geometry.box_coder import BoxCoder
+from metaanchor.modeling.backbones import STRIDES
 from metaanchor.modeling.postprocess import postprocess
 
 POSITIONS_128 = 16 * 16 + 8 * 8 + 4 * 4 + 2 * 2 + 1 * 1  # P3..P7 on a 128 px input
@@ -186,3 +190,81 @@ def test_grouped_nms_with_few_large_groups_matches_batched_nms():
     groups = torch.randint(0, 3, (n,), generator=g)
     got = grouped_nms(boxes, scores, groups, 0.5, max_padded=2 ** 20)
     assert torch.equal(got, batched_nms(boxes, scores, groups, 0.5))
+
+
+def test_detector_runs_in_float64_after_a_float32_forward():
+    det = tiny_detector().eval()
+    det.score_thresh = 0.0
+    img = torch.rand(3, 96, 128, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        d32 = det([img])[0]
+        det.double()
+        d64 = det([img.double()])[0]
+    assert len(d64["scores"]) == len(d32["scores"]) > 0
+    torch.testing.assert_close(d64["scores"].float().sort().values, d32["scores"].sort().values, rtol=1e-4,
+                               atol=1e-5)
+
+
+class _CellBackbone(nn.Module):
+    """P3..P7 = 1x1 conv of the image averaged over each stride cell: a feature depends only on its own cell,
+    so an image's features are the same whatever padding the batch adds (a real CNN's are not, near the border)."""
+
+    def __init__(self, channels: int):
+        super().__init__()
+        self.proj = nn.ModuleList(nn.Conv2d(3, channels, 1, bias=False) for _ in STRIDES)
+
+    def forward(self, x):
+        return [p(F.avg_pool2d(x, s, s)) for p, s in zip(self.proj, STRIDES)]
+
+
+def _batch_independent_detector():
+    det = tiny_detector(head_convs=0, min_size=128, max_size=256).eval()
+    torch.manual_seed(1)
+    det.backbone = _CellBackbone(16)
+    with torch.no_grad():  # spread the scores (no near-ties) and move boxes well away from their anchors
+        det.head.cls_generator.weight.normal_(0, 0.15)
+        det.head.cls_generator.bias.fill_(-4.0)
+        det.head.cls_generator.fc2.weight.normal_(0, 0.03)  # anchors of one position score differently
+        det.head.reg_generator.weight.normal_(0, 0.05)
+    det.score_thresh = 0.3
+    return det
+
+
+def _assert_no_near_ties(det, image):
+    """Candidate scores near or above the threshold are distinct by far more than float noise."""
+    with torch.no_grad():
+        cls, _ = det.head(det.backbone(det.batcher([image])[0]))
+    s = torch.sigmoid(cls.flatten())
+    s = s[s > det.score_thresh - 0.05].sort().values
+    assert 10 < len(s) and s.diff().min() > 1e-6
+
+
+def _image(h, w, seed):
+    """Random 8x8-pixel blocks, so every P3..P7 cell sees a different colour."""
+    g = torch.Generator().manual_seed(seed)
+    return F.interpolate(torch.rand(1, 3, h // 8, w // 8, generator=g), scale_factor=8.0)[0]
+
+
+def _assert_same_detections(a, b):
+    assert len(a["scores"]) == len(b["scores"]) > 0
+    oa, ob = a["scores"].argsort(descending=True), b["scores"].argsort(descending=True)
+    torch.testing.assert_close(a["scores"][oa], b["scores"][ob], rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(a["boxes"][oa], b["boxes"][ob], rtol=1e-4, atol=1e-3)
+    assert torch.equal(a["labels"][oa], b["labels"][ob])
+
+
+def test_detections_of_an_image_do_not_depend_on_the_rest_of_the_batch():
+    det = _batch_independent_detector()
+    small, narrow = _image(128, 128, 0), _image(128, 64, 3)  # narrow: padded to 128 even alone
+    wide, tall = _image(128, 256, 1), _image(256, 128, 2)
+    for im in (small, narrow, wide, tall):
+        _assert_no_near_ties(det, im)  # no float tie decides top-k or NMS
+    with torch.no_grad():
+        for im in (small, narrow):
+            alone = det([im])[0]
+            assert (alone["boxes"][:, 2] >= im.shape[-1] - 0.1).any()  # boxes reach the border: clipping matters
+            assert len(alone["scores"]) < det.detections_per_img
+            for other in (wide, tall):
+                batched = det([im, other])
+                _assert_same_detections(alone, batched[0])
+                _assert_same_detections(det([other])[0], batched[1])

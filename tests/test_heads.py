@@ -1,3 +1,4 @@
+
 import torch
 import torch.nn.functional as F
 
@@ -119,3 +120,48 @@ def test_data_dependent_generator_differs_per_image_and_reduces_to_independent()
         dd.cls_generator.fc_data.weight.zero_()
         dd.reg_generator.fc_data.weight.zero_()
     torch.testing.assert_close(dd(feats)[0], di(feats)[0])
+
+
+
+
+def _features(b=2, seed=0, dtype=torch.float32):
+    g = torch.Generator().manual_seed(seed)
+    return [torch.randn(b, CH, s, s, generator=g).to(dtype) for s in (8, 4, 2)]
+
+
+def _meta_head():
+    torch.manual_seed(0)
+    head = MetaAnchorHead(CH, C, num_convs=1, hidden_dim=8, residual_std=0.05)
+    head.set_anchors(AnchorSet.parse("3x3").codes(STANDARD))
+    return head.eval()
+
+
+def _reference_cls(head, feats):
+    """Class logits with freshly generated weights (no cache), in the features' dtype."""
+    codes = head.codes[0].to(feats[0].dtype)
+    w, b = head.cls_generator(codes)
+    return [F.conv2d(head.cls_tower(x), w, b, padding=1) for x in feats]
+
+
+def test_generated_weight_cache_sees_in_place_edits_through_data():
+    head, feats = _meta_head(), _features()
+    with torch.no_grad():
+        before = head(feats)[0]
+        head.cls_generator.fc2.weight.data.mul_(3.0)  # .data edits do not bump the parameter's version
+        head.cls_generator.bias.data.add_(1.0)
+        after = head(feats)[0]
+        assert not torch.allclose(before, after)
+        want = torch.cat([o.permute(0, 2, 3, 1).reshape(2, -1, C) for o in _reference_cls(head, feats)], 1)
+        torch.testing.assert_close(after, want)
+
+
+def test_generated_weight_cache_follows_dtype_conversion():
+    head, feats = _meta_head(), _features()
+    with torch.no_grad():
+        head(feats)  # fills the cache in float32
+        head.double()
+        feats64 = [f.double() for f in feats]
+        cls, reg = head(feats64)
+        assert cls.dtype == reg.dtype == torch.float64
+        want = torch.cat([o.permute(0, 2, 3, 1).reshape(2, -1, C) for o in _reference_cls(head, feats64)], 1)
+        torch.testing.assert_close(cls, want, rtol=1e-12, atol=1e-12)
