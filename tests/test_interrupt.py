@@ -1,5 +1,5 @@
 """Ctrl-C (SIGINT) or SIGTERM during `train` saves last.pt at the next iteration boundary and exits with 130;
-`--resume` then continues exactly (issue 12: failures never lose work).
+`--resume` then continues exactly.
 
 The run is given far more iterations than it could make before the signal (a constant learning rate, so
 its trajectory does not depend on solver.max_iter) and checkpoint.period is larger still: only the

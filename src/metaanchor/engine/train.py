@@ -46,13 +46,14 @@ from metaanchor.errors import (
     DataError,
     OutOfMemory,
     UserError,
-    is_out_of_memory,
+    first_line,
+    out_of_memory_advice,
     out_of_memory_message,
 )
 from metaanchor.families import build_detector, detector_class
 from metaanchor.files import write_text, writing
 from metaanchor.geometry.anchor_fit import write_anchor_file
-from metaanchor.geometry.anchors import ANCHOR_BASE, code_range, kmeans_count, sample_anchor_set
+from metaanchor.geometry.anchors import code_range, kmeans_count, sample_anchor_set
 
 # columns only ever appended, so older readers keep their positions; obj: YOLOv2's objectness loss
 CSV_FIELDS = ["iter", "lr", "loss", "cls", "box", "skipped", "seconds"] + list(METRIC_KEYS) + ["obj"]
@@ -148,7 +149,7 @@ class Trainer:
         data, m = self.cfg["data"], self.cfg["model"]
         inp = self.cfg["input"]
         shapes = input_shapes(data["train"], data["train_images"], inp["size"], inp["max_size"] or inp["size"])
-        fitted = detector_class(m["arch"]).fit_anchors(shapes, k, m.get("anchor_base", ANCHOR_BASE), self.cfg["seed"])
+        fitted = detector_class(m["arch"]).fit_anchors(shapes, k, m["anchor_base"], self.cfg["seed"])
         path = self.out / "anchors_kmeans.yaml"
         if self.main:
             write_anchor_file(fitted, path, source=str(data["train"]), method=f"k-means (1 - IoU), k={k}")
@@ -212,9 +213,9 @@ class Trainer:
             self.evals_since_best = int(payload.get("evals_since_best", 0))
         except (KeyError, ValueError, TypeError) as e:
             raise CheckpointError(f"checkpoint {path}: training state does not fit this run "
-                                  f"({str(e).splitlines()[0] if str(e) else type(e).__name__})") from None
+                                  f"({first_line(e)})") from None
         self.bad_images = set(payload.get("bad_images", []))
-        self.prior_seconds = float(payload.get("train_seconds", 0.0))  # 0 for checkpoints older than the key
+        self.prior_seconds = float(payload.get("train_seconds", 0.0))
         self.devices = list(dict.fromkeys([*payload.get("devices", []), *self.devices]))
         if self.main:
             tqdm.write(f"--resume: continuing from {path} at iteration {self.start_iter}")
@@ -295,14 +296,9 @@ class Trainer:
 
     def _guarded_step(self, it: int, images, targets) -> dict | None:
         """``_step`` with CUDA out-of-memory turned into advice naming the batch size."""
-        try:
+        with out_of_memory_advice(f"at training iteration {it}", self.cfg["solver"]["batch_size"],
+                                  "solver.batch_size=", then=f" (then --resume continues from {self.out / 'last.pt'})"):
             return self._step(it, images, targets)
-        except Exception as e:
-            if is_out_of_memory(e):
-                msg = out_of_memory_message(f"at training iteration {it}", self.cfg["solver"]["batch_size"],
-                                            "solver.batch_size=")
-                raise OutOfMemory(f"{msg} (then --resume continues from {self.out / 'last.pt'})") from None
-            raise
 
     def _prepare_run_folder(self):
         """Clean what a killed run left (temp checkpoints, log rows past the checkpoint); open the logs.
