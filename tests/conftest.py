@@ -1,3 +1,5 @@
+import json
+
 import pytest
 import torch
 from hypothesis import settings
@@ -67,3 +69,32 @@ def small_objects(tmp_path_factory):
     """Boxes of 12-32 px only: no large objects, so APl and ARl are undefined."""
     return write_synth_dataset(tmp_path_factory.mktemp("small") / "ds", 6, synth_config("small", seed=5),
                                progress=False)
+
+
+CAT_IDS = [1, 7, 90]
+
+
+@pytest.fixture(scope="module")
+def odd_ids_dataset(tmp_path_factory):
+    """A 4-image dataset whose category ids are 1, 7, 90 and whose image ids are 13, 23, 33, 43."""
+    root = write_synth_dataset(tmp_path_factory.mktemp("odd") / "ds", 4, synth_config("default", seed=4),
+                               progress=False)
+    data = json.loads((root / "annotations.json").read_text())
+    cat = {c["id"]: CAT_IDS[k] for k, c in enumerate(data["categories"])}
+    img = {im["id"]: 10 * im["id"] + 3 for im in data["images"]}
+    for c in data["categories"]:
+        c["id"] = cat[c["id"]]
+    for im in data["images"]:
+        im["id"] = img[im["id"]]
+    for a in data["annotations"]:
+        a["category_id"], a["image_id"] = cat[a["category_id"]], img[a["image_id"]]
+    (root / "annotations.json").write_text(json.dumps(data))
+    return root
+
+
+@pytest.fixture(scope="module")
+def odd_ckpt(tmp_path_factory):
+    """A checkpoint that keeps the dataset's category ids; score_thresh 0 so an untrained model detects."""
+    path = tmp_path_factory.mktemp("ckpt") / "m.pt"
+    tiny_detector(class_names=["circle", "square", "triangle"], category_ids=CAT_IDS, score_thresh=0.0).save(path)
+    return path

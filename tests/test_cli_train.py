@@ -1,11 +1,13 @@
 """`metaanchor train` end to end (in-process): bad data and arguments, resume, summary table and files."""
 
 import csv
+import json
 
-from conftest import TINY
+from conftest import CAT_IDS, TINY, cli
 
 from metaanchor.cli import main
 from metaanchor.cli.train import print_summary
+from metaanchor.families.retinanet import RetinaNetDetector as Detector
 
 
 def test_training_table_csv_and_best_checkpoint_with_undefined_metrics(tmp_path, capsys, small_objects):
@@ -25,3 +27,14 @@ def test_print_summary_shows_undefined_metrics_as_na(capsys):
     print_summary({"iterations": 3, "wall_time_s": 1.0, "metrics": {"3x3": m}}, "runs/x")
     row = capsys.readouterr().out.splitlines()[-1].split()
     assert row == ["3x3", "0.250", "0.500", "0.200", "0.100", "n/a", "n/a"]
+
+
+def test_training_keeps_the_datasets_category_ids(capsys, tmp_path, odd_ids_dataset):
+    run = tmp_path / "run"
+    code, _, err = cli(capsys, "train", "--no-progress", "--out", run, f"data.train={odd_ids_dataset}", *TINY,
+                       "solver.max_iter=1")
+    assert code == 0, err
+    model = Detector.from_checkpoint(run / "last.pt")
+    assert model.category_ids == CAT_IDS
+    cats = json.loads((odd_ids_dataset / "annotations.json").read_text())["categories"]
+    assert model.class_names == [c["name"] for c in cats]

@@ -1,4 +1,5 @@
 
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -268,3 +269,12 @@ def test_detections_of_an_image_do_not_depend_on_the_rest_of_the_batch():
                 batched = det([im, other])
                 _assert_same_detections(alone, batched[0])
                 _assert_same_detections(det([other])[0], batched[1])
+
+
+def test_category_ids_must_fit_num_classes():
+    from metaanchor.errors import UserError
+
+    with pytest.raises(UserError, match="category ids"):
+        tiny_detector(category_ids=[1, 2])
+    with pytest.raises(UserError, match="category ids"):
+        tiny_detector(category_ids=[1, 1, 2])

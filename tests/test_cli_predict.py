@@ -1,6 +1,5 @@
-"""What `predict` and `eval --save-json` write: the dataset's own image and category ids, never an input
-overwritten, distinct drawings for same-named inputs, and write failures as one-line user errors (exit 2)
-without partial files. `cli.main` runs in-process, as in test_bad_inputs."""
+"""`metaanchor predict` end to end (in-process): ids and numbering in detections.json, inputs never
+overwritten, bad images skipped, write failures as one-line errors (exit 2) without partial files."""
 
 import errno
 import hashlib
@@ -10,73 +9,15 @@ import shutil
 import tempfile
 
 import pytest
-import torch
-from conftest import TINY, cli, tiny_detector
+from conftest import CAT_IDS, cli
 from PIL import Image
-from pycocotools.coco import COCO
 
 from metaanchor.cli import main
-from metaanchor.data.synth import synth_config, write_synth_dataset
-from metaanchor.families.retinanet import RetinaNetDetector as Detector
-
-CAT_IDS = [1, 7, 90]
-@pytest.fixture(scope="module")
-def odd_ids_dataset(tmp_path_factory):
-    """A 4-image dataset whose category ids are 1, 7, 90 and whose image ids are 13, 23, 33, 43."""
-    root = write_synth_dataset(tmp_path_factory.mktemp("odd") / "ds", 4, synth_config("default", seed=4),
-                               progress=False)
-    data = json.loads((root / "annotations.json").read_text())
-    cat = {c["id"]: CAT_IDS[k] for k, c in enumerate(data["categories"])}
-    img = {im["id"]: 10 * im["id"] + 3 for im in data["images"]}
-    for c in data["categories"]:
-        c["id"] = cat[c["id"]]
-    for im in data["images"]:
-        im["id"] = img[im["id"]]
-    for a in data["annotations"]:
-        a["category_id"], a["image_id"] = cat[a["category_id"]], img[a["image_id"]]
-    (root / "annotations.json").write_text(json.dumps(data))
-    return root
-
-
-@pytest.fixture(scope="module")
-def odd_ckpt(tmp_path_factory):
-    """A checkpoint that keeps the dataset's category ids; score_thresh 0 so an untrained model detects."""
-    path = tmp_path_factory.mktemp("ckpt") / "m.pt"
-    tiny_detector(class_names=["circle", "square", "triangle"], category_ids=CAT_IDS, score_thresh=0.0).save(path)
-    return path
 
 
 def predict(capsys, ckpt, out, *inputs):
     return cli(capsys, "predict", "--checkpoint", ckpt, "--device", "cpu", "--score-thresh", 0, "--out", out,
                *inputs)
-
-
-# ------------------------------------------------------------------------------------------ ids
-def test_training_keeps_the_datasets_category_ids(capsys, tmp_path, odd_ids_dataset):
-    run = tmp_path / "run"
-    code, _, err = cli(capsys, "train", "--no-progress", "--out", run, f"data.train={odd_ids_dataset}", *TINY,
-                       "solver.max_iter=1")
-    assert code == 0, err
-    model = Detector.from_checkpoint(run / "last.pt")
-    assert model.category_ids == CAT_IDS
-    cats = json.loads((odd_ids_dataset / "annotations.json").read_text())["categories"]
-    assert model.class_names == [c["name"] for c in cats]
-
-
-def test_old_checkpoint_without_category_ids_falls_back_to_1_to_C(tmp_path, model_ckpt):
-    payload = torch.load(model_ckpt, weights_only=False)
-    payload["model_config"].pop("category_ids", None)
-    torch.save(payload, tmp_path / "old.pt")
-    assert Detector.from_checkpoint(tmp_path / "old.pt").category_ids == [1, 2, 3]
-
-
-def test_category_ids_must_fit_num_classes():
-    from metaanchor.errors import UserError
-
-    with pytest.raises(UserError, match="category ids"):
-        tiny_detector(category_ids=[1, 2])
-    with pytest.raises(UserError, match="category ids"):
-        tiny_detector(category_ids=[1, 1, 2])
 
 
 def test_predict_writes_the_checkpoints_category_ids_and_file_numbering(capsys, tmp_path, odd_ckpt,
@@ -102,21 +43,6 @@ def test_predict_help_documents_the_numbering(capsys):
     assert "image_id" in text and "1-based" in text and "category" in text
 
 
-def test_eval_save_json_uses_the_datasets_ids(capsys, tmp_path, odd_ckpt, odd_ids_dataset):
-    saved = tmp_path / "out" / "dets.json"
-    code, _, err = cli(capsys, "eval", "--checkpoint", odd_ckpt, "--data", odd_ids_dataset, "--device", "cpu",
-                       "--save-json", saved)
-    assert code == 0, err
-    dets = json.loads(saved.read_text())
-    assert dets and {d["category_id"] for d in dets} <= set(CAT_IDS)
-    assert {d["image_id"] for d in dets} == {13, 23, 33, 43}
-    gt = COCO(str(odd_ids_dataset / "annotations.json"))
-    res = gt.loadRes(str(saved))  # pycocotools accepts it against the dataset
-    assert set(res.getImgIds()) <= set(gt.getImgIds()) and len(res.getAnnIds()) == len(dets)
-    assert [p.name for p in saved.parent.iterdir()] == ["dets.json"]  # no temp file left
-
-
-# ------------------------------------------------------------------------- never overwrite an input
 def _hashes(folder):
     return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.iterdir())}
 
@@ -154,7 +80,6 @@ def test_same_stem_inputs_get_distinct_drawings(capsys, tmp_path, odd_ckpt):
         assert str(p) in stdout
 
 
-# ---------------------------------------------------------------------- write failures are exit 2
 def test_predict_out_naming_a_file_is_a_user_error(capsys, tmp_path, odd_ckpt, odd_ids_dataset):
     target = tmp_path / "taken"
     target.write_text("keep me")
