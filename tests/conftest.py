@@ -3,6 +3,7 @@ import json
 import pytest
 import torch
 from hypothesis import settings
+from hypothesis import strategies as st
 
 from metaanchor.data.synth import synth_config, write_synth_dataset
 
@@ -98,3 +99,47 @@ def odd_ckpt(tmp_path_factory):
     path = tmp_path_factory.mktemp("ckpt") / "m.pt"
     tiny_detector(class_names=["circle", "square", "triangle"], category_ids=CAT_IDS, score_thresh=0.0).save(path)
     return path
+
+
+def assert_user_error(capsys, args, *fragments):
+    code, _, err = cli(capsys, *args)
+    assert code == 2, err
+    assert len(err) == 1, err  # one line, no traceback
+    assert err[0].startswith(f"metaanchor {args[0]}: error: ")
+    for f in fragments:
+        assert str(f) in err[0], err[0]
+    return err[0]
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory):
+    return write_synth_dataset(tmp_path_factory.mktemp("bad") / "ds", 4, synth_config("default", seed=2),
+                               progress=False)
+
+
+@pytest.fixture
+def copy_of(dataset, tmp_path):
+    """A fresh writable copy of the small dataset."""
+    import shutil
+
+    dst = tmp_path / "ds"
+    shutil.copytree(dataset, dst)
+    return dst
+
+
+def ann(folder):
+    return json.loads((folder / "annotations.json").read_text())
+
+
+def write_ann(folder, data):
+    (folder / "annotations.json").write_text(json.dumps(data))
+
+
+def eval_args(ckpt_path, data, *extra):
+    return ["eval", "--checkpoint", ckpt_path, "--data", data, "--device", "cpu", *extra]
+
+
+GARBAGE = st.recursive(
+    st.none() | st.booleans() | st.integers(-3, 10**20) | st.floats(allow_nan=True) | st.text(max_size=5),
+    lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=5), children, max_size=3),
+    max_leaves=8)

@@ -74,3 +74,15 @@ def write_dataset(folder, data, images=True):
             Image.new("RGB", (40, 30), (k * 100, 50, 200)).save(folder / "images" / name)
     (folder / "annotations.json").write_text(json.dumps(data))
     return folder
+
+
+def _odd_images(folder: Path) -> dict[str, Image.Image]:
+    gray16 = Image.fromarray(np.full((40, 48), 1000, dtype=np.uint16))
+    imgs = {"gray.png": Image.new("L", (48, 40), 90), "rgba.png": Image.new("RGBA", (48, 40), (9, 99, 199, 0)),
+            "gray16.png": gray16, "palette.gif": Image.new("RGB", (48, 40), (204, 0, 0)).convert("P"),
+            "la.png": Image.new("LA", (48, 40), (70, 128)), "bw.bmp": Image.new("1", (48, 40), 1),
+            "cmyk.jpg": Image.new("CMYK", (48, 40), (0, 0, 0, 0)), "float.tif": Image.new("F", (48, 40), 300.0)}
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, im in imgs.items():
+        im.save(folder / name)
+    return imgs

@@ -1,12 +1,15 @@
 import json
 import math
+import tempfile
+from pathlib import Path
 
 import pytest
 import torch
+from conftest import GARBAGE
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from metaanchor.errors import AnchorSpecError
+from metaanchor.errors import AnchorSpecError, UserError
 from metaanchor.geometry.anchors import AnchorSet, grid_anchors
 
 STANDARD = [32.0, 64.0, 128.0, 256.0, 512.0]
@@ -142,3 +145,38 @@ def test_grid_anchors_positions_and_order():
     wh = g[:3, 2:] - g[:3, :2]
     assert wh[1].tolist() == pytest.approx([32.0, 32.0])  # ratio 1 -> square standard box
     assert torch.allclose(wh[0, 1] / wh[0, 0], torch.tensor(0.5))  # ratio h/w = 0.5
+
+
+SPEC_PART = st.sampled_from(["scales", "ratios", "sizes", "=", ";", ",", "x", "3", "0", "1", "-1", "2.5", "nan",
+                             "inf", "1e9", "1e-9", " ", "²", "٣", "16", "17", ".json", ".yaml"])
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(SPEC_PART, max_size=8).map("".join))
+def test_fuzzed_anchor_specs_parse_to_usable_sets_or_raise_spec_error(spec):
+    try:
+        a = AnchorSet.parse(spec)
+    except UserError as e:
+        assert str(e)
+        return
+    codes = torch.cat(a.codes([32.0, 64.0, 128.0, 256.0, 512.0]))
+    assert torch.isfinite(codes).all()
+
+
+@settings(max_examples=150, deadline=None)
+@given(GARBAGE | st.fixed_dictionaries({"anchors": GARBAGE}) | st.fixed_dictionaries({"levels": GARBAGE}),
+       st.sampled_from([".json", ".yaml"]))
+def test_fuzzed_anchor_files_parse_or_raise_spec_error(content, suffix):
+    with tempfile.TemporaryDirectory() as d:
+        f = Path(d) / f"a{suffix}"
+        try:
+            f.write_text(json.dumps(content, allow_nan=True))
+        except (ValueError, TypeError):
+            return
+        try:
+            a = AnchorSet.parse(str(f))
+        except UserError as e:
+            assert str(f) in str(e)
+            return
+        levels = a.per_level or [a.shapes]
+        assert all(h > 0 and w > 0 for lvl in levels for h, w in lvl)

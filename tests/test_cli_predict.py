@@ -9,7 +9,8 @@ import shutil
 import tempfile
 
 import pytest
-from conftest import CAT_IDS, cli
+from conftest import CAT_IDS, assert_user_error, cli
+from data_samples import _odd_images
 from PIL import Image
 
 from metaanchor.cli import main
@@ -139,3 +140,33 @@ def test_predict_with_every_image_unreadable_is_exit_2(capsys, tmp_path, odd_ckp
     assert code == 2, err
     assert err[-1].startswith("metaanchor predict: error: ") and "2" in err[-1] and "unreadable" in err[-1]
     assert not (out / "detections.json").exists()
+
+
+def test_predict_folder_reports_bad_images_and_goes_on(capsys, tmp_path, model_ckpt):
+    folder = tmp_path / "imgs"
+    _odd_images(folder)
+    (folder / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\0" * 30)
+    jpg = folder / "cut.jpg"
+    Image.new("RGB", (64, 64), (1, 2, 3)).save(jpg)
+    jpg.write_bytes(jpg.read_bytes()[:200])
+    out = tmp_path / "pred"
+    code, stdout, err = cli(capsys, "predict", "--checkpoint", model_ckpt, "--device", "cpu", "--out", out, folder)
+    assert code == 0
+    assert sorted(err) == [f"skipped: {folder / 'broken.png'}: " + e.split("broken.png: ", 1)[1] if "broken" in e
+                           else f"skipped: {jpg}: " + e.split("cut.jpg: ", 1)[1] for e in sorted(err)]
+    assert len(err) == 2 and "2 unreadable images skipped" in stdout
+    assert len(list(out.glob("*.png"))) == 8  # every odd-mode image was converted and drawn
+    assert_user_error(capsys, ["predict", "--checkpoint", model_ckpt, "--device", "cpu", "--out", out,
+                               "--fail-fast", folder], "cannot read image")
+
+
+@pytest.mark.parametrize("extra, fragment", [
+    (["nope.png"], "input nope.png: no such file or folder"),
+    (["--score-thresh", "2", "IMG"], "--score-thresh 2.0: must be in 0..1"),
+    (["--anchors", "scales=1e9", "IMG"], "scale '1e9' is outside 1e-06..1e+06"),
+])
+def test_bad_predict_arguments(capsys, tmp_path, model_ckpt, dataset, extra, fragment):
+    img = next((dataset / "images").iterdir())
+    extra = [str(img) if a == "IMG" else a for a in extra]
+    assert_user_error(capsys, ["predict", "--checkpoint", model_ckpt, "--device", "cpu", "--out", tmp_path, *extra],
+                      fragment)

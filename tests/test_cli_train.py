@@ -3,8 +3,9 @@
 import csv
 import json
 
-from conftest import CAT_IDS, TINY, cli
+from conftest import CAT_IDS, TINY, ann, assert_user_error, cli, write_ann
 
+from metaanchor import checkpoint as ckpt
 from metaanchor.cli import main
 from metaanchor.cli.train import print_summary
 from metaanchor.families.retinanet import RetinaNetDetector as Detector
@@ -38,3 +39,44 @@ def test_training_keeps_the_datasets_category_ids(capsys, tmp_path, odd_ids_data
     assert model.category_ids == CAT_IDS
     cats = json.loads((odd_ids_dataset / "annotations.json").read_text())["categories"]
     assert model.class_names == [c["name"] for c in cats]
+
+
+def test_resume_with_weights_of_another_model_names_the_tensor(capsys, tmp_path, dataset):
+    run = tmp_path / "run"
+    assert cli(capsys, "train", "--no-progress", "--out", run, f"data.train={dataset}", *TINY,
+               "solver.max_iter=1")[0] == 0
+    assert_user_error(capsys, ["train", "--no-progress", "--resume", "--out", run, f"data.train={dataset}", *TINY,
+                               "solver.max_iter=2", "model.fpn_channels=24"],
+                      f"checkpoint {run / 'last.pt'}: weights do not fit the model", "size mismatch")
+
+
+def test_unreadable_training_image_is_an_error_or_a_counted_skip(capsys, copy_of, tmp_path):
+    bad = copy_of / "images" / ann(copy_of)["images"][2]["file_name"]
+    bad.write_bytes(bad.read_bytes()[:80])
+    args = [f"data.train={copy_of}", *TINY, "solver.max_iter=2"]
+    assert_user_error(capsys, ["train", "--no-progress", "--out", tmp_path / "a", *args], str(bad),
+                      "cannot read image", "data.skip_invalid=true")
+    code, out, err = cli(capsys, "train", "--no-progress", "--out", tmp_path / "b", *args, "data.skip_invalid=true")
+    assert code == 0 and err == [f"skipped training image: {bad}: " + err[0].split(f"{bad}: ", 1)[1]]
+    assert_user_error(capsys, ["train", "--no-progress", "--fail-fast", "--out", tmp_path / "c", *args,
+                               "data.skip_invalid=true"], str(bad))
+
+
+def test_train_fail_fast_turns_a_repaired_annotation_into_an_error(capsys, copy_of, tmp_path):
+    data = ann(copy_of)
+    data["annotations"][0]["bbox"] = [-20.0, 10.0, 40.0, 5.0]
+    write_ann(copy_of, data)
+    args = ["--out", tmp_path / "r", f"data.train={copy_of}", *TINY, "solver.max_iter=1", "data.skip_invalid=true"]
+    assert cli(capsys, "train", "--no-progress", *args)[0] == 0
+    assert_user_error(capsys, ["train", "--no-progress", "--fail-fast", *args], "annotations.json",
+                      f"annotation id {data['annotations'][0]['id']}", "outside the 128x128 image")
+
+
+def test_resume_without_a_checkpoint_starts_fresh_and_cleans_stale_temp_files(capsys, dataset, tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / ".last.pt.abc123.tmp").write_bytes(b"half a checkpoint")
+    code, out, _ = cli(capsys, "train", "--no-progress", "--resume", "--out", run, f"data.train={dataset}", *TINY,
+                       "solver.max_iter=1")
+    assert code == 0 and f"no checkpoint {run / 'last.pt'} yet; starting from iteration 0" in out
+    assert not list(run.glob("*.tmp")) and ckpt.load(run / "last.pt")["iteration"] == 1

@@ -1,4 +1,6 @@
+
 import pytest
+from conftest import assert_user_error
 
 from metaanchor.config import default_config, load_config
 from metaanchor.errors import ConfigError
@@ -60,3 +62,34 @@ def test_auto_channels_last_trains_nchw_on_cpu(synth_dirs, tmp_path):
     for value, expected in (("null", False), ("true", True)):
         cfg = load_config(None, [f"data.train={train}", f"solver.channels_last={value}", *TINY])
         assert Trainer(cfg, tmp_path / value, progress=False).model._channels_last is expected
+
+
+@pytest.mark.parametrize("yaml_text, fragments", [
+    ("model:\n  hed: metaanchor\n", ["unknown config key 'model.hed'; allowed: model.anchor_base, model.arch, "
+                                     "model.backbone"]),
+    ("solver:\n  max_iter: ten\n", ["config key solver.max_iter: expected int, got 'ten'"]),
+    ("solver: [1, 2]\n", ["unknown config key 'solver'"]),
+    ("checkpoint:\n  period: 0\n", ["config key checkpoint.period: 0 is out of range; allowed: > 0"]),
+    ("solver:\n  steps: [0.5, x]\n", ["config key solver.steps: item 'x' is not a float"]),
+    ("anchors:\n  train: scales=1,-2\n", ["config key anchors.train: anchor SPEC 'scales=1,-2': scale '-2'"]),
+    ("model:\n  bg_iou: 0.7\n", ["model.bg_iou=0.7 and model.fg_iou=0.5"]),
+    ("model: {head: yolo}\n", ["model.head: 'yolo' is not one of metaanchor, metaanchor-dd, predefined"]),
+])
+def test_bad_config_file_is_one_line_naming_file_and_key(capsys, tmp_path, yaml_text, fragments):
+    f = tmp_path / "bad.yaml"
+    f.write_text(yaml_text)
+    assert_user_error(capsys, ["train", "--config", f, "--out", tmp_path / "run"], *fragments)
+
+
+@pytest.mark.parametrize("args, fragment", [
+    (["solver.max_iter="], "config key solver.max_iter: expected int, got no value"),
+    (["log.period=0"], "config key log.period: 0 is out of range"),
+    (["input.hflip=1.5"], "config key input.hflip: 1.5 is out of range; allowed: in 0..1"),
+    (["solver.lr=.nan"], "config key solver.lr: nan is not a finite number"),
+    (["anchors.eval=[3x3, 2y2]"], "config key anchors.eval: anchor SPEC '2y2'"),
+    (["device=tpu", "data.train=DATA"], "device='tpu': expected auto, cpu, cuda or cuda:N"),
+    (["data.train=/nonexistent/ds"], "/nonexistent/ds: no such dataset folder"),
+])
+def test_bad_train_override_is_one_line(capsys, tmp_path, dataset, args, fragment):
+    args = [a.replace("DATA", str(dataset)) for a in args]
+    assert_user_error(capsys, ["train", "--no-progress", "--out", tmp_path / "run", *args], fragment)

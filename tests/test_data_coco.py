@@ -1,5 +1,7 @@
 """CocoDataset: loading, targets, image modes, image file errors and collate."""
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -99,3 +101,14 @@ def test_collate_keeps_variable_sizes_as_lists(folder):
     ds = CocoDataset(folder)
     images, targets = collate([ds[0], ds[1]])
     assert [t["image_id"] for t in targets] == [3, 8] and images[0].shape == (3, 30, 40)
+
+
+def test_cocodataset_reads_what_fuzzed_validation_accepts(tmp_path):
+    # one concrete survivor of the fuzzer: extra garbage fields are kept and ignored
+    data = {"images": [{"id": 1, "file_name": "a.png", "width": 8, "height": 8, "extra": [None, {"x": 1}]}],
+            "annotations": [{"id": 1, "image_id": 1, "category_id": 1, "bbox": [0, 0, 4, 4], "segmentation": "?"}],
+            "categories": [{"id": 1, "name": "cat"}], "info": {"garbage": float("inf")}}
+    (tmp_path / "images").mkdir()
+    Image.new("RGB", (8, 8)).save(tmp_path / "images" / "a.png")
+    (tmp_path / "annotations.json").write_text(json.dumps(data))
+    assert CocoDataset(tmp_path)[0][1]["boxes"].tolist() == [[0, 0, 4, 4]]

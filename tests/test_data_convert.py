@@ -4,6 +4,7 @@ import errno
 import os
 
 import pytest
+from conftest import assert_user_error
 from data_samples import assert_same_objects
 
 from metaanchor.cli import main
@@ -97,3 +98,20 @@ def test_images_are_hard_linked_or_else_copied_whole(tmp_path, monkeypatch):
         assert not b.samefile(a) and b.read_bytes() == a.read_bytes()
         assert (b.stat().st_mode, b.stat().st_mtime_ns) == (a.stat().st_mode, a.stat().st_mtime_ns)
     assert sorted(p.name for p in (copied / "images").iterdir()) == ["000000.png", "000001.png"]
+
+
+def test_convert_malformed_voc_xml_and_yolo_line(capsys, tmp_path, dataset):
+    voc = tmp_path / "voc"
+    (voc / "Annotations").mkdir(parents=True)
+    (voc / "Annotations" / "x.xml").write_text("<annotation><filename>a.png</filename>")
+    assert_user_error(capsys, ["data", "convert", "--src", voc, "--src-format", "voc", "--dst", tmp_path / "o",
+                               "--dst-format", "coco", "--images", dataset / "images"],
+                      f"{voc / 'Annotations' / 'x.xml'}: malformed XML at line 1")
+    yolo = tmp_path / "yolo"
+    (yolo / "labels").mkdir(parents=True)
+    (yolo / "classes.txt").write_text("a\nb\nc\n")
+    first = sorted((dataset / "images").iterdir())[0]
+    (yolo / "labels" / f"{first.stem}.txt").write_text("0 0.5 0.5 0.2 0.2\n1 0.5 nan 0.2 0.2\n")
+    assert_user_error(capsys, ["data", "convert", "--src", yolo, "--src-format", "yolo", "--dst", tmp_path / "o2",
+                               "--dst-format", "coco", "--images", dataset / "images"],
+                      f"{first.stem}.txt: line 2: values must be normalised")

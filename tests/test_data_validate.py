@@ -4,7 +4,10 @@ import copy
 import math
 
 import pytest
+from conftest import GARBAGE
 from data_samples import dataset_sample, write_dataset
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from metaanchor.data import CocoDataset
 from metaanchor.data.validate import validate_coco
@@ -120,3 +123,48 @@ def test_validation_does_not_modify_caller_data():
     before = copy.deepcopy(data)
     validate_coco(data, "x.json", skip_invalid=True)
     assert data == before
+
+
+SMALL_INT = st.integers(-2, 4)
+
+
+MAYBE = lambda good: good | GARBAGE  # noqa: E731 - mostly plausible values, sometimes garbage
+
+
+IMAGE = st.fixed_dictionaries({"id": MAYBE(SMALL_INT), "file_name": MAYBE(st.just("a.png")),
+                               "width": MAYBE(st.integers(0, 64)), "height": MAYBE(st.integers(0, 64))},
+                              optional={"extra": GARBAGE})
+
+
+BOX = st.lists(st.floats(-10, 80) | st.integers(-10, 80), min_size=4, max_size=4)
+
+
+ANNOTATION = st.fixed_dictionaries({"id": MAYBE(SMALL_INT), "image_id": MAYBE(SMALL_INT),
+                                    "category_id": MAYBE(SMALL_INT), "bbox": MAYBE(BOX)},
+                                   optional={"iscrowd": MAYBE(st.sampled_from([0, 1])),
+                                             "area": GARBAGE, "segmentation": GARBAGE})
+
+
+CATEGORY = st.fixed_dictionaries({"id": MAYBE(SMALL_INT), "name": MAYBE(st.sampled_from(["cat", "dog"]))})
+
+
+COCO = st.fixed_dictionaries({"images": MAYBE(st.lists(MAYBE(IMAGE), max_size=3)),
+                              "annotations": MAYBE(st.lists(MAYBE(ANNOTATION), max_size=5)),
+                              "categories": MAYBE(st.lists(MAYBE(CATEGORY), max_size=3))},
+                             optional={"info": GARBAGE}) | GARBAGE
+
+
+@settings(max_examples=300, deadline=None)
+@given(COCO, st.booleans())
+def test_fuzzed_coco_dicts_validate_or_raise_data_error(data, skip):
+    try:
+        clean, skipped, _ = validate_coco(data, "fuzz.json", skip_invalid=skip)
+    except DataError as e:
+        assert str(e).startswith("fuzz.json: ")
+        return
+    from metaanchor.data.coco import coco_from_dict
+
+    coco_from_dict(clean)  # pycocotools accepts whatever validation let through
+    for a in clean["annotations"]:
+        x, y, w, h = a["bbox"]
+        assert w > 0 and h > 0 and math.isfinite(x + y + w + h) and a["iscrowd"] in (0, 1)

@@ -4,15 +4,18 @@ The splits are checked on the real BCCD dataset (../shared/data/bccd) when prese
 """
 
 import json
+import tempfile
 from pathlib import Path
 
 import pytest
 from data_samples import SIZES, assert_same_objects, coco_sample, write_sample_images
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from PIL import Image
 
 from metaanchor.cli import main
 from metaanchor.data.voc import read_voc, voc_split_ids, write_voc
-from metaanchor.errors import DataError
+from metaanchor.errors import DataError, UserError
 
 BCCD = Path(__file__).parents[2] / "shared" / "data" / "bccd"
 
@@ -162,3 +165,33 @@ def test_split_on_a_tiny_voc_root(tmp_path, capsys):
     assert code == 2 and "--split train: only VOC sources have splits" in err[0], err
     assert not (tmp_path / "x").exists()
     assert len(read_voc(root / "Annotations")["images"]) == 3  # no split: every XML, as before
+
+
+TAGS = st.sampled_from(["annotation", "filename", "size", "width", "height", "object", "name", "bndbox", "xmin",
+                        "ymin", "xmax", "ymax", "difficult"])
+
+
+XML_TEXT = st.sampled_from(["", "a.png", "cat", "0", "1", "5", "40", "-3", "nan", "1e999", "x", "2.5"])
+
+
+XML_NODE = st.recursive(st.tuples(TAGS, XML_TEXT, st.just([])),
+                        lambda kids: st.tuples(TAGS, XML_TEXT, st.lists(kids, max_size=4)), max_leaves=12)
+
+
+def _xml(node) -> str:
+    tag, text, kids = node
+    return f"<{tag}>{text}{''.join(_xml(k) for k in kids)}</{tag}>"
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(XML_NODE, st.booleans())
+def test_fuzzed_voc_xml_parses_or_raises_data_error(node, truncate):
+    text = _xml(("annotation", "", [node]))
+    with tempfile.TemporaryDirectory() as d:
+        (Path(d) / "x.xml").write_text(text[: len(text) // 2] if truncate else text)
+        try:
+            data = read_voc(d)
+        except UserError as e:
+            assert "x.xml" in str(e) or d in str(e)
+        else:
+            assert all(a["bbox"][2] > 0 and a["bbox"][3] > 0 for a in data["annotations"])

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from metaanchor.data.yolo import read_yolo, write_yolo
-from metaanchor.errors import DataError
+from metaanchor.errors import DataError, UserError
 
 
 def test_coco_yolo_coco_preserves_boxes_and_labels(tmp_path):
@@ -81,3 +81,26 @@ def test_random_boxes_survive_a_yolo_round_trip(specs):
         write_yolo(original, root)
         back = read_yolo(root / "labels", root / "images")
     assert_same_objects(original, back, atol=1e-5)
+
+
+YOLO_TOKEN = st.sampled_from(["0", "1", "2", "-1", "0.5", "0.2", "1.0", "0", "nan", "inf", "1e-9", "x", "", "0.99"])
+
+
+YOLO_LINE = st.lists(YOLO_TOKEN, max_size=6).map(" ".join) | st.text(max_size=15)
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(YOLO_LINE, max_size=4))
+def test_fuzzed_yolo_lines_parse_or_raise_data_error(lines):
+    with tempfile.TemporaryDirectory() as d:
+        d = Path(d)
+        (d / "images").mkdir()
+        (d / "labels").mkdir()
+        Image.new("RGB", (40, 30)).save(d / "images" / "a.png")
+        (d / "labels" / "a.txt").write_bytes("\n".join(lines).encode("utf-8", "replace"))
+        try:
+            data = read_yolo(d / "labels", d / "images", ["a", "b"])
+        except UserError as e:
+            assert "a.txt" in str(e)
+        else:
+            assert all(0 <= a["category_id"] - 1 < 2 for a in data["annotations"])
