@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from metaanchor.errors import AnchorSpecError, UserError
-from metaanchor.geometry.anchors import AnchorSet, grid_anchors
+from metaanchor.geometry.anchors import AnchorSet, grid_anchors, sample_anchor_set
 
 STANDARD = [32.0, 64.0, 128.0, 256.0, 512.0]
 
@@ -180,3 +180,14 @@ def test_fuzzed_anchor_files_parse_or_raise_spec_error(content, suffix):
             return
         levels = a.per_level or [a.shapes]
         assert all(h > 0 and w > 0 for lvl in levels for h, w in lvl)
+
+
+def test_sampled_anchor_sets_stay_in_the_jitter_range_and_are_repeatable():
+    base = AnchorSet.parse("3x3")
+    a = sample_anchor_set(base, seed=0, iteration=5, scale_jitter=0.5, ratio_jitter=0.5)
+    assert a == sample_anchor_set(base, seed=0, iteration=5, scale_jitter=0.5, ratio_jitter=0.5)
+    assert a != sample_anchor_set(base, seed=0, iteration=6, scale_jitter=0.5, ratio_jitter=0.5)
+    for (h0, w0), (h, w) in zip(base.shapes, a.shapes):
+        size_change = abs(torch.log2(torch.tensor(h * w / (h0 * w0))) / 2)
+        ratio_change = abs(torch.log2(torch.tensor((h / w) / (h0 / w0))))
+        assert size_change <= 0.5 + 1e-6 and ratio_change <= 0.5 + 1e-6
