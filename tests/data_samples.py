@@ -86,3 +86,32 @@ def _odd_images(folder: Path) -> dict[str, Image.Image]:
     for name, im in imgs.items():
         im.save(folder / name)
     return imgs
+
+
+def _coco_folder(root, files, boxes=None, skip_sizes=None):
+    """A one-category dataset folder; ``files`` maps file name -> (PIL image, (w, h) written to the record)."""
+    (root / "images").mkdir(parents=True)
+    images, anns = [], []
+    for k, (name, (img, (w, h))) in enumerate(files.items(), 1):
+        img.save(root / "images" / name, **({"exif": img.info["exif"]} if "exif" in img.info else {}))
+        images.append({"id": k, "file_name": name, "width": w, "height": h})
+        for n, b in enumerate((boxes or {}).get(name, [[1, 1, 4, 4]])):
+            anns.append({"id": 100 * k + n, "image_id": k, "category_id": 1, "bbox": b})
+    (root / "annotations.json").write_text(json.dumps(
+        {"images": images, "annotations": anns, "categories": [{"id": 1, "name": "cell"}]}))
+    return root
+
+
+def _gradient_image(w, h):
+    x = np.linspace(0, 255, w)[None, :, None] * np.ones((h, 1, 1))
+    y = np.linspace(0, 255, h)[:, None, None] * np.ones((1, w, 1))
+    return Image.fromarray(np.concatenate([x, y, (x + y) / 2], 2).astype(np.uint8))
+
+
+def _rotated_jpeg(orientation=6):
+    """A 40x20 JPEG stored landscape whose EXIF says 'rotate 90 degrees clockwise' (displayed 20x40)."""
+    img = _gradient_image(40, 20)
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    img.info["exif"] = exif.tobytes()
+    return img

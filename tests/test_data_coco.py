@@ -5,10 +5,11 @@ import json
 import numpy as np
 import pytest
 import torch
-from data_samples import dataset_sample, write_dataset
+from data_samples import _coco_folder, _rotated_jpeg, dataset_sample, write_dataset
 from PIL import Image
 
 from metaanchor.data import CocoDataset, collate
+from metaanchor.data.loader import AugmentedDataset, BadItem
 from metaanchor.errors import DataError, UserError
 
 
@@ -112,3 +113,32 @@ def test_cocodataset_reads_what_fuzzed_validation_accepts(tmp_path):
     Image.new("RGB", (8, 8)).save(tmp_path / "images" / "a.png")
     (tmp_path / "annotations.json").write_text(json.dumps(data))
     assert CocoDataset(tmp_path)[0][1]["boxes"].tolist() == [[0, 0, 4, 4]]
+
+
+def test_annotation_with_the_stored_size_of_a_rotated_photo_is_a_clear_error_or_skip(tmp_path):
+    ds = CocoDataset(_coco_folder(tmp_path, {"r.jpg": (_rotated_jpeg(), (40, 20))}))
+    message = (f"{tmp_path / 'images' / 'r.jpg'}: image is 20x40 (as displayed, after EXIF orientation) but "
+               "annotations.json (image id 1) says 40x20")
+    with pytest.raises(DataError) as e:
+        ds[0]
+    assert str(e.value) == message
+    item = AugmentedDataset(ds, 0, 0.5, 0.0, size=(16, 32))[(0, 0)]  # training: the trainer skips or fails
+    assert isinstance(item, BadItem) and item.message == message
+
+
+def test_image_size_disagreeing_with_annotation_names_both_sizes(tmp_path):
+    ds = CocoDataset(_coco_folder(tmp_path, {"a.png": (Image.new("RGB", (41, 30)), (40, 30))}))
+    with pytest.raises(DataError, match=r"a\.png: image is 41x30 .* \(image id 1\) says 40x30$"):
+        ds[0]
+
+
+def test_zero_by_zero_box_is_an_error_or_a_counted_skip(tmp_path):
+    folder = _coco_folder(tmp_path, {"a.png": (Image.new("RGB", (40, 30)), (40, 30))},
+                          {"a.png": [[5, 5, 0, 0], [1, 1, 10, 10]]})
+    with pytest.raises(DataError, match=r"annotations\.json: annotation id 100 \(image 1\): box has non-positive "
+                                        r"width 0\.0"):
+        CocoDataset(folder)
+    ds = CocoDataset(folder, skip_invalid=True)
+    assert ds.skipped == {"non_positive_size": 1}
+    _, target = AugmentedDataset(ds, 0, 0.0, 0.0, augment="none", size=(30, 40))[(0, 0)]
+    assert target["boxes"].tolist() == [[1.0, 1.0, 11.0, 11.0]]

@@ -8,12 +8,14 @@ import tempfile
 from pathlib import Path
 
 import pytest
-from data_samples import SIZES, assert_same_objects, coco_sample, write_sample_images
+from data_samples import SIZES, _coco_folder, assert_same_objects, coco_sample, write_sample_images
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
 from metaanchor.cli import main
+from metaanchor.data.coco import CocoDataset
+from metaanchor.data.loader import AugmentedDataset
 from metaanchor.data.voc import read_voc, voc_split_ids, write_voc
 from metaanchor.errors import DataError, UserError
 
@@ -195,3 +197,21 @@ def test_fuzzed_voc_xml_parses_or_raises_data_error(node, truncate):
             assert "x.xml" in str(e) or d in str(e)
         else:
             assert all(a["bbox"][2] > 0 and a["bbox"][3] > 0 for a in data["annotations"])
+
+
+def test_bccd_style_point_box_becomes_one_pixel_and_is_dropped_below_one_pixel(tmp_path):
+    """VOC xmin == xmax (BCCD has two) converts to a 1 x 1 px box; downscaled below 1 px, a preset drops it."""
+    from metaanchor.data.voc import read_voc
+
+    (tmp_path / "Annotations").mkdir()
+    (tmp_path / "Annotations" / "a.xml").write_text(
+        "<annotation><filename>a.png</filename><size><width>40</width><height>30</height></size>"
+        "<object><name>RBC</name><bndbox><xmin>7</xmin><ymin>9</ymin><xmax>7</xmax><ymax>9</ymax></bndbox></object>"
+        "<object><name>RBC</name><bndbox><xmin>1</xmin><ymin>1</ymin><xmax>20</xmax><ymax>20</ymax></bndbox>"
+        "</object></annotation>")
+    data = read_voc(tmp_path / "Annotations")
+    assert [a["bbox"] for a in data["annotations"]] == [[6, 8, 1, 1], [0, 0, 20, 20]]
+    folder = _coco_folder(tmp_path / "ds", {"a.png": (Image.new("RGB", (40, 30)), (40, 30))},
+                          {"a.png": [a["bbox"] for a in data["annotations"]]})
+    _, target = AugmentedDataset(CocoDataset(folder), 0, 0.0, 0.0, augment="none", size=(15, 20))[(0, 0)]
+    assert target["boxes"].tolist() == [[0.0, 0.0, 10.0, 10.0]] and target["labels"].tolist() == [0]
