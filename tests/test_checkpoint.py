@@ -3,8 +3,9 @@
 
 import pytest
 import torch
-from conftest import assert_user_error, eval_args
+from conftest import assert_user_error, eval_args, tiny_detector
 
+from metaanchor.errors import CheckpointError
 from metaanchor.families.retinanet import RetinaNetDetector as Detector
 
 
@@ -55,3 +56,25 @@ def test_bad_checkpoint_is_one_line_naming_the_file(capsys, tmp_path, dataset, m
             payload["model_config"]["head"] = "yolo"
         torch.save(payload, bad)
     assert_user_error(capsys, eval_args(bad, dataset), f"checkpoint {bad}", fragment)
+
+
+def test_bad_checkpoints_are_clear_errors(tmp_path):
+    det = tiny_detector()
+    good = tmp_path / "good.pt"
+    det.save(good)
+    truncated = tmp_path / "trunc.pt"
+    truncated.write_bytes(good.read_bytes()[:1000])
+    with pytest.raises(CheckpointError, match="trunc.pt: unreadable"):
+        type(det).from_checkpoint(truncated)
+    other = tmp_path / "other.pt"
+    torch.save({"state_dict": {}}, other)
+    with pytest.raises(CheckpointError, match="other.pt: not a metaanchor checkpoint"):
+        type(det).from_checkpoint(other)
+    payload = torch.load(good, weights_only=False)
+    payload["version"] = "7.0.0"
+    future = tmp_path / "future.pt"
+    torch.save(payload, future)
+    with pytest.raises(CheckpointError, match="written by metaanchor 7.0.0"):
+        type(det).from_checkpoint(future)
+    with pytest.raises(CheckpointError, match="missing.pt: file not found"):
+        type(det).from_checkpoint(tmp_path / "missing.pt")

@@ -1,17 +1,15 @@
-
+"""The RetinaNet-family detector (families.retinanet.detector): anchors as an input, losses, detections in image
+pixels, save and reload, float64, and detections that do not depend on the rest of the batch."""
 
 import pytest
 import torch
 import torch.nn.functional as F
 from conftest import tiny_detector
 from torch import nn
-from torchvision.ops import batched_nms
 
-from metaanchor.errors import CheckpointError, UserError
+from metaanchor.errors import UserError
 from metaanchor.geometry.anchors import AnchorSet
-from metaanchor.geometry.box_coder import BoxCoder
 from metaanchor.modeling.backbones import STRIDES
-from metaanchor.modeling.postprocess import postprocess
 
 POSITIONS_128 = 16 * 16 + 8 * 8 + 4 * 4 + 2 * 2 + 1 * 1  # P3..P7 on a 128 px input
 
@@ -71,54 +69,6 @@ def test_predefined_head_refuses_other_anchor_counts():
         det.set_anchors("5x5")
 
 
-def reference_postprocess(cls, reg, anchors, level_sizes, size, coder, thresh, nms, topk, dets):
-    """torchvision RetinaNet's per-image, per-level loop, as the oracle."""
-    out = []
-    c = cls.shape[-1]
-    for i in range(cls.shape[0]):
-        boxes_all, scores_all, labels_all = [], [], []
-        start = 0
-        for n in level_sizes:
-            s = torch.sigmoid(cls[i, start:start + n]).flatten()
-            keep = s > thresh
-            idx = torch.nonzero(keep).squeeze(1)
-            s = s[keep]
-            k = min(topk, idx.numel())
-            s, order = s.topk(k)
-            idx = idx[order]
-            a = idx // c + start
-            b = coder.decode(reg[i, a], anchors[a])
-            b[:, 0::2] = b[:, 0::2].clamp(0, size[1])
-            b[:, 1::2] = b[:, 1::2].clamp(0, size[0])
-            boxes_all.append(b)
-            scores_all.append(s)
-            labels_all.append(idx % c)
-            start += n
-        b, s, lab = torch.cat(boxes_all), torch.cat(scores_all), torch.cat(labels_all)
-        keep = batched_nms(b, s, lab, nms)[:dets]
-        out.append({"boxes": b[keep], "scores": s[keep], "labels": lab[keep]})
-    return out
-
-
-@pytest.mark.parametrize("thresh", [0.05, 0.5])
-def test_batched_postprocess_equals_per_image_loop(thresh):
-    g = torch.Generator().manual_seed(0)
-    level_sizes = [300, 120, 30]
-    a = sum(level_sizes)
-    cls = torch.randn(3, a, 4, generator=g) * 2
-    reg = torch.randn(3, a, 4, generator=g) * 0.2
-    xy = torch.rand(a, 2, generator=g) * 100
-    anchors = torch.cat([xy, xy + 10 + torch.rand(a, 2, generator=g) * 30], 1)
-    args = (anchors, level_sizes, (128, 128), BoxCoder(), thresh, 0.5, 200, 50)
-    got = postprocess(cls, reg, *args)
-    want = reference_postprocess(cls, reg, *args)
-    for gd, wd in zip(got, want):
-        assert len(gd["scores"]) == len(wd["scores"]) > 0
-        torch.testing.assert_close(gd["scores"], wd["scores"])
-        torch.testing.assert_close(gd["boxes"], wd["boxes"])
-        assert torch.equal(gd["labels"], wd["labels"])
-
-
 def test_detections_are_in_original_image_pixels():
     det = tiny_detector(min_size=256, max_size=256).eval()
     det.score_thresh = 0.0
@@ -141,56 +91,6 @@ def test_checkpoint_roundtrip_and_unseen_anchor_prediction(tmp_path):
     unseen = again.predict(imgs, anchors=AnchorSet.parse("5x5"), score_thresh=0.0)[0]
     assert len(unseen["boxes"]) == 100 and not torch.equal(unseen["scores"], a["scores"])
     assert again.anchors.spec == "3x3"  # predict's anchors are for that call only
-
-
-def test_bad_checkpoints_are_clear_errors(tmp_path):
-    det = tiny_detector()
-    good = tmp_path / "good.pt"
-    det.save(good)
-    truncated = tmp_path / "trunc.pt"
-    truncated.write_bytes(good.read_bytes()[:1000])
-    with pytest.raises(CheckpointError, match="trunc.pt: unreadable"):
-        type(det).from_checkpoint(truncated)
-    other = tmp_path / "other.pt"
-    torch.save({"state_dict": {}}, other)
-    with pytest.raises(CheckpointError, match="other.pt: not a metaanchor checkpoint"):
-        type(det).from_checkpoint(other)
-    payload = torch.load(good, weights_only=False)
-    payload["version"] = "7.0.0"
-    future = tmp_path / "future.pt"
-    torch.save(payload, future)
-    with pytest.raises(CheckpointError, match="written by metaanchor 7.0.0"):
-        type(det).from_checkpoint(future)
-    with pytest.raises(CheckpointError, match="missing.pt: file not found"):
-        type(det).from_checkpoint(tmp_path / "missing.pt")
-
-
-def test_grouped_nms_keeps_what_batched_nms_keeps():
-    from metaanchor.modeling.postprocess import grouped_nms
-
-    g = torch.Generator().manual_seed(1)
-    n = 5000
-    xy = torch.rand(n, 2, generator=g) * 200
-    boxes = torch.cat([xy, xy + 5 + torch.rand(n, 2, generator=g) * 40], 1)
-    scores = torch.rand(n, generator=g)
-    groups = torch.randint(0, 640, (n,), generator=g)
-    got = grouped_nms(boxes, scores, groups, 0.5)
-    want = batched_nms(boxes, scores, groups, 0.5)
-    assert len(got) > 1000  # above the single-call size, so the per-group path ran
-    assert torch.equal(got, want)  # same boxes, same (score) order; scores are distinct
-
-
-def test_grouped_nms_with_few_large_groups_matches_batched_nms():
-    from metaanchor.modeling.postprocess import grouped_nms
-
-    g = torch.Generator().manual_seed(2)
-    n = 6000  # 3 groups of ~2000: the padded [G, M, M] tensor would be too big, so slices are used
-    xy = torch.rand(n, 2, generator=g) * 300
-    boxes = torch.cat([xy, xy + 5 + torch.rand(n, 2, generator=g) * 40], 1)
-    scores = torch.rand(n, generator=g)
-    groups = torch.randint(0, 3, (n,), generator=g)
-    got = grouped_nms(boxes, scores, groups, 0.5, max_padded=2 ** 20)
-    assert torch.equal(got, batched_nms(boxes, scores, groups, 0.5))
 
 
 def test_detector_runs_in_float64_after_a_float32_forward():
