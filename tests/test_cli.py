@@ -21,6 +21,7 @@ def run(*args, check=True):
     return p
 
 
+@pytest.mark.slow
 def test_synth_train_eval_predict_end_to_end(tmp_path):
     data = tmp_path / "data"
     run("data", "synth", "--out", data, "--images", 24, "--distribution", "small", "max_objects=3", "--seed", 3)
@@ -57,6 +58,7 @@ def test_synth_train_eval_predict_end_to_end(tmp_path):
     assert sorted(f.name for f in pred.glob("*.png")) == ["000000_det.png", "000001_det.png"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("args,fragment", [
     (["train", "solver.max_iter=abc"], "solver.max_iter: expected int"),
     (["train", "model.head=predefined"], "data.train is not set"),

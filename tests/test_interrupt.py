@@ -47,6 +47,7 @@ def data(tmp_path_factory):
                                progress=False)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("sig, workers", [(signal.SIGINT, 1), (signal.SIGTERM, 0)], ids=["SIGINT", "SIGTERM"])
 def test_a_stop_signal_saves_last_pt_and_resume_continues_exactly(sig, workers, data, tmp_path):
     run = tmp_path / "cut"

@@ -17,6 +17,7 @@ import sys
 import textwrap
 import time
 
+import pytest
 import torch
 from conftest import assert_same_final_weights
 
@@ -121,6 +122,7 @@ KILL_DURING_WRITE = textwrap.dedent("""
 """)
 
 
+@pytest.mark.slow
 def test_sigkill_at_random_points_then_resume_equals_uninterrupted_run(tmp_path):
     data = write_synth_dataset(tmp_path / "data", 16, synth_config("default", seed=0), progress=False)
     reference = start_training(data, tmp_path / "full", resume=False)  # first, alone: nothing runs beside it

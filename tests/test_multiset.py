@@ -56,6 +56,7 @@ def test_detect_many_on_a_predefined_model_takes_only_its_own_count():
     assert model.anchors.spec == "3x3"
 
 
+@pytest.mark.slow
 def test_evaluate_many_equals_evaluate_per_set(synth_dirs):
     from metaanchor.data.coco import CocoDataset
     from metaanchor.engine.evaluate import METRIC_KEYS, evaluate, evaluate_many

@@ -88,6 +88,7 @@ def weights(path):
     return torch.load(path, weights_only=False)["model"]
 
 
+@pytest.mark.slow
 def test_resume_after_a_stop_equals_uninterrupted_run(synth_dirs, tmp_path, monkeypatch):
     train_dir, _ = synth_dirs
     cfg = tiny_cfg(train_dir, "solver.max_iter=14", "checkpoint.period=5")  # 12 images/epoch -> crosses epochs
@@ -163,6 +164,7 @@ def _params(state: dict) -> torch.Tensor:
                       and "running_" not in k])
 
 
+@pytest.mark.slow
 def test_two_process_gloo_ddp_matches_single_process(synth_dirs, tmp_path):
     """Parameters after 3 steps of a 2-process gloo DDP run equal a single-process run on the same global batches.
 
