@@ -19,21 +19,18 @@ from research.runner import PLATEAU, PLATEAU_TAIL, Run, Runner, tail_of
 from research.verdicts import MIN_SEEDS, Verdict
 
 # Anchor sets (SPEC strings, level-relative). On the converged scale's 'elongated' boxes (h/w 1/4..4) the
-# two poor sets are plausible choices that cover the boxes badly: best-possible recall at IoU 0.5 on the test
-# boxes 0.43 (square only) and 0.22 (too large) against 0.72 for 3x3 (anchor_fit_quality; reports show it).
+# two poor sets are plausible choices that cover the boxes badly (their best-possible recall is in the reports).
 SQUARE = "scales=1,1.26,1.59;ratios=1"  # 3 scales, ratio 1 only: a set for roundish objects
 LARGE = "scales=2;ratios=0.5,1,2"  # one scale twice the standard box: a set for larger objects
 POOR = (SQUARE, LARGE)
 PRESETS = ("1x1", "1x3", "3x3", "5x5")  # the sets every data trains with, beside its poor sets
 ANCHOR_SETS = (*PRESETS, *POOR)
-# BCCD's blood cells are round (h/w 0.5..2), so square-only suits them (BPR@0.5 on the train boxes 0.997, mean IoU
-# 0.839 vs 0.852 for 3x3: reports/bccd/anchor_sets_train.txt); its poor sets are a set for tall/wide objects
-# (BPR 0.108) and the too-large one (BPR 0.928, 0.000 on the platelets)
+# BCCD's blood cells are round (h/w 0.5..2), so square-only suits them; its poor sets are a set for tall/wide
+# objects and the too-large one (their fit: reports/bccd/anchor_sets_train.txt)
 ELONGATED = "scales=1,1.26,1.59;ratios=0.33,3"  # 3 scales, ratios 1/3 and 3: a set for pedestrians or text lines
 POOR_BY_SCALE = {"bccd": (ELONGATED, LARGE)}  # Scale.name -> its poor sets (others: POOR)
-# On BCCD MetaAnchor's gain over the baseline grew with the anchors per location (1x1 -0.008, 1x3 +0.007, 3x3
-# +0.035, 5x5 +0.046) and was +0.007 with the 3-anchor too-large set: anchor-configs' second extra run trains
-# both heads with LARGE9, too large with 3x3's nine shapes, to tell "too large" from "few anchors".
+# anchor-configs' second extra run trains both heads with LARGE9, too large with 3x3's nine shapes, to tell
+# "too large" from "few anchors" (MetaAnchor's gain on BCCD grows with the anchors per location).
 LARGE9 = "scales=2,2.52,3.17;ratios=0.5,1,2"  # 3x3 with every scale doubled
 COUNT_TWIN_BY_SCALE = {"bccd": (LARGE, LARGE9)}  # Scale.name -> (poor set, its 9-anchor twin)
 LABELS = {SQUARE: "square only (3x1)", LARGE: "too large (scale 2, 1x3)", ELONGATED: "elongated only (3x2)",

@@ -133,24 +133,15 @@ class Scale:
 QUICK = Scale("quick", image_size=128, train_images=600, val_images=150, test_images=150, max_iter=400,
               batch_size=16, backbone="tiny", fpn_channels=64, head_convs=2, hidden_dim=16, lr=0.02,
               warmup_iters=50, eval_period=100)
-# The committed reports' scale: the demo's model (configs/demo.yaml) on 128 px 'elongated' shapes (h/w 1/4..4, where
-# the anchor ratios matter), batch 8 with an EMA of the weights (decay 0.999, warm-up 200), 12000 iterations: ~38 min
-# per run with two runs sharing 2 CPU cores (0.19 s per iteration). Chosen from pilots (baseline 3x3, seed 0,
-# validation AP): batch 16 without EMA reached its plateau (~0.49, flat over its last 40 %) only in a 6000-
-# iteration schedule (~43 min per run); batch 8 with EMA passed 0.49 at 3400 of 4000 iterations (0.511 at the end,
-# still rising, 12 min); batch 4 (lr 0.01, 6000 iterations, 11 min) flattened at 0.476; a 96 px input with 32 FPN
-# channels reached 0.28 in 4000 iterations. Then the `schedule` experiment with 6000 as the scale (reports/schedule,
-# seed 0, test AP baseline / MetaAnchor): 3000 it 0.336 / 0.338, 6000 it 0.482 / 0.465, 12000 it 0.490 / 0.502.
-# The baseline had converged at 6000 (+0.008), MetaAnchor had not (+0.037; validation +0.02): it learns more slowly
-# (a jittered anchor set every iteration). Both 12000-iteration runs were flat over their whole last half
-# (validation AP range 0.010 / 0.008), so 12000 is the scale. Its 3-seed rerun (reports/schedule, 18 runs):
-# 6000 it 0.459 / 0.481, 12000 it 0.505 / 0.511, 24000 it 0.532 / 0.534, every seed of both heads gaining
-# 0.01-0.04 from the last doubling: 12000 is a fixed budget (what the CPU allows), alike for both heads.
+# The committed reports' scale: the demo's model on 128 px 'elongated' shapes (h/w 1/4..4, where the anchor ratios
+# matter), batch 8 with an EMA of the weights, 12000 iterations: a fixed budget, alike for both heads, at which both
+# heads' validation curves are flat by the plateau rule. How it was chosen (pilots, the `schedule` experiment):
+# reports/schedule.
 CONVERGED = Scale("converged", image_size=128, train_images=800, val_images=150, test_images=150, max_iter=12000,
                   batch_size=8, backbone="tiny", fpn_channels=64, head_convs=2, hidden_dim=16, lr=0.02,
                   warmup_iters=50, eval_period=200, distribution="elongated",
                   extra=("solver.ema=0.999", "solver.ema_tau=200"))
-# the shipped bccd config as a scale, for `--data data/bccd --scale bccd` (real photos; 31 min per run on 2 CPU cores);
+# the shipped bccd config as a scale, for `--data data/bccd --scale bccd` (real photos);
 # its log and checkpoint periods are left to the runner (they change no result)
 BCCD = Scale.from_config("bccd", "bccd", extra=("input.max_size", "input.augment", "solver.ema", "solver.ema_tau",
                                                 "data.workers"))
@@ -288,13 +279,17 @@ class Runner:
                distribution: str | None = None, extra: tuple | list = ()) -> dict:
         """The resolved training config of one run at this runner's scale (on ``self.main`` by default)."""
         s, distribution = self.scale, distribution or self.main
+        arch = next((o.split("=", 1)[1] for o in extra if o.startswith("model.arch=")), "retinanet")
+        known = flatten(load_config(None, [f"model.arch={arch}"]))
+        # a scale's option of one family (FULL's GroupNorm towers: RetinaNet) is left out for the others
+        scale_extra = [o for o in s.extra if o.split("=", 1)[0] in known]
         cfg = load_config(None, [f"model.{k}={v}" for k, v in (
             ("backbone", s.backbone), ("head", head), ("fpn_channels", s.fpn_channels),
             ("head_convs", s.head_convs), ("hidden_dim", s.hidden_dim))] + [
             f"input.size={s.image_size}", f"solver.max_iter={s.max_iter}", f"solver.batch_size={s.batch_size}",
             f"solver.lr={s.lr}", f"solver.warmup_iters={s.warmup_iters}", f"eval.batch_size={s.eval_batch}",
             f"seed={seed}", f"anchors.sample={str(sample).lower()}", f"checkpoint.period={s.max_iter}",
-            f"eval.period={s.eval_period}", *s.extra, *extra])
+            f"eval.period={s.eval_period}", *scale_extra, *extra])
         set_key(cfg, "anchors.train", anchors)  # set directly: SPEC strings contain '=' and ';'
         set_key(cfg, "device", self.device)
         set_key(cfg, "data.train", str(self.dataset(distribution, "train")))

@@ -116,7 +116,3 @@ def robustness(meta: dict[str, list[float]], base: dict[str, list[float]]) -> Ve
                                      f"baseline {rb:.3f}, Δ {rb - rm:+.3f} (the baseline's minus MetaAnchor's: "
                                      f"MetaAnchor varies {'less' if rb > rm else 'more' if rm > rb else 'as much'}; "
                                      f"{'beyond' if abs(rb - rm) > n else 'within'} the noise {n:.3f})")
-
-
-def all_held(verdicts: list[Verdict]) -> bool:
-    return bool(verdicts) and all(v.held for v in verdicts)

@@ -44,8 +44,7 @@ def yolo_overrides(scale) -> tuple[str, ...]:
 
 
 # Smallest network input: YOLOv2 predicts on one stride-32 grid, and 128 px images give a 4 x 4 grid that cannot
-# separate the synthetic objects. Pilot (converged scale's data, model and batch, MetaAnchor, seed 0, 1500
-# iterations, validation AP): input 128 px 0.026, input 256 px (images upsampled x2, an 8 x 8 grid) 0.314.
+# separate the synthetic objects; upsampled x2 they give an 8 x 8 grid.
 YOLO_MIN_INPUT = 256
 
 
