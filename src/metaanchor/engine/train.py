@@ -13,8 +13,6 @@ Ctrl-C (SIGINT) or SIGTERM during training finishes the current iteration, saves
 
 from __future__ import annotations
 
-import csv
-import io
 import math
 import os
 import sys
@@ -38,8 +36,10 @@ from metaanchor.data.loader import (
 )
 from metaanchor.engine.device import device_label, resolve_device
 from metaanchor.engine.ema import ModelEMA
-from metaanchor.engine.evaluate import METRIC_KEYS, evaluate, fmt_metric, format_per_class
+from metaanchor.engine.evaluate import evaluate, fmt_metric, format_per_class
+from metaanchor.engine.run_log import RunLog
 from metaanchor.engine.signals import StopSignals, ignore_stop_signals
+from metaanchor.engine.train_state import TrainState
 from metaanchor.errors import (
     CheckpointError,
     ConfigError,
@@ -51,12 +51,9 @@ from metaanchor.errors import (
     out_of_memory_message,
 )
 from metaanchor.families import build_detector, detector_class
-from metaanchor.files import write_text, writing
+from metaanchor.files import writing
 from metaanchor.geometry.anchor_fit import write_anchor_file
 from metaanchor.geometry.anchors import code_range, kmeans_count, sample_anchor_set
-
-# columns only ever appended, so older readers keep their positions; obj: YOLOv2's objectness loss
-CSV_FIELDS = ["iter", "lr", "loss", "cls", "box", "skipped", "seconds"] + list(METRIC_KEYS) + ["obj"]
 
 
 class NonFiniteLoss(UserError):
@@ -127,13 +124,10 @@ class Trainer:
         if self.device.type == "cuda" and s["amp"]:
             self.amp_dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
-        self.start_iter, self.best_ap, self.skipped = 0, -1.0, 0
-        # training time and devices of the earlier sittings of a resumed run (so its summary counts them all)
-        self.prior_seconds, self.devices = 0.0, [device_label(self.device)]
+        self.state = TrainState(devices=[device_label(self.device)])
         self.t0 = time.time()
-        self.best_iter, self.evals_since_best = 0, 0  # for solver.early_stop
-        self.bad_images: set[str] = set()  # unreadable training images skipped (data.skip_invalid)
         self.early_stopped = False
+        self.log = RunLog(self.out) if self.main else None
         if resume:
             self._resume()
         self.ddp = (torch.nn.parallel.DistributedDataParallel(
@@ -174,10 +168,8 @@ class Trainer:
         if self.ema:  # inference reads "model": the EMA weights; --resume reads "train_model" too
             payload.update(model=self.ema.state_dict(), train_model=payload["model"], ema_updates=self.ema.updates)
         payload.update(optimizer=self.optimizer.state_dict(), scaler=self.scaler.state_dict(),
-                       iteration=iteration, best_ap=self.best_ap, skipped=self.skipped, train_config=self.cfg,
-                       bad_images=sorted(self.bad_images), weights="ema" if self.ema else "trained",
-                       best_iter=self.best_iter, evals_since_best=self.evals_since_best,
-                       train_seconds=time.time() - self.t0, devices=self.devices)
+                       train_config=self.cfg, weights="ema" if self.ema else "trained",
+                       **self.state.payload(time.time() - self.t0) | {"iteration": iteration})
         ckpt.save(payload, self.out / name)
         self._callback("on_save", self.out / name)
 
@@ -204,21 +196,17 @@ class Trainer:
             self.ema = ModelEMA(self.model, self.cfg["solver"]["ema"], self.cfg["solver"]["ema_tau"])
         if "optimizer" not in payload:
             raise UserError(f"--resume: checkpoint {path} has no training state (written by save, not train)")
+        devices = self.state.devices
+        self.state = TrainState.from_payload(payload, path, self.cfg["solver"]["max_iter"])
+        self.state.devices = list(dict.fromkeys([*self.state.devices, *devices]))
         try:
             self.optimizer.load_state_dict(payload["optimizer"])
             self.scaler.load_state_dict(payload["scaler"])
-            self.start_iter = int(payload["iteration"])
-            self.best_ap, self.skipped = float(payload["best_ap"]), int(payload.get("skipped", 0))
-            self.best_iter = int(payload.get("best_iter", 0))
-            self.evals_since_best = int(payload.get("evals_since_best", 0))
         except (KeyError, ValueError, TypeError) as e:
             raise CheckpointError(f"checkpoint {path}: training state does not fit this run "
                                   f"({first_line(e)})") from None
-        self.bad_images = set(payload.get("bad_images", []))
-        self.prior_seconds = float(payload.get("train_seconds", 0.0))
-        self.devices = list(dict.fromkeys([*payload.get("devices", []), *self.devices]))
         if self.main:
-            tqdm.write(f"--resume: continuing from {path} at iteration {self.start_iter}")
+            tqdm.write(f"--resume: continuing from {path} at iteration {self.state.iteration}")
 
     # ---------------------------------------------------------------------- loop
     def _loader(self) -> DataLoader:
@@ -226,7 +214,7 @@ class Trainer:
         data = AugmentedDataset(self.train_set, self.cfg["seed"], inp["hflip"], inp["photometric"], inp["augment"],
                                 (self.model.batcher.min_size, self.model.batcher.max_size))
         groups = orientation_groups(self.train_set) if self.cfg["data"]["group_aspect"] else None
-        batches = ResumableBatches(self.train_set, s["batch_size"], self.start_iter, s["max_iter"],
+        batches = ResumableBatches(self.train_set, s["batch_size"], self.state.iteration, s["max_iter"],
                                    self.cfg["seed"], self.rank, self.world, groups)
         workers = self.cfg["data"]["workers"]
         return DataLoader(data, batch_sampler=batches, num_workers=workers, collate_fn=collate_train,
@@ -276,7 +264,7 @@ class Trainer:
 
     def _nonfinite(self, it: int) -> None:
         if self.cfg["solver"]["nonfinite"] == "skip":
-            self.skipped += 1
+            self.state.skipped += 1
             return
         last = self.out / "last.pt"
         kept = f"; last good checkpoint: {last}" if last.is_file() else ""
@@ -290,9 +278,9 @@ class Trainer:
         if not self.skip_invalid:
             raise DataError(f"{messages[0]} (set data.skip_invalid=true to skip unreadable images)")
         for m in messages:
-            if m not in self.bad_images and self.main:
+            if m not in self.state.bad_images and self.main:
                 tqdm.write(f"skipped training image: {m}", file=sys.stderr)
-            self.bad_images.add(m)
+            self.state.bad_images.add(m)
 
     def _guarded_step(self, it: int, images, targets) -> dict | None:
         """``_step`` with CUDA out-of-memory turned into advice naming the batch size."""
@@ -300,78 +288,36 @@ class Trainer:
                                   "solver.batch_size=", then=f" (then --resume continues from {self.out / 'last.pt'})"):
             return self._step(it, images, targets)
 
-    def _prepare_run_folder(self):
-        """Clean what a killed run left (temp checkpoints, log rows past the checkpoint); open the logs.
-
-        A folder that cannot be written (read-only, disk full) is a one-line ``WriteError`` naming the file."""
-        with writing(self.out):
-            self.out.mkdir(parents=True, exist_ok=True)
-        if not self.main:
-            return None
-        with writing(self.out):
-            for name in ("last.pt", "best.pt"):
-                ckpt.remove_stale_temp_files(self.out, name)
-            for name in (".metrics.csv.tmp", ".config.yaml.tmp"):
-                (self.out / name).unlink(missing_ok=True)
-        self._trim_metrics(self.start_iter)
-        write_text(self.out / "config.yaml", dump(self.cfg))
-        from torch.utils.tensorboard import SummaryWriter
-
-        # purge_step drops TensorBoard events a killed run wrote after its last checkpoint
-        with writing(self.out):
-            return SummaryWriter(str(self.out), purge_step=self.start_iter or None)
-
-    def _trim_metrics(self, upto: int) -> None:
-        """Keep metrics.csv rows up to iteration ``upto`` (all of them when it is 0 and the file is new)."""
-        path = self.out / "metrics.csv"
-        if not path.is_file():
-            return
-        with path.open(newline="") as f:
-            rows = [r for r in csv.DictReader(f) if r.get("iter", "").isdigit() and None not in r.values()]
-        keep = [r for r in rows if int(r["iter"]) <= upto]
-        text = io.StringIO(newline="")
-        w = csv.DictWriter(text, CSV_FIELDS, extrasaction="ignore")
-        w.writeheader()
-        w.writerows(keep)
-        write_text(path, text.getvalue())
-
     def train(self) -> dict:
         """Run to ``solver.max_iter``; returns the final summary (metrics per anchor set)."""
         s = self.cfg["solver"]
-        writer = self._prepare_run_folder()
-        t0 = self.t0 = time.time() - self.prior_seconds  # seconds in metrics.csv and the summary count all sittings
+        with writing(self.out):
+            self.out.mkdir(parents=True, exist_ok=True)
+        if self.log:
+            self.log.open(dump(self.cfg), self.state.iteration)
+        t0 = self.t0 = time.time() - self.state.seconds  # metrics.csv and the summary count a resumed run's whole time
         self.model.train()
-        bar = tqdm(total=s["max_iter"], initial=self.start_iter, desc="train", disable=not self.progress,
+        bar = tqdm(total=s["max_iter"], initial=self.state.iteration, desc="train", disable=not self.progress,
                    dynamic_ncols=True)
         try:
             with StopSignals() as stop:
-                it = self._loop(writer, bar, stop, t0)
+                it = self._loop(bar, stop, t0)
                 stop.deferred = False  # last.pt is saved: from here on a signal interrupts at once
                 if stop.signum is not None:
                     raise KeyboardInterrupt
                 bar.close()
                 self.model.set_anchors(self.base_anchors)
-                summary = self._final_eval(writer, it, time.time() - t0)
+                summary = self._final_eval(it, time.time() - t0)
         finally:
-            if writer:
-                with writing(self.out):
-                    writer.close()
+            if self.log:
+                self.log.close()
         summary["wall_time_s"] = time.time() - t0
-        summary["devices"] = self.devices
-        summary["skipped_steps"] = self.skipped
-        summary["skipped_images"] = len(self.bad_images)
-        if self.main:
-            self._write_summary(summary)
+        summary["devices"] = self.state.devices
+        summary["skipped_steps"] = self.state.skipped
+        summary["skipped_images"] = len(self.state.bad_images)
+        if self.log:
+            self.log.write_summary(summary)
         return summary
-
-    def _write_summary(self, summary: dict) -> None:
-        """summary.json in the run folder: the final metrics per anchor set (no curves, no text)."""
-        import json
-
-        drop = ("summary", "pr50")
-        out = {k: v for k, v in summary.items() if k != "metrics"}
-        out["metrics"] = {spec: {k: v for k, v in m.items() if k not in drop} for spec, m in summary["metrics"].items()}
-        write_text(self.out / "summary.json", json.dumps(out, indent=2))
 
     def _stop_requested(self, stop: StopSignals) -> bool:
         """Whether any process got a stop signal; under DDP all processes agree (one all-reduce)."""
@@ -395,10 +341,10 @@ class Trainer:
                        "--resume continues from there", file=sys.stderr)
         raise KeyboardInterrupt
 
-    def _loop(self, writer, bar, stop: StopSignals, t0: float) -> int:
+    def _loop(self, bar, stop: StopSignals, t0: float) -> int:
         """Iterations ``start_iter..max_iter``; stops (saving) at the first boundary after a signal."""
         s = self.cfg["solver"]
-        it = self.start_iter
+        it = self.state.iteration
         for images, targets, bad in self._loader():
             self._bad_images(bad)
             self._callback("before_step", it)
@@ -411,10 +357,10 @@ class Trainer:
             if stats and self.main:
                 bar.set_postfix(loss=f"{stats['loss']:.3f}")
                 if it % self.cfg["log"]["period"] == 0 or it == s["max_iter"]:
-                    self._log(writer, it, stats, time.time() - t0)
+                    self._log(it, stats, time.time() - t0)
             early = False
             if self.cfg["eval"]["period"] and it % self.cfg["eval"]["period"] == 0 and it < s["max_iter"]:
-                early = self._periodic_eval(writer, it, time.time() - t0)
+                early = self._periodic_eval(it, time.time() - t0)
             saved = early or it % self.cfg["checkpoint"]["period"] == 0 or it == s["max_iter"]
             if saved:
                 self._save("last.pt", it)
@@ -423,31 +369,14 @@ class Trainer:
             if early:
                 self.early_stopped = True
                 if self.main:
+                    st = self.state
                     tqdm.write(f"early stop at iteration {it}: no better validation AP in {s['early_stop']} "
-                               f"evaluations; best AP {self.best_ap:.4f} at iteration {self.best_iter} (best.pt)")
+                               f"evaluations; best AP {st.best_ap:.4f} at iteration {st.best_iter} (best.pt)")
                 break
         return it
 
-    def _log(self, writer, it: int, stats: dict, seconds: float, metrics: dict | None = None) -> None:
-        lr = self.optimizer.param_groups[0]["lr"]
-        with writing(self.out):  # TensorBoard event file
-            for k, v in stats.items():
-                writer.add_scalar(f"train/{k}", v, it)
-            writer.add_scalar("train/lr", lr, it)
-            for k in METRIC_KEYS if metrics else ():
-                if metrics[k] is not None:  # None: undefined (e.g. APl without large objects)
-                    writer.add_scalar(f"val/{k}", metrics[k], it)
-        row = {"iter": it, "lr": f"{lr:.6g}", "skipped": self.skipped, "seconds": f"{seconds:.1f}",
-               **{k: f"{v:.5f}" for k, v in stats.items()}}
-        if metrics:
-            row.update({k: "" if metrics[k] is None else f"{metrics[k]:.5f}" for k in METRIC_KEYS})
-        path = self.out / "metrics.csv"
-        new = not path.exists()
-        with writing(path), path.open("a", newline="") as f:
-            w = csv.DictWriter(f, CSV_FIELDS)
-            if new:
-                w.writeheader()
-            w.writerow(row)
+    def _log(self, it: int, stats: dict, seconds: float, metrics: dict | None = None) -> None:
+        self.log.log(it, self.optimizer.param_groups[0]["lr"], self.state.skipped, seconds, stats, metrics)
 
     def _evaluate(self, anchors=None) -> dict:
         """Validation metrics (of the EMA weights with solver.ema); unreadable validation images are reported
@@ -463,19 +392,19 @@ class Trainer:
             tqdm.write(f"skipped validation image: {msg}", file=sys.stderr)
         return m
 
-    def _periodic_eval(self, writer, it: int, seconds: float) -> bool:
+    def _periodic_eval(self, it: int, seconds: float) -> bool:
         """Evaluate, keep best.pt; True when solver.early_stop evaluations in a row brought no better AP
         (under DDP every process gets rank 0's answer)."""
         stop = False
         if self.main and self.val_set:
             self.model.set_anchors(self.base_anchors)
             m = self._evaluate()
-            self._log(writer, it, {}, seconds, m)
+            self._log(it, {}, seconds, m)
             self._track_best(m, it)
             self._callback("after_eval", it, m)
             tqdm.write(f"iter {it}: AP {fmt_metric(m['AP'], '.4f')} AP50 {fmt_metric(m['AP50'], '.4f')}")
             patience = self.cfg["solver"].get("early_stop", 0)
-            stop = bool(patience) and self.evals_since_best >= patience
+            stop = bool(patience) and self.state.evals_since_best >= patience
         if self.distributed:
             flag = torch.tensor([float(stop)], device=self.device)
             dist.broadcast(flag, 0)
@@ -484,13 +413,14 @@ class Trainer:
 
     def _track_best(self, m: dict, it: int) -> None:
         """Save best.pt when AP improves; count evaluations since the best one."""
-        if m["AP"] is not None and m["AP"] > self.best_ap:  # None: no ground truth at all
-            self.best_ap, self.best_iter, self.evals_since_best = m["AP"], it, 0
+        st = self.state
+        if m["AP"] is not None and m["AP"] > st.best_ap:  # None: no ground truth at all
+            st.best_ap, st.best_iter, st.evals_since_best = m["AP"], it, 0
             self._save("best.pt", it)
         else:
-            self.evals_since_best += 1
+            st.evals_since_best += 1
 
-    def _final_eval(self, writer, it: int, seconds: float) -> dict:
+    def _final_eval(self, it: int, seconds: float) -> dict:
         summary = {"iterations": it, "metrics": {}}
         if not (self.main and self.val_set):
             return summary
@@ -500,23 +430,15 @@ class Trainer:
                 continue
             summary["metrics"][spec] = self._evaluate(spec)
         m = summary["metrics"][self.base_anchors.spec]
-        self._log(writer, it, {}, seconds, m)
+        self._log(it, {}, seconds, m)
         self._track_best(m, it)
         self._callback("after_eval", it, m)
-        summary.update(best_ap=self.best_ap, best_iteration=self.best_iter, early_stopped=self.early_stopped,
-                       weights="ema" if self.ema else "trained", per_class=m["per_class_table"])
+        summary.update(best_ap=self.state.best_ap, best_iteration=self.state.best_iter,
+                       early_stopped=self.early_stopped, weights="ema" if self.ema else "trained",
+                       per_class=m["per_class_table"])
         tqdm.write(format_per_class(m))
-        self._write_curves(m)
+        self.log.draw_curves(m)
         return summary
-
-    def _write_curves(self, m: dict) -> None:
-        """pr_curve.png (precision-recall at IoU 0.5, per class and all) and val_curve.png (AP, AP50 vs
-        iteration from metrics.csv) in the run folder."""
-        from metaanchor.visualize import plot_pr_curves, plot_val_curve
-
-        if m.get("pr50"):
-            plot_pr_curves(m["pr50"], self.out / "pr_curve.png")
-        plot_val_curve(self.out / "metrics.csv", self.out / "val_curve.png")
 
 
 def train(cfg: dict, out_dir: str | Path, resume: bool = False, progress: bool = True,
