@@ -93,3 +93,12 @@ def test_bad_config_file_is_one_line_naming_file_and_key(capsys, tmp_path, yaml_
 def test_bad_train_override_is_one_line(capsys, tmp_path, dataset, args, fragment):
     args = [a.replace("DATA", str(dataset)) for a in args]
     assert_user_error(capsys, ["train", "--no-progress", "--out", tmp_path / "run", *args], fragment)
+
+
+def test_a_text_option_keeps_its_command_line_text():
+    with pytest.raises(ConfigError) as e:
+        load_config(None, ["anchors.train=0x3"])  # YAML alone would read the hex number 3
+    assert str(e.value).startswith("config key anchors.train: anchor SPEC '0x3':")
+    cfg = load_config(None, ["model.backbone_weights=123", "anchors.eval=[1x1, 5x5]", "input.augment=null"])
+    assert cfg["model"]["backbone_weights"] == "123" and cfg["anchors"]["eval"] == ["1x1", "5x5"]
+    assert cfg["input"]["augment"] is None

@@ -180,6 +180,17 @@ def _section_of(cfg: dict, key: str) -> tuple[type, dict]:
     raise ConfigError(f"unknown config key {key!r}; allowed: {', '.join(near)}")
 
 
+def set_text(cfg: dict, key: str, text: str) -> None:
+    """Set a dotted key from its command-line text: YAML-parsed (``500``, ``true``, ``[1x1, 5x5]``, ``null``),
+    except that a text option keeps the text as typed (``anchors.train=0x3`` is the SPEC '0x3', not 3)."""
+    value = parse_value(text)
+    if key != "model.arch" and value is not None and not isinstance(value, str):
+        section, _ = _section_of(cfg, key)
+        if fields(section)[key.rsplit(".", 1)[-1]].metadata["kind"] is str:
+            value = text.strip()
+    set_key(cfg, key, value)
+
+
 def set_key(cfg: dict, key: str, value) -> None:
     """Set a dotted key, validating that it exists and the value.
 
@@ -196,16 +207,20 @@ def set_key(cfg: dict, key: str, value) -> None:
     node[key.rsplit(".", 1)[-1]] = check(section, key, value)
 
 
-def parse_override(text: str) -> tuple[str, object]:
-    """``KEY=VALUE`` -> (key, YAML-parsed value)."""
+def parse_override(text: str) -> tuple[str, str]:
+    """``KEY=VALUE`` -> (key, the value's text)."""
     key, sep, raw = text.partition("=")
     if not sep or not key.strip():
         raise ConfigError(f"override {text!r}: expected KEY=VALUE, e.g. solver.max_iter=500")
+    return key.strip(), raw
+
+
+def parse_value(text: str):
+    """A command-line value as YAML reads it (None for an empty text; the text itself if it is not YAML)."""
     try:
-        value = yaml.safe_load(raw) if raw.strip() else None
+        return yaml.safe_load(text) if text.strip() else None
     except yaml.YAMLError:
-        value = raw
-    return key.strip(), value
+        return text
 
 
 def shipped_configs() -> dict[str, Path]:
@@ -258,7 +273,8 @@ def load_config(path: str | Path | None = None, overrides: list[str] | tuple = (
     p = config_path(path) if path is not None else None
     from_file = _read_yaml(p) if p is not None else {}
     pairs = [parse_override(text) for text in overrides]
-    arch = next((v for k, v in reversed(pairs) if k == "model.arch"), from_file.get("model.arch", DEFAULT_ARCH))
+    arch = next((parse_value(v) for k, v in reversed(pairs) if k == "model.arch"),
+                from_file.get("model.arch", DEFAULT_ARCH))
     cfg = default_config(DEFAULT_ARCH)
     set_key(cfg, "model.arch", arch)
     if p is not None:
@@ -270,9 +286,9 @@ def load_config(path: str | Path | None = None, overrides: list[str] | tuple = (
             except ConfigError as e:
                 raise ConfigError(f"config file {p}: {e}") from None
         _anchor_files_beside(cfg, p.parent)
-    for key, value in pairs:
+    for key, text in pairs:
         if key != "model.arch":
-            set_key(cfg, key, value)
+            set_text(cfg, key, text)
     return validate(cfg)
 
 
