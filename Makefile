@@ -26,7 +26,8 @@ test-fast: $(STAMP)
 	$(PY) -m pytest -m "not slow"
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check src tests
+	$(VENV)/bin/ruff check src tests research benchmarks
+	$(VENV)/bin/lint-imports
 
 clean:
 	rm -rf runs .pytest_cache
