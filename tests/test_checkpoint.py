@@ -30,9 +30,10 @@ def test_bad_checkpoint_is_one_line_naming_the_file(capsys, tmp_path, dataset, m
         "truncated": "unreadable (truncated or not a checkpoint)", "empty": "unreadable",
         "text": "unreadable", "torchvision_state_dict": "bare state dict",
         "torchvision_reference_ckpt": "not a metaanchor checkpoint (a dict with keys 'model', 'optimizer'",
-        "weights_do_not_fit": "weights do not fit the model: size mismatch for",
-        "future_version": "written by metaanchor 7.0.0", "unknown_config_key": "unexpected keyword argument 'zoom'",
-        "bad_config_value": "model.head='yolo' is unknown"}[case]
+        "weights_do_not_fit": "weights do not fit the model: mismatched shapes backbone.body.fpn",
+        "future_version": "written by metaanchor 7.0.0",
+        "unknown_config_key": "model_config: unknown keys zoom (model.arch=retinanet takes",
+        "bad_config_value": "config key model_config.head: 'yolo' is not one of metaanchor,"}[case]
     if case == "truncated":
         bad.write_bytes(model_ckpt.read_bytes()[:5000])
     elif case == "empty":

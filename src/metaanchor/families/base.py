@@ -28,6 +28,7 @@ heads, ``baked_state(codes)``; the model must set ``backbone``, ``head``, ``stri
 
 from __future__ import annotations
 
+import math
 import warnings
 from collections import OrderedDict
 from contextlib import contextmanager
@@ -38,16 +39,18 @@ import torch
 from torch import Tensor, nn
 
 from metaanchor import checkpoint as ckpt
-from metaanchor.errors import CheckpointError, UserError, first_line
+from metaanchor.errors import CheckpointError, ConfigError, UserError, first_line
 from metaanchor.geometry.anchor_fit import fit_anchors
 from metaanchor.geometry.anchors import ANCHOR_BASE, AnchorSet, grid_anchors, standard_sizes
 from metaanchor.modeling.backbones import BACKBONES
 from metaanchor.modeling.folding import fold_batchnorm
-from metaanchor.schema import option
+from metaanchor.schema import check, defaults, fields, option
 
 DEFAULT_ARCH = "retinanet"
 HEADS = ("metaanchor", "metaanchor-dd", "predefined")
 MAX_CHANNELS = 4096
+MAX_CLASSES = 100_000  # the classification conv has K x C output channels
+MAX_INPUT_SIZE = 4096  # px, short side: the range of a config's input.size (input.max_size: twice that)
 CODE_TOL = 1e-4  # codes this far outside the training range still count as inside (float rounding)
 
 
@@ -78,6 +81,21 @@ class ModelConfig:
     @classmethod
     def check(cls, section: dict) -> None:
         """Checks that span keys of the section (raise ``ConfigError``); none here."""
+
+
+@dataclass
+class BuildArgs:
+    """The constructor arguments of every family that are not ``model`` config keys, with a config's ranges:
+    the class count and names (from the dataset), the input size (``input.size``, ``input.max_size``) and
+    the score threshold (``eval.score_thresh``). A checkpoint's ``model_config`` holds them beside the
+    family's ``Config`` fields, ``anchors`` and ``code_range``."""
+
+    num_classes: int = option(1, low=1, high=MAX_CLASSES)
+    class_names: list = option(None, kind=list, items=str)
+    category_ids: list = option(None, kind=list, items=int)
+    min_size: int = option(512, low=0, low_open=True, high=MAX_INPUT_SIZE)
+    max_size: int = option(512, low=0, low_open=True, high=2 * MAX_INPUT_SIZE)
+    score_thresh: float = option(0.05, low=0, high=1)
 
 
 class BaseDetector(nn.Module):
@@ -299,15 +317,42 @@ class BaseDetector(nn.Module):
 
     @classmethod
     def from_config(cls, config: dict) -> BaseDetector:
-        cfg = dict(config)
-        cfg.pop("arch", None)  # the family's registry name (metaanchor.families), not an argument
-        seen = cfg.pop("code_range", None)  # set after training (set_code_range), not an argument
-        cfg["anchors"] = AnchorSet.from_dict(cfg["anchors"]) if isinstance(cfg.get("anchors"), dict) \
-            else cfg.get("anchors", "3x3")
-        model = cls(**cfg)
+        """A new detector from its ``config`` (what ``self.config`` holds); every value is checked first
+        (``check_args``: a ``ConfigError`` naming the key)."""
+        return cls._build(cls.check_args(config))
+
+    @classmethod
+    def _build(cls, args: dict) -> BaseDetector:
+        args = dict(args)
+        seen = args.pop("code_range", None)  # set after training (set_code_range), not an argument
+        model = cls(**args)
         if seen is not None:
             model.set_code_range(*seen)
         return model
+
+    @classmethod
+    def check_args(cls, config: dict, where: str = "model") -> dict:
+        """``config`` (a ``self.config``, e.g. a checkpoint's ``model_config``) as constructor arguments, each
+        value checked against the range its config key has (``Config``, ``BuildArgs``); ``code_range`` is kept.
+        Unknown keys, a missing ``num_classes``, an anchor file or a malformed value raise a ``ConfigError``
+        naming ``{where}.KEY``. Checked before anything is built: a hostile config cannot allocate or read."""
+        if not isinstance(config, dict):
+            raise ConfigError(f"{where}: expected a dict, got a {type(config).__name__}")
+        own = {n: cls.Config for n in fields(cls.Config) if n not in ("arch", "init_from")}
+        sections = own | {n: BuildArgs for n in fields(BuildArgs)}
+        unknown = [str(k) for k in config if k not in sections and k not in ("arch", "anchors", "code_range")]
+        if unknown:
+            raise ConfigError(f"{where}: unknown keys {ckpt.key_names(unknown)} (model.arch={cls.arch} takes "
+                              f"{', '.join(sections)}, anchors, code_range)")
+        if "num_classes" not in config:
+            raise ConfigError(f"{where}: no num_classes")
+        args = {k: check(sections[k], f"{where}.{k}", v) for k, v in config.items() if k in sections}
+        cls.Config.check(defaults(cls.Config) | {k: v for k, v in args.items() if k in own})
+        if "anchors" in config:
+            args["anchors"] = _anchors_arg(config["anchors"], f"{where}.anchors")
+        if config.get("code_range") is not None:
+            args["code_range"] = _code_range_arg(config["code_range"], f"{where}.code_range")
+        return args
 
     @classmethod
     def from_checkpoint(cls, path: str | Path, map_location: str | torch.device = "cpu") -> BaseDetector:
@@ -318,19 +363,34 @@ class BaseDetector(nn.Module):
 
     @classmethod
     def from_payload(cls, payload: dict, path: str | Path = "(in memory)") -> BaseDetector:
-        """Rebuild a detector from a checkpoint dict read by ``checkpoint.load`` (``path`` names it in errors)."""
+        """Rebuild a detector from a checkpoint dict read by ``checkpoint.load`` (``path`` names it in errors).
+
+        Nothing but the payload is read: the backbone's weights come from the checkpoint, never from
+        ``backbone_weights`` (a download or another file), and the model is first built without memory
+        (meta tensors) so that a config whose tensors the checkpoint does not hold is refused unallocated."""
         arch = payload["model_config"].get("arch", "retinanet")
         if arch != cls.arch:
             raise CheckpointError(f"checkpoint {path}: holds a model.arch={arch} model, not {cls.arch}; "
                                   "load it with metaanchor.families.load_detector")
+        state = payload["model"]
+        bad = next((k for k, v in state.items() if not isinstance(k, str) or not torch.is_tensor(v)), None)
+        if bad is not None:
+            raise CheckpointError(f"checkpoint {path}: entry 'model' holds {bad!r}: "
+                                  f"a {type(state[bad]).__name__}, not a tensor")
         try:
-            model = cls.from_config(payload["model_config"])
+            args = cls.check_args(payload["model_config"], "model_config") | {"backbone_weights": None}
+            with torch.device("meta"):
+                shapes = cls._build(args).state_dict()
         except UserError as e:
             raise CheckpointError(f"checkpoint {path}: its model config is not usable here: {e}") from None
-        except (TypeError, ValueError, KeyError) as e:  # keys or values this version does not know
+        except (TypeError, ValueError, KeyError, RuntimeError) as e:  # values in range that do not go together
             raise CheckpointError(f"checkpoint {path}: its model config does not fit this metaanchor "
                                   f"version ({first_line(e)})") from None
-        ckpt.load_state(model, payload["model"], path)
+        problems = ckpt.state_dict_problems(shapes, state)
+        if problems:
+            raise CheckpointError(f"checkpoint {path}: weights do not fit the model: {'; '.join(problems)}")
+        model = cls._build(args)
+        ckpt.load_state(model, state, path)
         return model.eval()
 
     def save(self, path: str | Path) -> None:
@@ -339,6 +399,33 @@ class BaseDetector(nn.Module):
             raise RuntimeError("cannot save a detector whose BatchNorm was folded by optimize_for_inference()")
         ckpt.save(self.checkpoint_payload(), path)
 
+
+
+def _anchors_arg(anchors, key: str) -> AnchorSet:
+    """A config's anchor set: a SPEC string (not a file: a config read from a checkpoint reads no other
+    file) or an ``AnchorSet.to_dict()`` dict."""
+    try:
+        if isinstance(anchors, dict):
+            if not isinstance(anchors.get("spec"), (str, type(None))) or set(anchors) - {"spec", "shapes", "per_level"}:
+                raise ConfigError(f"config key {key}: expected the keys spec, shapes, per_level, got {anchors!r:.200}")
+            return AnchorSet.from_dict(anchors)
+        if isinstance(anchors, str) and not anchors.strip().lower().endswith((".json", ".yaml", ".yml")):
+            return AnchorSet.parse(anchors)
+    except UserError as e:
+        raise ConfigError(f"config key {key}: {e}") from None
+    raise ConfigError(f"config key {key}: expected an anchor set (a dict or a SPEC string), got {anchors!r:.200}")
+
+
+def _code_range_arg(code_range, key: str) -> list[list[float]]:
+    """``set_code_range``'s [[lo_h, lo_w], [hi_h, hi_w]], finite numbers."""
+    ok = (isinstance(code_range, (list, tuple)) and len(code_range) == 2
+          and all(isinstance(p, (list, tuple)) and len(p) == 2 for p in code_range)
+          and all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+                  for p in code_range for v in p))
+    if not ok:
+        raise ConfigError(f"config key {key}: expected [[lo_h, lo_w], [hi_h, hi_w]] finite numbers, "
+                          f"got {code_range!r:.200}")
+    return [[float(v) for v in p] for p in code_range]
 
 
 def check_class_args(num_classes: int, class_names: list[str] | None,
