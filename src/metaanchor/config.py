@@ -17,9 +17,10 @@ from pathlib import Path
 
 import yaml
 
-from metaanchor.errors import AnchorSpecError, ConfigError, first_line
+from metaanchor.errors import AnchorSpecError, ConfigError, UserError
 from metaanchor.families import ARCHS, DEFAULT_ARCH, detector_class
 from metaanchor.geometry.anchors import AnchorSet, kmeans_count
+from metaanchor.readers import load_yaml, read_yaml_file
 from metaanchor.schema import check, defaults, fields, option
 
 # Upper bounds of sizes and counts: beyond them a run exhausts memory or never ends.
@@ -183,7 +184,7 @@ def _section_of(cfg: dict, key: str) -> tuple[type, dict]:
 def set_text(cfg: dict, key: str, text: str) -> None:
     """Set a dotted key from its command-line text: YAML-parsed (``500``, ``true``, ``[1x1, 5x5]``, ``null``),
     except that a text option keeps the text as typed (``anchors.train=0x3`` is the SPEC '0x3', not 3)."""
-    value = parse_value(text)
+    value = parse_value(text, f"override {key}")
     if key != "model.arch" and value is not None and not isinstance(value, str):
         section, _ = _section_of(cfg, key)
         if fields(section)[key.rsplit(".", 1)[-1]].metadata["kind"] is str:
@@ -215,12 +216,21 @@ def parse_override(text: str) -> tuple[str, str]:
     return key.strip(), raw
 
 
-def parse_value(text: str):
-    """A command-line value as YAML reads it (None for an empty text; the text itself if it is not YAML)."""
+def parse_value(text: str, where: str = "override"):
+    """A command-line value as YAML reads it (None for an empty text; the text itself if it is not YAML).
+
+    A value beyond the reader's limits (an alias bomb, deep nesting, a 5000-digit number) is a
+    ``ConfigError`` starting with ``where``."""
+    if not text.strip():
+        return None
     try:
-        return yaml.safe_load(text) if text.strip() else None
-    except yaml.YAMLError:
+        return load_yaml(text, where, ConfigError, invalid=_NotYaml)
+    except _NotYaml:
         return text
+
+
+class _NotYaml(UserError):
+    """A value that is not YAML, inside :func:`parse_value` (which keeps it as text)."""
 
 
 def shipped_configs() -> dict[str, Path]:
@@ -233,7 +243,7 @@ def shipped_configs() -> dict[str, Path]:
 def config_path(path: str | Path) -> Path:
     """A config file: ``path`` itself, or the shipped config of that name (``demo``, ``bccd.yaml``)."""
     p = Path(path)
-    if p.is_file():
+    if p.exists() and not p.is_dir():  # a FIFO or device is refused when read, with its own message
         return p
     shipped = shipped_configs()
     name = p.stem if p.suffix in (".yaml", ".yml") else p.name
@@ -256,10 +266,7 @@ def _anchor_files_beside(cfg: dict, folder: Path) -> None:
 
 
 def _read_yaml(p: Path) -> dict:
-    try:
-        data = yaml.safe_load(p.read_text()) or {}
-    except yaml.YAMLError as e:
-        raise ConfigError(f"config file {p}: invalid YAML: {first_line(e)}") from None
+    data = read_yaml_file(p, f"config file {p}", "MAX_CONFIG_BYTES", ConfigError) or {}
     if not isinstance(data, dict):
         raise ConfigError(f"config file {p}: expected a mapping at the top level")
     return flatten(data)
@@ -273,7 +280,7 @@ def load_config(path: str | Path | None = None, overrides: list[str] | tuple = (
     p = config_path(path) if path is not None else None
     from_file = _read_yaml(p) if p is not None else {}
     pairs = [parse_override(text) for text in overrides]
-    arch = next((parse_value(v) for k, v in reversed(pairs) if k == "model.arch"),
+    arch = next((parse_value(v, "override model.arch") for k, v in reversed(pairs) if k == "model.arch"),
                 from_file.get("model.arch", DEFAULT_ARCH))
     cfg = default_config(DEFAULT_ARCH)
     set_key(cfg, "model.arch", arch)

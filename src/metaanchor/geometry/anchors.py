@@ -19,7 +19,6 @@ Aspect ratio is h / w (torchvision's convention).
 
 from __future__ import annotations
 
-import json
 import math
 import re
 from pathlib import Path
@@ -28,7 +27,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from metaanchor.errors import AnchorSpecError, first_line
+from metaanchor.errors import AnchorSpecError
+from metaanchor.readers import read_json_file, read_yaml_file
 
 # Each pyramid level's standard box is square with side ANCHOR_BASE * stride (RetinaNet: 32..512 for P3..P7).
 PYRAMID_STRIDES = (8, 16, 32, 64, 128)  # P3..P7 of the feature pyramid (RetinaNet)
@@ -163,11 +163,13 @@ class AnchorSet:
     @classmethod
     def _from_preset(cls, spec: str) -> AnchorSet:
         parts = spec.lower().split("x")
-        if len(parts) != 2 or not all(p.strip().isascii() and p.strip().isdigit() for p in parts):
-            raise AnchorSpecError(
-                f"anchor SPEC {spec!r}: not a preset 'SxR' (e.g. '3x3'), a 'scales=..;ratios=..' string "
-                "or a .json/.yaml file"
-            )
+        forms = "a preset 'SxR' (e.g. '3x3'), a 'scales=..;ratios=..' string or a .json/.yaml file"
+        if len(parts) != 2:
+            raise AnchorSpecError(f"anchor SPEC {spec!r}: not {forms}")
+        for name, part in zip(("scales", "ratios"), parts):
+            if not (part.strip().isascii() and part.strip().isdigit()):
+                raise AnchorSpecError(f"anchor SPEC {spec!r}: number of {name} {part.strip()!r} is not a "
+                                      f"whole number in 1..{MAX_PRESET}, so not {forms}")
         s, r = int(parts[0]), int(parts[1])
         for name, v in (("scales", s), ("ratios", r)):
             if not 1 <= v <= MAX_PRESET:
@@ -196,23 +198,13 @@ class AnchorSet:
 
     @classmethod
     def _from_file(cls, path: Path) -> AnchorSet:
-        if not path.is_file():
-            raise AnchorSpecError(f"anchor file {path}: not found")
-        size = path.stat().st_size
-        if size > MAX_FILE_BYTES:
-            raise AnchorSpecError(f"anchor file {path}: {size} bytes; at most {MAX_FILE_BYTES}")
-        try:
-            text = path.read_text()
-            if path.suffix == ".json":
-                data = json.loads(text)
-            else:
-                import yaml
-
-                data = yaml.safe_load(text)
-        except (OSError, ValueError, UnicodeDecodeError) as e:  # yaml.YAMLError subclasses Exception
-            raise AnchorSpecError(f"anchor file {path}: cannot parse: {first_line(e)}") from None
-        except Exception as e:  # noqa: BLE001 - yaml errors
-            raise AnchorSpecError(f"anchor file {path}: cannot parse: {first_line(e)}") from None
+        where = f"anchor file {path}"
+        if not path.exists():
+            raise AnchorSpecError(f"{where}: not found")
+        if path.suffix == ".json":
+            data = read_json_file(path, where, MAX_FILE_BYTES, AnchorSpecError)
+        else:
+            data = read_yaml_file(path, where, MAX_FILE_BYTES, AnchorSpecError)
         if not isinstance(data, dict) or len(set(data) & {"anchors", "levels"}) != 1:
             raise AnchorSpecError(f"anchor file {path}: expected a mapping with exactly one of 'anchors' or 'levels'")
         if "anchors" in data:
