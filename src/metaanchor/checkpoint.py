@@ -6,20 +6,25 @@ A checkpoint is a dict saved with ``torch.save``:
 
 It holds only tensors and plain values (dict, list, tuple, str, int, float, bool, None) and is read
 with ``torch.load(weights_only=True)``: a file someone hands you cannot run code when loaded
-(a pickle naming any other global is refused with a ``CheckpointError``).
+(a pickle naming any other global is refused with a ``CheckpointError``). Before that, the zip's
+directory is checked: ``torch.save`` stores records uncompressed, so a record that would inflate far
+beyond the file (a decompression bomb), or records beyond ``MAX_CHECKPOINT_BYTES`` in all, are refused
+before anything is read.
 """
 
 from __future__ import annotations
 
+import os
 import pickle
 import re
+import zipfile
 from pathlib import Path
 
 import torch
 from torch import nn
 
 from metaanchor.errors import CheckpointError, UserError, first_line
-from metaanchor.files import write_atomic
+from metaanchor.files import WriteError, write_atomic, write_error
 from metaanchor.version import __version__
 
 FORMAT = "metaanchor"
@@ -28,6 +33,12 @@ MAX_NAMED_KEYS = 4  # keys named in a mismatch message; the rest are counted
 # model settings that change the shapes of its tensors, named when a checkpoint's weights do not fit
 SHAPE_SETTINGS = ("arch", "backbone", "fpn_channels", "head", "head_convs", "head_norm", "hidden_dim", "num_classes")
 BN_COUNTER = re.compile(r".*\.num_batches_tracked$")  # BatchNorm's step counter: frozen BN has none
+# Zip records uncompressed: torch.save stores them as they are (about the file's size in all), so more than
+# this many times the file, plus a little for tiny files, can only be a compressed bomb.
+MAX_INFLATION = 4
+INFLATION_SLACK = 1 << 20
+MAX_CHECKPOINT_BYTES = 64 << 30  # all records, uncompressed; METAANCHOR_MAX_CHECKPOINT_BYTES overrides it
+ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 
 
 def model_payload(model_config: dict, state_dict: dict) -> dict:
@@ -70,7 +81,21 @@ def save(payload: dict, path: str | Path) -> None:
     (read-only folder, disk full) raises ``WriteError`` naming ``path``, and leaves no temp file.
     """
     payload = plain(payload)
-    write_atomic(path, lambda f: torch.save(payload, f))
+    write_atomic(path, lambda f: save_into(payload, f, path))
+
+
+def save_into(obj, f, path) -> None:
+    """``torch.save(obj, f)``, whose failed writes (disk full) surface as a RuntimeError from its zip writer
+    (``PytorchStreamWriter failed writing file ...``, ``unexpected pos``): a ``WriteError`` naming ``path``
+    (``write_atomic`` then removes the temp file)."""
+    try:
+        torch.save(obj, f)
+    except RuntimeError as e:
+        if "PytorchStreamWriter" not in str(e) and "inline_container" not in str(e):
+            raise
+        if isinstance(e.__context__, OSError):
+            raise write_error(path, e.__context__) from None
+        raise WriteError(f"cannot write {path}: write failed (disk full?)") from None
 
 
 def load(path: str | Path, map_location="cpu") -> dict:
@@ -78,6 +103,9 @@ def load(path: str | Path, map_location="cpu") -> dict:
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint {path}: file not found")
+    inflated = _inflation(path)
+    if inflated:
+        raise CheckpointError(f"checkpoint {path}: refused, {inflated}")
     try:
         payload = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as e:
@@ -89,7 +117,7 @@ def load(path: str | Path, map_location="cpu") -> dict:
         raise CheckpointError(f"checkpoint {path}: refused, not a tensors-only metaanchor checkpoint "
                               f"({forbidden})") from None
     except Exception as e:  # noqa: BLE001 - truncated/corrupt files raise many types
-        raise CheckpointError(f"checkpoint {path}: unreadable (truncated or not a checkpoint): {first_line(e)}"
+        raise CheckpointError(f"checkpoint {path}: unreadable (truncated or not a checkpoint): {_first_line(e)}"
                               ) from None
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise CheckpointError(f"checkpoint {path}: not a metaanchor checkpoint ({_describe(payload)}; "
@@ -105,6 +133,47 @@ def load(path: str | Path, map_location="cpu") -> dict:
     return payload
 
 
+def max_checkpoint_bytes() -> int:
+    """The cap on a checkpoint's records, uncompressed: ``METAANCHOR_MAX_CHECKPOINT_BYTES`` if set."""
+    text = os.environ.get("METAANCHOR_MAX_CHECKPOINT_BYTES")
+    if text is None or not text.strip():
+        return MAX_CHECKPOINT_BYTES
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise UserError(f"METAANCHOR_MAX_CHECKPOINT_BYTES={text!r}: must be a positive integer")
+    return value
+
+
+def _inflation(path: Path) -> str | None:
+    """What is wrong with the sizes in a zip checkpoint's directory (None: fine, or not a zip: the legacy
+    format holds its tensors as they are), read without inflating any record."""
+    if not zipfile.is_zipfile(path):
+        return None
+    try:
+        with zipfile.ZipFile(path) as z:
+            records = z.infolist()
+    except (zipfile.BadZipFile, OSError, ValueError):
+        return None  # torch.load reports the damage
+    size = path.stat().st_size
+    total, cap = sum(r.file_size for r in records), max_checkpoint_bytes()
+    biggest = max(records, key=lambda r: r.file_size, default=None)
+    if biggest is not None and total > MAX_INFLATION * size + INFLATION_SLACK:
+        return (f"its records inflate to {total} bytes from a {size}-byte file ({biggest.filename}: "
+                f"{biggest.file_size} bytes), more than torch.save writes: a decompression bomb")
+    if total > cap:
+        return (f"its records hold {total} bytes, above the {cap}-byte limit; raise it with the environment "
+                f"variable METAANCHOR_MAX_CHECKPOINT_BYTES=N")
+    return None
+
+
+def _first_line(e: BaseException) -> str:
+    """``first_line`` without terminal colour codes (torch colours some of its advice)."""
+    return ANSI_ESCAPE.sub("", first_line(e))[:300]
+
+
 def _forbidden(e: Exception) -> str | None:
     """The global a weights-only load refused, from torch's long multi-paragraph message (None: no global)."""
     m = re.search(r"Unsupported global: GLOBAL ([\w.]+)", str(e)) or re.search(r"GLOBAL ([\w.]+)", str(e))
@@ -115,7 +184,7 @@ def _unpickler_detail(e: Exception) -> str:
     """The one informative line of torch's weights-only error (e.g. 'Unsupported operand 110')."""
     m = re.search(r"WeightsUnpickler error:\s*([^\n]+)", str(e))
     detail = m.group(1).strip() if m else first_line(e)
-    return detail[:200]
+    return ANSI_ESCAPE.sub("", detail)[:200]
 
 
 def _describe(payload) -> str:
@@ -150,15 +219,23 @@ def load_state(model: nn.Module, state: dict, path) -> None:
 
 def load_tensor_file(path: str | Path, where: str, unreadable: str = "cannot read"):
     """A weights file a user names (not our checkpoint format), read with ``torch.load(weights_only=True)``
-    so it cannot run code. Missing or unreadable: a one-line UserError, ``{where}: file not found`` or
-    ``{where}: {unreadable}: <cause>``."""
+    so it cannot run code. Missing, unreadable or refused (a decompression bomb, a pickle naming a global):
+    a one-line UserError, ``{where}: file not found`` or ``{where}: {unreadable}: <cause>``."""
     path = Path(path)
     if not path.is_file():
         raise UserError(f"{where}: file not found")
+    inflated = _inflation(path)
+    if inflated:
+        raise UserError(f"{where}: refused, {inflated}")
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+        forbidden = _forbidden(e)
+        if forbidden is not None:
+            raise UserError(f"{where}: refused, not a tensors-only file ({forbidden})") from None
+        raise UserError(f"{where}: {unreadable}: {_unpickler_detail(e)}") from None
     except Exception as e:  # noqa: BLE001 - any unreadable file is a user error
-        raise UserError(f"{where}: {unreadable}: {first_line(e)}") from None
+        raise UserError(f"{where}: {unreadable}: {_first_line(e)}") from None
 
 
 def key_names(keys) -> str:

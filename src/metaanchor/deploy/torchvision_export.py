@@ -27,6 +27,7 @@ import torch
 from torch import Tensor
 from torchvision.models.detection import RetinaNet
 
+from metaanchor import checkpoint as ckpt
 from metaanchor.deploy.torchvision_layout import (
     BUILD_FORMAT,
     build_torchvision_retinanet,
@@ -54,7 +55,7 @@ def export_torchvision(model: RetinaNetDetector, output: str | Path) -> Path:
                         "its build description is written next to it as .json")
     state = torchvision_state_dict(model)
     build = torchvision_build(model)
-    write_atomic(output, lambda f: torch.save(state, f))
+    write_atomic(output, lambda f: ckpt.save_into(state, f, output))
     write_text(sidecar_path(output), json.dumps(build, indent=1) + "\n")
     return output
 
