@@ -17,7 +17,7 @@ from torchvision.models.detection.backbone_utils import resnet_fpn_backbone
 from torchvision.ops import FeaturePyramidNetwork, FrozenBatchNorm2d
 from torchvision.ops.feature_pyramid_network import LastLevelP6P7
 
-from metaanchor.checkpoint import load_tensor_file
+from metaanchor.checkpoint import key_names, load_tensor_file
 from metaanchor.errors import UserError
 from metaanchor.geometry.anchors import PYRAMID_STRIDES as STRIDES
 
@@ -97,21 +97,35 @@ def build_backbone(name: str, out_channels: int = 256, weights_path: str | None 
 
 def _load_backbone_weights(body: nn.Module, path: str, name: str) -> None:
     """Load a classification state dict into the body: ``imagenet`` (torchvision's weights for ``name``)
-    or a local file (e.g. torchvision's resnet50 .pth)."""
+    or a local file (e.g. torchvision's resnet50 .pth). Anything but a mapping of names to tensors, or
+    tensors whose shapes differ from the backbone's, is a one-line UserError naming the file."""
     if path == IMAGENET:
-        state = imagenet_state_dict(name)
+        state, where = imagenet_state_dict(name)
     else:
-        state = load_tensor_file(path, f"model.backbone_weights={path}")
-    state = state.get("state_dict", state) if isinstance(state, dict) else state
-    _, unexpected = body.body.load_state_dict(state, strict=False)
-    if len(unexpected) == len(state):
-        raise UserError(f"model.backbone_weights={path}: no tensor matches the {name} backbone")
+        where = f"model.backbone_weights={path}"
+        state = load_tensor_file(path, where)
+    if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
+        state = state["state_dict"]
+    if not isinstance(state, dict) or not state or not all(
+            isinstance(k, str) and torch.is_tensor(v) for k, v in state.items()):
+        raise UserError(f"{where}: not a state dict (a mapping of parameter names to tensors), "
+                        f"a {type(state).__name__}" + (" of other values" if isinstance(state, dict) and state else ""))
+    own = body.body.state_dict()
+    if not any(k in own for k in state):
+        raise UserError(f"{where}: no tensor matches the {name} backbone")
+    shapes = [f"{k} {tuple(v.shape)} (backbone {tuple(own[k].shape)})" for k, v in state.items()
+              if k in own and v.shape != own[k].shape]
+    if shapes:
+        raise UserError(f"{where}: the {name} backbone's tensors have other shapes: mismatched shapes "
+                        f"{key_names(shapes)}")
+    body.body.load_state_dict(state, strict=False)
 
 
-def imagenet_state_dict(name: str) -> dict[str, Tensor]:
+def imagenet_state_dict(name: str) -> tuple[dict[str, Tensor], str]:
     """torchvision's ImageNet weights for ResNet ``name`` (IMAGENET1K_V1, as its detection models use), from
     its cache ``torch.hub.get_dir()/checkpoints``, downloaded there (with a progress bar) when missing.
-    Offline and not cached: a one-line UserError naming the file, the cache folder and the URL."""
+    Offline and not cached: a one-line UserError naming the file, the cache folder and the URL.
+    Returns the state dict and how error messages name it."""
     from urllib.parse import urlparse
 
     from torchvision.models import get_weight
@@ -122,8 +136,11 @@ def imagenet_state_dict(name: str) -> dict[str, Tensor]:
     weights = get_weight(f"{name.replace('resnet', 'ResNet')}_Weights.IMAGENET1K_V1")
     cache = Path(torch.hub.get_dir()) / "checkpoints"
     file = Path(urlparse(weights.url).path).name
+    where = f"model.backbone_weights={IMAGENET} ({cache / file})"
+    if (cache / file).is_file():  # read like any weights file: a damaged or planted file is a clear error
+        return load_tensor_file(cache / file, where, "unreadable, delete it to download it again"), where
     try:
-        return weights.get_state_dict(progress=True, check_hash=True, weights_only=True)
+        return weights.get_state_dict(progress=True, check_hash=True, weights_only=True), where
     except OSError as e:  # URLError (offline), HTTPError, disk errors
         reason = getattr(e, "reason", None) or e.strerror or e
         raise UserError(f"model.backbone_weights={IMAGENET}: {file} is not in torchvision's cache {cache} and "
