@@ -28,9 +28,10 @@ from metaanchor.deploy.torchvision_layout import (
     plain_state_dict,
     torchvision_key,
 )
-from metaanchor.errors import UserError
+from metaanchor.errors import ConfigError, UserError
 from metaanchor.families.retinanet import RetinaNetDetector
 from metaanchor.geometry.anchors import AnchorSet
+from metaanchor.schema import check, fields
 
 
 def torchvision_anchor_set(generator: AnchorGenerator | None = None) -> AnchorSet:
@@ -87,6 +88,7 @@ def import_torchvision_retinanet(state_dict: dict[str, Tensor], hidden_dim: int 
         the model (eval mode) with ``anchors`` as its anchor set; its generators give, for those anchors,
         the original last-conv weights (max residual of the solve in ``model.import_residual``).
     """
+    _check_hidden_dim(hidden_dim)
     state = plain_state_dict(state_dict, where)
     backbone = _resnet_of(state, where)
     num_classes, k = _head_shape(state, where)
@@ -108,6 +110,16 @@ def import_torchvision_retinanet(state_dict: dict[str, Tensor], hidden_dim: int 
     model.load_state_dict(own, strict=False)  # all but the generators, which are solved next
     model.import_residual = _solve_generators(model, reference, anchors)
     return model.eval()
+
+
+def _check_hidden_dim(hidden_dim: int) -> None:
+    """The generator width within model.hidden_dim's range (its first layer is hidden_dim x anchors)."""
+    try:
+        check(RetinaNetDetector.Config, "hidden_dim", hidden_dim)
+    except ConfigError:
+        high = fields(RetinaNetDetector.Config)["hidden_dim"].metadata["high"]
+        raise UserError(f"--hidden-dim {hidden_dim}: must be an integer in 1..{high} "
+                        "(the range of model.hidden_dim)") from None
 
 
 def _class_names(num_classes: int) -> list[str] | None:
