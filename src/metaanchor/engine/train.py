@@ -202,9 +202,11 @@ class Trainer:
         try:
             self.optimizer.load_state_dict(payload["optimizer"])
             self.scaler.load_state_dict(payload["scaler"])
-        except (KeyError, ValueError, TypeError) as e:
-            raise CheckpointError(f"checkpoint {path}: training state does not fit this run "
-                                  f"({first_line(e)})") from None
+            problem = _optimizer_state_problem(self.optimizer)
+        except (KeyError, ValueError, TypeError, IndexError, AttributeError, RuntimeError) as e:
+            problem = first_line(e)  # torch's load_state_dict trusts the dicts' layout
+        if problem:
+            raise CheckpointError(f"checkpoint {path}: training state does not fit this run ({problem})")
         if self.main:
             tqdm.write(f"--resume: continuing from {path} at iteration {self.state.iteration}")
 
@@ -451,3 +453,20 @@ def train(cfg: dict, out_dir: str | Path, resume: bool = False, progress: bool =
     """
     with StopSignals(deferred=False):  # SIGTERM, like Ctrl-C, ends in KeyboardInterrupt (CLI exit code 130)
         return Trainer(cfg, out_dir, resume, progress, fail_fast, callbacks).train()
+
+
+def _optimizer_state_problem(optimizer: torch.optim.Optimizer) -> str | None:
+    """What makes a loaded optimizer state unusable (torch checks it only at the next step), or None:
+    per-parameter buffers of another shape, hyperparameters that are not finite numbers."""
+    for group in optimizer.param_groups:
+        for key in ("lr", "momentum", "weight_decay"):
+            v = group.get(key, 0.0)
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+                return f"optimizer param group {key}={v!r:.60} is not a finite number"
+        for p in group["params"]:
+            for name, v in optimizer.state.get(p, {}).items():
+                if not torch.is_tensor(v) and not isinstance(v, (int, float)):
+                    return f"optimizer state {name} is a {type(v).__name__}, not a tensor"
+                if torch.is_tensor(v) and v.dim() > 0 and v.shape != p.shape:
+                    return f"optimizer state {name} has shape {tuple(v.shape)}, its parameter {tuple(p.shape)}"
+    return None
