@@ -52,6 +52,14 @@ def _neighbours(scales: tuple, ratios: tuple, step: float) -> list[tuple[tuple, 
     return out
 
 
+def check_classes(model, data, checkpoint) -> None:
+    """The validation split (a ``CocoDataset``) must have the checkpoint's class count: AP matches classes
+    by position, as ``metaanchor eval`` does; a ``UserError`` naming both otherwise."""
+    if len(data.cat_ids) != model.num_classes:
+        raise UserError(f"{data.ann_file}: has {len(data.cat_ids)} categories but checkpoint {checkpoint} "
+                        f"was trained for {model.num_classes} ({', '.join(model.class_names)})")
+
+
 MAX_SEARCH_ANCHORS = 25  # largest set (scales x ratios) the search scores
 
 
