@@ -327,11 +327,11 @@ def test_cli_export_never_overwrites_its_inputs(capsys, tmp_path, model_ckpt):
     before = model_ckpt.read_bytes()
     code, _, err = cli(capsys, "export", "--checkpoint", model_ckpt, "--format", "onnx", "--output", model_ckpt)
     assert (code, err) == (2, [f"metaanchor export: error: --output {model_ckpt}: would overwrite the input "
-                               f"{model_ckpt}; write it elsewhere"])
+                               f"--checkpoint ({model_ckpt})"])
     image = tmp_path / "img.json"  # torchvision's sidecar OUT.json would land on this --verify input
     image.write_text("{}")
     code, _, err = cli(capsys, "export", "--checkpoint", model_ckpt, "--format", "torchvision", "--output",
                        tmp_path / "img.pth", "--verify", image)
     assert (code, err) == (2, [f"metaanchor export: error: --output {tmp_path / 'img.json'}: would overwrite the "
-                               f"input {image}; write it elsewhere"])
+                               f"input --verify ({image})"])
     assert model_ckpt.read_bytes() == before and image.read_text() == "{}"

@@ -206,5 +206,5 @@ def test_import_cli_never_overwrites_the_weights(capsys, tv_weights):
     code, _, err = cli(capsys, "import", "--from", "torchvision-retinanet", "--weights", tv_weights,
                        "--out", tv_weights)
     assert (code, err) == (2, [f"metaanchor import: error: --out {tv_weights}: would overwrite the input "
-                               f"{tv_weights}; write it elsewhere"])
+                               f"--weights ({tv_weights})"])
     assert tv_weights.read_bytes() == before

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import errno
 import os
+import stat
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Collection, Iterable, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import BinaryIO
@@ -54,12 +55,15 @@ def _umask() -> int:
 def write_atomic(path: str | Path, write: Callable[[BinaryIO], object]) -> Path:
     """Write ``path`` through ``write(binary file)``: a temp file in the same folder, fsync, then a rename.
 
-    The file gets the permissions of any file the user creates (0666 less the umask), not
-    mkstemp's 0600. An OSError (read-only folder, disk full, a file in the way) raises
-    ``WriteError`` naming ``path`` and leaves no temp file; other exceptions pass through, also
-    leaving nothing behind.
+    An existing ``path`` that is not a regular file (a device, FIFO, socket or folder; links
+    followed) is refused with a ``WriteError``. The file gets the permissions of any file the user
+    creates (0666 less the umask), not mkstemp's 0600. An OSError (read-only folder, disk full, a
+    file in the way) raises ``WriteError`` naming ``path`` and leaves no temp file; other exceptions
+    pass through, also leaving nothing behind.
     """
     path = Path(path)
+    if _kind(path) not in (None, "file"):  # a device, FIFO or folder would be replaced by a regular file
+        raise WriteError(f"cannot write {path}: exists and is not a regular file")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
@@ -83,3 +87,98 @@ def write_atomic(path: str | Path, write: Callable[[BinaryIO], object]) -> Path:
 def write_text(path: str | Path, text: str) -> Path:
     """Write a text file atomically (see :func:`write_atomic`)."""
     return write_atomic(path, lambda f: f.write(text.encode()))
+
+
+# --------------------------------------------------------------------------- output policy
+
+PathArg = str | os.PathLike
+Paths = PathArg | Iterable[PathArg] | None
+
+
+class OutputClash(UserError):
+    """An output would replace or write inside one of the command's inputs, or names something not writable."""
+
+
+def _real(path: PathArg) -> Path:
+    """``path`` with links and ``..`` resolved (as far as they resolve), so aliases compare equal."""
+    try:
+        return Path(path).resolve()
+    except (OSError, RuntimeError):  # symlink loops
+        return Path(os.path.abspath(path))
+
+
+def _each(paths: Paths) -> list[Path]:
+    if paths is None:
+        return []
+    if isinstance(paths, (str, os.PathLike)):
+        return [Path(paths)]
+    return [Path(p) for p in paths if p is not None]
+
+
+def _kind(path: Path) -> str | None:
+    """'file', 'folder', 'other' (device, FIFO, socket) or None when ``path`` (links followed) does not exist."""
+    try:
+        mode = os.stat(path).st_mode
+    except (OSError, ValueError):
+        return None
+    return "file" if stat.S_ISREG(mode) else "folder" if stat.S_ISDIR(mode) else "other"
+
+
+def check_outputs(outputs: Mapping[str, Paths], inputs: Mapping[str, Paths], folders: Collection[str] = (),
+                  may_contain: Collection[str] = ()) -> None:
+    """Refuse, before any work, outputs that would destroy an input or a special file; raise ``OutputClash``.
+
+    ``outputs`` and ``inputs`` map an option name (``--json-out``, ``--data``) to a path or several.
+    Paths are compared resolved, so ``..`` and symlinks do not get around the checks. An output file
+    may not be an input, lie inside an input folder, or exist as anything but a regular file. An
+    output named in ``folders`` is a folder the command writes into: it may not be, lie inside or
+    contain an input (inputs named in ``may_contain`` may lie inside it), or exist as a non-folder.
+    No two outputs may be the same file.
+    """
+    given = [(name, path, _real(path), _kind(path)) for name, paths in inputs.items() for path in _each(paths)]
+    written: dict[Path, str] = {}
+    for option, paths in outputs.items():
+        folder = option in folders
+        for out in _each(paths):
+            where = f"{option} {out}"
+            kind = _kind(out)
+            if folder and kind not in (None, "folder"):
+                raise OutputClash(f"{where}: exists and is not a folder")
+            if not folder and kind not in (None, "file"):
+                raise OutputClash(f"{where}: exists and is not a regular file")
+            real = _real(out)
+            if real in written and written[real] != where:
+                raise OutputClash(f"{where}: is also {written[real]}; give each output its own name")
+            written[real] = where
+            for name, path, real_in, in_kind in given:
+                what = f"the input {name} ({path})"
+                if real == real_in:
+                    raise OutputClash(f"{where}: would overwrite {what}")
+                if in_kind == "folder" and real.is_relative_to(real_in):
+                    raise OutputClash(f"{where}: is inside {what}")
+                if folder and name not in may_contain and real_in.is_relative_to(real):
+                    raise OutputClash(f"{where}: contains {what}")
+
+
+def make_folder(path: PathArg, root: PathArg) -> Path:
+    """Create the folder ``path`` at or below the output folder ``root``, following no symlink below ``root``.
+
+    A symlink inside an output would send writes (and the removals that replace files) somewhere
+    else, so one in the way is an ``OutputClash`` naming it, as is a file in the way; an OSError
+    (read-only folder, disk full) is a ``WriteError``.
+    """
+    path, root = Path(path), Path(root)
+    with writing(root):
+        root.mkdir(parents=True, exist_ok=True)
+    current = root
+    for part in path.relative_to(root).parts:
+        current = current / part
+        if current.is_symlink():
+            raise OutputClash(f"{current}: is a symlink (to {os.readlink(current)}); folders inside an output are "
+                              "created, never followed")
+        kind = _kind(current)
+        if kind not in (None, "folder"):
+            raise OutputClash(f"{current}: exists and is not a folder")
+        with writing(current):
+            current.mkdir(exist_ok=True)
+    return path

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from metaanchor.cli.common import Parser
+from metaanchor.cli.common import Parser, anchor_files, check_anchor_file_out
 from metaanchor.errors import UserError
 
 
@@ -60,9 +60,11 @@ def add(sub):
 
 
 def cmd_show(args) -> int:
+    from metaanchor.files import check_outputs
     from metaanchor.geometry.anchors import AnchorSet
     from metaanchor.visualize import plot_anchor_sets
 
+    check_outputs({"--out": args.out}, {"SPEC": anchor_files(*args.specs)})
     sets = {s: AnchorSet.parse(s) for s in args.specs}
     for spec, a in sets.items():
         shapes = a.shapes or a.per_level[0]
@@ -78,6 +80,7 @@ def cmd_fit(args) -> int:
 
     from metaanchor.data.box_shapes import input_shapes
     from metaanchor.families import ARCHS, detector_class
+    from metaanchor.files import check_outputs, writing
     from metaanchor.geometry.anchor_fit import (
         POSITIVE_IOU,
         STRICT_IOU,
@@ -88,6 +91,11 @@ def cmd_fit(args) -> int:
     from metaanchor.geometry.anchors import ANCHOR_BASE, AnchorSet, standard_sizes
     from metaanchor.visualize import plot_box_shapes
 
+    check_anchor_file_out("--out", args.out)
+    plot = getattr(args, "plot", None) or Path(args.out).with_suffix(".png")
+    check_outputs({"--out": args.out, "--plot": plot},
+                  {"--data": args.data, "--images": args.images, "--config": getattr(args, "config", None),
+                   "--compare": anchor_files(*args.compare)})
     cfg = None
     if getattr(args, "config", None):
         from metaanchor.config import load_config
@@ -126,9 +134,10 @@ def cmd_fit(args) -> int:
     names = [f"P{int(s).bit_length() - 1}" for s in family.pyramid_strides]
     for name, aset in sets:
         _print_breakdown(str(name), shapes, aset, sizes, names)
-    out = write_anchor_file(fitted, args.out, source=str(args.data), method=f"k-means (1 - IoU), k={args.num}, "
-                            f"{arch}, boxes at input scale (short side {size}, long side <= {max_size})")
-    plot = getattr(args, "plot", None) or Path(args.out).with_suffix(".png")
+    with writing(args.out):  # its folder is made outside the atomic writer
+        out = write_anchor_file(fitted, args.out, source=str(args.data), method=f"k-means (1 - IoU), "
+                                f"k={args.num}, {arch}, boxes at input scale (short side {size}, long side <= "
+                                f"{max_size})")
     plot_box_shapes(shapes, dict(zip(names, level_anchors(fitted, sizes))), plot,
                     title=f"{len(shapes)} boxes at input scale {size} and fitted anchors (k={args.num})")
     print(f"wrote {out} (use it as --anchors {out}) and {plot}")
@@ -179,11 +188,15 @@ def cmd_search(args) -> int:
     from metaanchor.engine.device import resolve_device
     from metaanchor.engine.evaluate import evaluate
     from metaanchor.families import load_detector
+    from metaanchor.files import check_outputs, writing
     from metaanchor.geometry.anchor_fit import write_anchor_file
     from metaanchor.geometry.anchors import AnchorSet
 
     if args.budget < 1:
         raise UserError(f"--budget {args.budget}: must be at least 1")
+    check_anchor_file_out("--out", args.out)
+    check_outputs({"--out": args.out}, {"--checkpoint": args.checkpoint, "--data": args.data,
+                                        "--images": args.images, "--start": anchor_files(args.start)})
     if args.start:
         _searchable_start(args.start, f"--start {args.start}")
     dev = resolve_device(args.device)
@@ -209,7 +222,8 @@ def cmd_search(args) -> int:
     for i, (spec, ap) in enumerate(sorted(res.tried, key=lambda t: -t[1])):
         print(f"{i + 1:>3}  {ap:>7.4f}  {spec}")
     best, ap = res.best
-    out = write_anchor_file(AnchorSet.parse(best), args.out, spec=best, val_ap=round(ap, 5),
-                            checkpoint=str(args.checkpoint), method=args.method)
+    with writing(args.out):  # its folder is made outside the atomic writer
+        out = write_anchor_file(AnchorSet.parse(best), args.out, spec=best, val_ap=round(ap, 5),
+                                checkpoint=str(args.checkpoint), method=args.method)
     print(f"best: {best} (AP {ap:.4f}) -> {out}")
     return 0

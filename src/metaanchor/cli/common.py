@@ -33,22 +33,43 @@ def check_anchors_and_batch(args) -> None:
         AnchorSet.parse(args.anchors)
 
 
-def output_folder(folder: str) -> Path:
+ANCHOR_FILE_SUFFIXES = (".json", ".yaml", ".yml")  # what AnchorSet.parse reads as an anchor file
+
+
+def anchor_files(*specs: str | None) -> list[str]:
+    """The anchor SPECs that name anchor files: inputs no output may replace."""
+    return [s for s in specs if s and s.strip().lower().endswith(ANCHOR_FILE_SUFFIXES)]
+
+
+def check_anchor_file_out(option: str, path: str) -> None:
+    """An anchor file to write must have a suffix ``--anchors`` reads back."""
+    if not path.lower().endswith(ANCHOR_FILE_SUFFIXES):
+        raise UserError(f"{option} {path}: an anchor file must end in {', '.join(ANCHOR_FILE_SUFFIXES)}, "
+                        "or --anchors cannot read it back")
+
+
+def output_folder(folder: str | Path, option: str = "--out") -> Path:
     """``--out`` as an existing or new folder; a file in the way or an unwritable place is a UserError."""
     out = Path(folder)
     if out.exists() and not out.is_dir():
-        raise UserError(f"--out {out}: exists and is not a folder")
+        raise UserError(f"{option} {out}: exists and is not a folder")
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as e:
-        raise UserError(f"--out {out}: cannot create the folder: {e.strerror or e}") from None
+        raise UserError(f"{option} {out}: cannot create the folder: {e.strerror or e}") from None
     return out
 
 
-def refuse_overwrite(option: str, outputs: list, inputs: list) -> None:
-    """A UserError when an output file would replace one of the inputs (compared after resolving links and ..)."""
-    given = {Path(i).resolve(): i for i in inputs if i is not None}
-    for out in outputs:
-        if Path(out).resolve() in given:
-            raise UserError(f"{option} {out}: would overwrite the input {given[Path(out).resolve()]}; "
-                            "write it elsewhere")
+DATA_KEYS = ("data.train", "data.train_images", "data.val", "data.val_images")  # may lie inside a run folder
+
+
+def run_inputs(config: str | None, cfg: dict) -> dict:
+    """The files and folders a training run reads, by config key, for ``check_outputs`` against its run folder."""
+    data, model, anchors = cfg["data"], cfg["model"], cfg["anchors"]
+    weights = model.get("backbone_weights")
+    return {"--config": config if config and Path(config).is_file() else None,  # else a shipped config's name
+            **{key: data.get(key.removeprefix("data.")) for key in DATA_KEYS},
+            "model.init_from": model.get("init_from"),
+            "model.backbone_weights": weights if weights and Path(weights).exists() else None,  # or 'imagenet'
+            "anchors.train": anchor_files(anchors.get("train")),
+            "anchors.eval": anchor_files(*anchors.get("eval", []))}

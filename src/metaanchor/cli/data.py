@@ -35,7 +35,9 @@ def add(sub):
 
 def cmd_synth(args) -> int:
     from metaanchor.data.synth import check_num_images, synth_config, write_synth_dataset
+    from metaanchor.files import check_outputs
 
+    check_outputs({"--out": args.out}, {}, folders=["--out"])
     extra = {"seed": args.seed} if args.seed is not None else {}
     cfg = synth_config(args.distribution, **extra)
     check_num_images(args.images, "--images")
@@ -46,7 +48,9 @@ def cmd_synth(args) -> int:
 
 def cmd_convert(args) -> int:
     from metaanchor.data.convert import convert
+    from metaanchor.files import check_outputs
 
+    check_outputs({"--dst": args.dst}, {"--src": args.src, "--images": args.images}, folders=["--dst"])
     skipped: dict[str, int] = {}
     dst = convert(args.src, args.src_format, args.dst, args.dst_format, images_dir=args.images, split=args.split,
                   skip_invalid=args.skip_invalid, fail_fast=args.fail_fast, skipped=skipped)

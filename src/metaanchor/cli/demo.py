@@ -13,7 +13,13 @@ def add(sub):
 
 
 def cmd_demo(args) -> int:
+    from metaanchor.cli.common import run_inputs
+    from metaanchor.config import load_config
     from metaanchor.engine.demo import run_demo
+    from metaanchor.files import check_outputs
 
+    inputs = {k: v for k, v in run_inputs(args.config, load_config(args.config, args.overrides)).items()
+              if not k.startswith("data.")}  # the demo trains on data it writes into OUT/data
+    check_outputs({"--out": args.out}, inputs, folders=["--out"])
     run_demo(args.config, args.out, args.unseen, args.overrides)
     return 0

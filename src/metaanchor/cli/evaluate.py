@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import sys
 
-from metaanchor.cli.common import check_anchors_and_batch, load_model
+from metaanchor.cli.common import anchor_files, check_anchors_and_batch, load_model
 from metaanchor.errors import UserError
 
 
@@ -35,9 +35,12 @@ def add(sub):
 def cmd_eval(args) -> int:
     from metaanchor.data.coco import CocoDataset
     from metaanchor.engine.evaluate import METRIC_KEYS, evaluate, format_per_class
-    from metaanchor.files import write_atomic
+    from metaanchor.files import check_outputs, write_atomic
 
     check_anchors_and_batch(args)
+    check_outputs({"--json-out": args.json_out, "--save-json": args.save_json, "--plot": args.plot},
+                  {"--checkpoint": args.checkpoint, "--data": args.data, "--images": args.images,
+                   "--anchors": anchor_files(args.anchors)})
     model = load_model(args.checkpoint, args.device)
     data = CocoDataset(args.data, args.images, skip_invalid=args.skip_invalid and not args.fail_fast,
                        fail_fast=args.fail_fast)

@@ -26,14 +26,19 @@ def add(sub):
 
 
 def cmd_export(args) -> int:
-    from metaanchor.cli.common import check_anchors_and_batch, load_model, refuse_overwrite
+    from metaanchor.cli.common import anchor_files, check_anchors_and_batch, load_model
     from metaanchor.deploy.export import check_format, export, verify_export
-    from metaanchor.deploy.torchvision_export import sidecar_path
+    from metaanchor.files import check_outputs
 
     check_format(args.format)
     check_anchors_and_batch(args)
+    from metaanchor.deploy.torchvision_export import sidecar_path
+
     written = [args.output] + ([sidecar_path(args.output)] if args.format == "torchvision" else [])
-    refuse_overwrite("--output", written, [args.checkpoint, *(args.verify or [])])
+    check_outputs({"--output": written}, {"--checkpoint": args.checkpoint, "--verify": args.verify,
+                                          "--anchors": anchor_files(args.anchors)})
+    if args.format == "torchvision":
+        _check_sidecar(args.output, sidecar_path(args.output))
     images = _read_images(args.verify) if args.verify else None
     model = load_model(args.checkpoint, "cpu")
     baked = model.bake(args.anchors if args.anchors is not None else model.train_anchors)
@@ -47,6 +52,25 @@ def cmd_export(args) -> int:
     print(f"verify on {len(images)} images: max |difference| of raw outputs {result['max_abs_diff']:.3g}; "
           f"detections {verdict}" + (f" ({result['detections']} detections)" if "detections" in result else ""))
     return 0 if result["match"] else 1
+
+
+def _check_sidecar(output: str, side) -> None:
+    """The torchvision build description OUT.json is written beside OUT unasked: refuse to replace a file there
+    that export did not write (e.g. a dataset's annotations.json)."""
+    import json
+
+    from metaanchor.deploy.torchvision_layout import BUILD_FORMAT
+    from metaanchor.errors import UserError
+
+    if not side.is_file():
+        return
+    try:
+        ours = json.loads(side.read_text()).get("format") == BUILD_FORMAT
+    except (OSError, UnicodeDecodeError, ValueError, AttributeError):
+        ours = False
+    if not ours:
+        raise UserError(f"--output {output}: its build description {side} would replace a file export did not "
+                        "write; choose another --output")
 
 
 def _read_images(paths: list[str]):

@@ -24,13 +24,13 @@ def add(sub):
 
 
 def cmd_import(args) -> int:
-    from metaanchor.cli.common import refuse_overwrite
     from metaanchor.deploy.torchvision_import import import_torchvision_retinanet
     from metaanchor.deploy.torchvision_layout import read_state_dict
+    from metaanchor.files import check_outputs
 
     if args.hidden_dim < 1:
         raise UserError(f"--hidden-dim {args.hidden_dim}: must be at least 1")
-    refuse_overwrite("--out", [args.out], [args.weights])
+    check_outputs({"--out": args.out}, {"--weights": args.weights})
     state = read_state_dict(args.weights, "--weights")
     model = import_torchvision_retinanet(state, hidden_dim=args.hidden_dim, where=f"--weights {args.weights}")
     model.save(args.out)

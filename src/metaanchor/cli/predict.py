@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
-from metaanchor.cli.common import check_anchors_and_batch, load_model, output_folder
+from metaanchor.cli.common import anchor_files, check_anchors_and_batch, load_model, output_folder
 from metaanchor.errors import UserError
 
 
@@ -34,15 +35,18 @@ def cmd_predict(args) -> int:
     from tqdm import tqdm
 
     from metaanchor.engine.predict import drawing_paths, image_files, predict_files
-    from metaanchor.files import write_atomic
+    from metaanchor.files import check_outputs, write_atomic
     from metaanchor.visualize import draw_detections
 
     check_anchors_and_batch(args)
     if not 0.0 <= args.score_thresh <= 1.0:
         raise UserError(f"--score-thresh {args.score_thresh}: must be in 0..1")
     files = image_files(args.inputs)
-    out = output_folder(args.out)
-    drawings = drawing_paths(files, out)
+    out = Path(args.out)
+    drawings = drawing_paths(files, out)  # never an input image, so OUT may be an input folder
+    check_outputs({"--out": [out / "detections.json", *drawings]},
+                  {"IMAGE": files, "--checkpoint": args.checkpoint, "--anchors": anchor_files(args.anchors)})
+    output_folder(out)
     model = load_model(args.checkpoint, args.device)
 
     def draw(i, file, image, det):

@@ -20,10 +20,13 @@ def add(sub):
 
 
 def cmd_train(args) -> int:
+    from metaanchor.cli.common import DATA_KEYS, run_inputs
     from metaanchor.config import load_config
     from metaanchor.engine.train import train
+    from metaanchor.files import check_outputs
 
     cfg = load_config(args.config, args.overrides)
+    check_outputs({"--out": args.out}, run_inputs(args.config, cfg), folders=["--out"], may_contain=DATA_KEYS)
     summary = train(cfg, args.out, resume=args.resume, progress=not args.no_progress, fail_fast=args.fail_fast)
     print_summary(summary, args.out)
     return 0

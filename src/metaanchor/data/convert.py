@@ -3,7 +3,9 @@
 A source is read into a validated COCO dict (``coco_json``, ``voc``, ``yolo``)
 and written out as a self-contained dataset folder: images are hard-linked (or
 copied when linking is impossible) into ``dst/images``, annotations written
-atomically beside them. Every path built from a record's ``file_name`` (image
+atomically beside them. The folders inside ``dst`` are created, never followed
+when they are symlinks, and a ``dst`` that a failed conversion created is
+removed again. Every path built from a record's ``file_name`` (image
 reads, links, label and XML writes) goes through
 :func:`metaanchor.data.io.path_inside`: absolute names, ``..`` and symlinks
 leaving the folder are errors naming the record, so nothing outside ``dst`` is
@@ -23,9 +25,10 @@ from metaanchor.data.io import path_inside
 from metaanchor.data.voc import read_voc, voc_split_ids, write_voc
 from metaanchor.data.yolo import read_yolo, write_yolo
 from metaanchor.errors import DataError, UserError
-from metaanchor.files import write_atomic, writing
+from metaanchor.files import make_folder, write_atomic, writing
 
 FORMATS = ("coco", "voc", "yolo")
+SUBFOLDERS = {"coco": ("images",), "voc": ("images", "Annotations"), "yolo": ("images", "labels")}
 
 
 def _locate(src: Path, fmt: str, images_dir: Path | None) -> tuple[Path, Path]:
@@ -103,13 +106,24 @@ def convert(src: str | os.PathLike, src_format: str, dst: str | os.PathLike, dst
         data = read_voc(ann, img_dir, ids=ids, fail_fast=fail_fast)
     else:
         data = read_yolo(ann, img_dir)
-    with writing(dst):
-        dst.mkdir(parents=True, exist_ok=True)
-    _link_images(data["images"], img_dir, dst / "images")
-    if dst_format == "coco":
-        write_coco(data, dst / "annotations.json")
-    elif dst_format == "voc":
-        write_voc(data, dst / "Annotations")
-    else:
-        write_yolo(data, dst)
+    _write(data, img_dir, dst, dst_format)
     return dst
+
+
+def _write(data: dict, img_dir: Path, dst: Path, dst_format: str) -> None:
+    """Write the dataset into ``dst``; a ``dst`` this call creates is removed again when writing fails."""
+    created = not os.path.lexists(dst)
+    try:
+        for name in SUBFOLDERS[dst_format]:  # created here, so a symlink to elsewhere is refused, not followed
+            make_folder(dst / name, dst)
+        _link_images(data["images"], img_dir, dst / "images")
+        if dst_format == "coco":
+            write_coco(data, dst / "annotations.json")
+        elif dst_format == "voc":
+            write_voc(data, dst / "Annotations")
+        else:
+            write_yolo(data, dst)
+    except BaseException:
+        if created:
+            shutil.rmtree(dst, ignore_errors=True)
+        raise

@@ -44,7 +44,7 @@ from PIL import Image, ImageDraw
 
 from metaanchor.data.coco_json import write_coco
 from metaanchor.errors import UserError
-from metaanchor.files import write_atomic
+from metaanchor.files import make_folder, write_atomic
 
 SHAPES: tuple[str, ...] = (
     "rectangle", "ellipse", "triangle", "cross", "diamond", "hexagon", "star", "trapezoid",
@@ -381,10 +381,16 @@ def write_synth_dataset(out_dir: str | os.PathLike, num_images: int, cfg: SynthC
     check_num_images(num_images)
     cfg = cfg if cfg is not None else SynthConfig()
     out = Path(out_dir)
+    if os.path.lexists(out) and not out.is_dir():
+        raise UserError(f"{out}: cannot create dataset folder: exists and is not a folder")
+    make_folder(out / "images", out)  # never through a symlink to elsewhere
+    names = [out / "images" / f"{index:06d}.png" for index in range(num_images)]
+    fresh = [p for p in names if not os.path.lexists(p)]
     try:
-        (out / "images").mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise UserError(f"{out}: cannot create dataset folder: {exc.strerror or exc}") from None
-    coco = synth_coco_dict(num_images, cfg, progress=progress, image_dir=out / "images")
-    write_coco(coco, out / "annotations.json")
+        coco = synth_coco_dict(num_images, cfg, progress=progress, image_dir=out / "images")
+        write_coco(coco, out / "annotations.json")
+    except BaseException:  # a failed write leaves no part of a dataset: the images this call added go again
+        for p in fresh:
+            p.unlink(missing_ok=True)
+        raise
     return out

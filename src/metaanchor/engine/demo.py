@@ -19,7 +19,7 @@ from metaanchor.data.synth import synth_config, write_synth_dataset
 from metaanchor.engine.evaluate import fmt_metric
 from metaanchor.engine.train import train
 from metaanchor.families.retinanet import RetinaNetDetector as Detector
-from metaanchor.files import write_text
+from metaanchor.files import make_folder, write_text
 from metaanchor.geometry.anchors import AnchorSet
 from metaanchor.visualize import detection_grid, draw_detections, plot_anchor_sets
 
@@ -30,6 +30,7 @@ NUM_PICTURES = 5
 
 def make_data(root: Path) -> tuple[Path, Path]:
     """Write the demo's train/val synthetic sets (different seeds) unless present."""
+    make_folder(root, root.parent)  # inside the run folder, never through a symlink to elsewhere
     paths = []
     for name, n, seed in (("train", DEMO_TRAIN_IMAGES, 0), ("val", DEMO_VAL_IMAGES, 1)):
         path = root / name

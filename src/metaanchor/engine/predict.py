@@ -11,19 +11,25 @@ from tqdm import tqdm
 from metaanchor.data.io import IMAGE_SUFFIXES, load_image
 from metaanchor.engine.evaluate import to_coco_results
 from metaanchor.errors import UserError, out_of_memory_advice
+from metaanchor.readers import irregular_kind
 
 
 def image_files(inputs: list[str]) -> list[Path]:
-    """Image files named or inside the folders named (sorted by name): a missing input is a UserError."""
+    """Image files named or inside the folders named (sorted by name): a missing input, or one that is not
+    a regular file (a FIFO, a device), is a UserError."""
     files = []
     for item in inputs:
         p = Path(item)
         if p.is_dir():
-            files += sorted(f for f in p.iterdir() if f.suffix.lower() in IMAGE_SUFFIXES)
-        elif p.is_file():
-            files.append(p)
+            found = sorted(f for f in p.iterdir() if f.suffix.lower() in IMAGE_SUFFIXES)
+        elif p.exists():
+            found = [p]
         else:
             raise UserError(f"input {item}: no such file or folder")
+        for f in found:  # a FIFO named x.png would block the image decoder forever
+            if (kind := irregular_kind(f)) is not None:
+                raise UserError(f"input {f}: is {kind}, not an image file")
+        files += found
     if not files:
         raise UserError(f"no images found in {', '.join(inputs)}")
     return files
@@ -32,12 +38,10 @@ def image_files(inputs: list[str]) -> list[Path]:
 def drawing_paths(files: list[Path], out: Path) -> list[Path]:
     """One distinct drawing per input: OUT/<stem>_det.png, or <stem>_det-1.png, -2, ... on a clash.
 
-    Never an input file (compared after resolving links and ``..``), never another input's drawing.
+    Never an input file (compared after resolving links and ``..``), never another input's drawing;
+    the other outputs (OUT/detections.json) are checked by ``metaanchor.files.check_outputs``.
     """
-    inputs = {f.resolve() for f in files}
-    if (out / "detections.json").resolve() in inputs:
-        raise UserError(f"--out {out}: would overwrite the input {out / 'detections.json'}")
-    taken, paths = set(inputs), []
+    taken, paths = {f.resolve() for f in files}, []
     for f in files:
         k = 0
         while (path := out / (f"{f.stem}_det.png" if k == 0 else f"{f.stem}_det-{k}.png")).resolve() in taken:
