@@ -68,6 +68,15 @@ def _not_regular(mode: int) -> str | None:
     return next((kind for test, kind in _KINDS if test(mode)), None if stat.S_ISREG(mode) else "not a file")
 
 
+def irregular_kind(path: str | os.PathLike) -> str | None:
+    """What ``path`` is when it is not a regular file (``"a FIFO"``, ``"a folder"``, ...), following
+    links; None for a regular file or one that cannot be stat'ed (its reader reports that)."""
+    try:
+        return _not_regular(os.stat(path).st_mode)
+    except (OSError, ValueError):
+        return None
+
+
 def open_regular(path: str | os.PathLike, where: str, error: type[UserError] = UserError,
                  what: str = "a regular file") -> BinaryIO:
     """``path`` opened for binary reading, refusing anything but a regular file (``error``: ``{where}:
@@ -84,9 +93,9 @@ def open_regular(path: str | os.PathLike, where: str, error: type[UserError] = U
         raise
 
 
-def read_text(path: str | os.PathLike, where: str, max_bytes: int | str,
-              error: type[UserError] = UserError) -> str:
-    """The UTF-8 text of regular file ``path``; every failure is one line ``{where}: ...`` (``error``).
+def read_bytes(path: str | os.PathLike, where: str, max_bytes: int | str,
+               error: type[UserError] = UserError) -> bytes:
+    """The bytes of regular file ``path``; every failure is one line ``{where}: ...`` (``error``).
 
     ``max_bytes``: the most bytes read, or the name of a limit in this module (then the message says
     how to raise it). The size is checked before reading, and again while reading.
@@ -104,6 +113,14 @@ def read_text(path: str | os.PathLike, where: str, max_bytes: int | str,
     if size > cap or len(data) > cap:
         hint = over_limit(name, "memory exhaustion") if name else "(a limit against memory exhaustion)"
         raise error(f"{where}: {max(size, len(data))} bytes, more than {cap} {hint}")
+    return data
+
+
+def read_text(path: str | os.PathLike, where: str, max_bytes: int | str,
+              error: type[UserError] = UserError) -> str:
+    """The UTF-8 text of regular file ``path`` (:func:`read_bytes`); text that is not UTF-8 is an
+    ``error`` naming the byte offset."""
+    data = read_bytes(path, where, max_bytes, error)
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError as e:
@@ -220,10 +237,11 @@ def _json_depth_ok(value: Any, max_depth: int) -> bool:
     return True
 
 
-def load_json(text: str, where: str, error: type[UserError] = UserError) -> Any:
-    """A JSON document, or ``error`` ``{where}: ...`` for malformed JSON (line and column), NaN or
-    Infinity, a number longer than MAX_NUMBER_CHARS or out of float range, or nesting deeper than
-    MAX_NESTING_DEPTH."""
+def load_json(text: str, where: str, error: type[UserError] = UserError, allow_nan: bool = False) -> Any:
+    """A JSON document, or ``error`` ``{where}: ...`` for malformed JSON (line and column), a number
+    longer than MAX_NUMBER_CHARS or out of float range, nesting deeper than MAX_NESTING_DEPTH, or NaN
+    and Infinity unless ``allow_nan`` (JSON has neither, but Python's ``json.dumps`` writes them, so
+    files from Python tools may hold them in fields nobody reads)."""
     max_chars, max_depth = limit("MAX_NUMBER_CHARS"), limit("MAX_NESTING_DEPTH")
 
     def too_long(s: str) -> None:
@@ -242,8 +260,10 @@ def load_json(text: str, where: str, error: type[UserError] = UserError) -> Any:
             raise error(f"{where}: number {s} is out of the range of a float")
         return value
 
-    def parse_constant(s: str):
-        raise error(f"{where}: {s} is not a JSON number")
+    def parse_constant(s: str) -> float:
+        if not allow_nan:
+            raise error(f"{where}: {s} is not a JSON number")
+        return float(s)
 
     deep = error(f"{where}: nested deeper than {max_depth} levels {over_limit('MAX_NESTING_DEPTH')}")
     try:

@@ -16,23 +16,22 @@ from typing import Any
 from metaanchor.data.validate import validate_coco
 from metaanchor.errors import DataError, UserError
 from metaanchor.files import write_text
+from metaanchor.readers import limit, load_json, over_limit, read_text
 
 
 def load_coco_json(path: str | os.PathLike) -> dict[str, Any]:
-    """Read a JSON file; ``DataError`` names the file (and line/column if malformed)."""
+    """Read a JSON file (a regular file, within the size, depth, number and category limits of
+    ``metaanchor.readers``); ``DataError`` names the file (and line/column if malformed)."""
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise DataError(f"{path}: annotation file not found") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise DataError(f"{path}: cannot read annotation file: {exc}") from None
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise DataError(
-            f"{path}: malformed JSON at line {exc.lineno} column {exc.colno}: {exc.msg}"
-        ) from None
+    if not path.exists():
+        raise DataError(f"{path}: annotation file not found")
+    # NaN and Infinity are let through: Python tools write them into fields validation ignores or refuses
+    text = read_text(path, str(path), "MAX_ANNOTATION_BYTES", DataError)
+    data = load_json(text, str(path), DataError, allow_nan=True)
+    categories = data.get("categories") if isinstance(data, dict) else None
+    if isinstance(categories, list) and len(categories) > limit("MAX_CATEGORIES"):
+        raise DataError(f"{path}: {len(categories)} categories, more than {limit('MAX_CATEGORIES')} "
+                        f"{over_limit('MAX_CATEGORIES')}")
     return data
 
 

@@ -36,6 +36,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from torch import Tensor
 
 from metaanchor.errors import DataError, UserError, first_line
+from metaanchor.readers import open_regular
 
 MAX_IMAGE_PIXELS = 50_000_000  # default cap on width * height of any decoded image (50 MP, 150 MB as RGB)
 MAX_IMAGE_PIXELS_LIMIT = 1_000_000_000  # the largest cap a user may set
@@ -141,6 +142,12 @@ def _open_header(path) -> Image.Image:
         return Image.open(path)
 
 
+def _open_image_file(path):
+    """``path`` opened for reading if it is a regular file (a FIFO named ``x.png`` would block PIL
+    forever); ``DataError`` for anything else, OSErrors (not found, ...) pass through."""
+    return open_regular(path, str(path), DataError, what="an image file")
+
+
 def _check_pixels(img: Image.Image, path, max_pixels: int | None) -> None:
     cap = default_max_pixels() if max_pixels is None else max_pixels
     w, h = img.size
@@ -198,7 +205,7 @@ def read_rgb_array(path: str | Path, max_pixels: int | None = None,
     ``DataError`` names a bad file.
     """
     try:
-        with _open_header(path) as img:
+        with _open_image_file(path) as f, _open_header(f) as img:
             _check_pixels(img, path, max_pixels)
             return _decode(img, size)
     except _DECODE_ERRORS as exc:
@@ -213,7 +220,7 @@ def read_image(path: str | Path, max_pixels: int | None = None) -> Image.Image:
 def image_size(path: str | Path) -> tuple[int, int]:
     """(width, height) as displayed (EXIF orientation applied), from the header only; ``DataError`` names the file."""
     try:
-        with _open_header(path) as img:
+        with _open_image_file(path) as f, _open_header(f) as img:
             return oriented_size(img)
     except FileNotFoundError:
         raise DataError(f"{path}: image file not found") from None

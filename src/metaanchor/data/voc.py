@@ -26,6 +26,7 @@ from metaanchor.data.io import image_size, output_path, path_inside
 from metaanchor.data.records import anns_by_image, build_coco, label_names
 from metaanchor.errors import DataError, UserError
 from metaanchor.files import write_atomic, writing
+from metaanchor.readers import read_bytes, read_text
 
 
 def _num(value: float) -> str:
@@ -81,15 +82,19 @@ def _voc_number(node: ET.Element, tag: str, xml_path: Path) -> float:
     return value
 
 
-def _parse_voc_file(xml_path: Path, images_dir: Path | None) -> tuple[str, int, int, list[dict]]:
-    """(file_name, width, height, [{name, bbox, iscrowd}]) from one VOC XML file."""
+def _read_xml(xml_path: Path) -> ET.Element:
+    """The root element of a regular file within ``MAX_LABEL_BYTES``; ``DataError`` names the file."""
+    data = read_bytes(xml_path, str(xml_path), "MAX_LABEL_BYTES", DataError)
     try:
-        root = ET.parse(xml_path).getroot()
+        return ET.fromstring(data)
     except ET.ParseError as exc:
         line, col = exc.position
         raise DataError(f"{xml_path}: malformed XML at line {line} column {col + 1}") from None
-    except OSError as exc:
-        raise DataError(f"{xml_path}: cannot read: {exc}") from None
+
+
+def _parse_voc_file(xml_path: Path, images_dir: Path | None) -> tuple[str, int, int, list[dict]]:
+    """(file_name, width, height, [{name, bbox, iscrowd}]) from one VOC XML file."""
+    root = _read_xml(xml_path)
     file_name = _voc_text(root, "filename", xml_path)
     size = root.find("size")
     if size is not None and size.find("width") is not None:
@@ -155,8 +160,8 @@ def read_voc(ann_dir: str | os.PathLike, images_dir: str | os.PathLike | None = 
 
 def _voc_object_names(xml_path: Path) -> set[str]:
     try:
-        root = ET.parse(xml_path).getroot()
-    except (ET.ParseError, OSError):
+        root = _read_xml(xml_path)
+    except DataError:
         return set()  # reported when (if) the file is read as part of a split
     return {(o.findtext("name") or "").strip() for o in root.iter("object")} - {""}
 
@@ -174,10 +179,7 @@ def voc_split_ids(root: str | os.PathLike, split: str) -> list[str]:
     split_file = path_inside(main, f"{split}.txt", "--split")
     if not split_file.is_file():
         raise UserError(f"--split {split}: no {split_file}; available: {', '.join(common) or 'none'}")
-    try:
-        lines = split_file.read_text(encoding="utf-8").splitlines()
-    except (OSError, UnicodeDecodeError) as exc:
-        raise DataError(f"{split_file}: cannot read: {exc}") from None
+    lines = read_text(split_file, str(split_file), "MAX_LABEL_BYTES", DataError).splitlines()
     ids = [line.split()[0] for line in lines if line.strip()]
     if not ids:
         raise DataError(f"{split_file}: no image ids")

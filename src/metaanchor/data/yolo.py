@@ -23,6 +23,7 @@ from metaanchor.data.io import IMAGE_SUFFIXES, image_size, output_path
 from metaanchor.data.records import anns_by_image, build_coco, label_names
 from metaanchor.errors import DataError, UserError
 from metaanchor.files import write_text, writing
+from metaanchor.readers import read_text
 
 log = logging.getLogger(__name__)
 
@@ -75,11 +76,17 @@ def _parse_yolo_line(line: str, txt: Path, lineno: int, num_classes: int) -> tup
     return cls, values
 
 
-def _read_yolo_file(txt: Path, width: int, height: int, num_classes: int) -> list[dict]:
+def _read_yolo_file(txt: Path, labels_dir: Path, width: int, height: int, num_classes: int) -> list[dict]:
+    """The objects of label file ``txt``, which must be a regular file inside ``labels_dir`` (errors
+    quote its lines, which must never be those of a file elsewhere)."""
     try:
-        lines = txt.read_text(encoding="utf-8").splitlines()
-    except (OSError, UnicodeDecodeError) as exc:
-        raise DataError(f"{txt}: cannot read: {exc}") from None
+        inside = txt.resolve().is_relative_to(labels_dir.resolve())
+    except (OSError, RuntimeError):  # symlink loops
+        inside = False
+    if not inside:
+        raise DataError(f"{txt}: label file is a link to a file outside {labels_dir}; "
+                        "a dataset's label files must stay inside its labels folder")
+    lines = read_text(txt, str(txt), "MAX_LABEL_BYTES", DataError).splitlines()
     objects = []
     for lineno, line in enumerate(lines, start=1):
         if not line.strip():
@@ -120,8 +127,9 @@ def read_yolo(labels_dir: str | os.PathLike, images_dir: str | os.PathLike,
         rel = path.relative_to(images_dir)
         width, height = image_size(path)
         txt = labels_dir / rel.with_suffix(".txt")
-        objs = _read_yolo_file(txt, width, height, len(names)) if txt.is_file() else []
-        records.append((txt if txt.is_file() else path, rel.as_posix(), width, height, objs))
+        present = os.path.lexists(txt)  # a FIFO or a dangling link is refused by _read_yolo_file, not skipped
+        objs = _read_yolo_file(txt, labels_dir, width, height, len(names)) if present else []
+        records.append((txt if present else path, rel.as_posix(), width, height, objs))
     return build_coco(records, names)
 
 

@@ -36,9 +36,10 @@ from metaanchor.deploy.torchvision_layout import (
     torchvision_state_dict,
 )
 from metaanchor.deploy.verify import same_detections
-from metaanchor.errors import UserError, first_line
+from metaanchor.errors import UserError
 from metaanchor.families.retinanet import RetinaNetDetector
 from metaanchor.files import write_atomic, write_text
+from metaanchor.readers import read_json_file
 
 
 def sidecar_path(output: str | Path) -> Path:
@@ -64,10 +65,7 @@ def load_torchvision_export(output: str | Path) -> RetinaNet:
     """The torchvision RetinaNet an ``export_torchvision`` file describes, its weights loaded strictly (eval)."""
     output = Path(output)
     side = sidecar_path(output)
-    try:
-        build = json.loads(side.read_text())
-    except (OSError, ValueError) as e:
-        raise UserError(f"{side}: cannot read the build description of {output}: {first_line(e)}") from None
+    build = read_json_file(side, f"{side} (the build description of {output})", "MAX_SIDECAR_BYTES")
     if not isinstance(build, dict) or build.get("format") != BUILD_FORMAT:
         raise UserError(f"{side}: not a {BUILD_FORMAT} build description")
     net = build_torchvision_retinanet(build)
