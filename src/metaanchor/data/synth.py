@@ -34,6 +34,7 @@ import colorsys
 import dataclasses
 import math
 import os
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -383,13 +384,17 @@ def write_synth_dataset(out_dir: str | os.PathLike, num_images: int, cfg: SynthC
     out = Path(out_dir)
     if os.path.lexists(out) and not out.is_dir():
         raise UserError(f"{out}: cannot create dataset folder: exists and is not a folder")
-    make_folder(out / "images", out)  # never through a symlink to elsewhere
-    names = [out / "images" / f"{index:06d}.png" for index in range(num_images)]
-    fresh = [p for p in names if not os.path.lexists(p)]
+    created = not os.path.lexists(out)
+    fresh = []  # the images this call adds, removed again when a write fails
     try:
+        make_folder(out / "images", out)  # never through a symlink to elsewhere
+        names = [out / "images" / f"{index:06d}.png" for index in range(num_images)]
+        fresh = [p for p in names if not os.path.lexists(p)]
         coco = synth_coco_dict(num_images, cfg, progress=progress, image_dir=out / "images")
         write_coco(coco, out / "annotations.json")
-    except BaseException:  # a failed write leaves no part of a dataset: the images this call added go again
+    except BaseException:  # a failed write leaves no part of a dataset behind
+        if created:
+            shutil.rmtree(out, ignore_errors=True)
         for p in fresh:
             p.unlink(missing_ok=True)
         raise
