@@ -202,8 +202,9 @@ def load_yaml(text: str, where: str, error: type[UserError] = UserError,
     beyond the alias, node, depth or number limits, and ``invalid`` (default: ``error``) for one that
     is not YAML."""
     invalid = invalid or error
-    loader = _BoundedLoader(text, where, error)
+    loader = None
     try:
+        loader = _BoundedLoader(text, where, error)  # the reader refuses control characters here
         node = loader.get_single_node()
         if node is None:
             return None
@@ -218,7 +219,8 @@ def load_yaml(text: str, where: str, error: type[UserError] = UserError,
         raise invalid(f"{where}: invalid YAML value: {str(e).splitlines()[0] if str(e) else type(e).__name__}") \
             from None
     finally:
-        loader.dispose()
+        if loader is not None:
+            loader.dispose()
 
 
 # ----------------------------------------------------------------------------------------------- JSON
