@@ -335,6 +335,15 @@ def test_anchor_search_refuses_a_dataset_with_another_class_count(tmp_path):
                             "(class0, class1, class2)")
 
 
+def test_anchors_search_cli_refuses_a_dataset_with_another_class_count(capsys, tmp_path, model_ckpt):
+    data = write_synth_dataset(tmp_path / "two", 2, synth_config("default", seed=0, num_classes=2), progress=False)
+    code, _, err = cli(capsys, "anchors", "search", "--checkpoint", model_ckpt, "--data", data,
+                       "--out", tmp_path / "best.yaml", "--device", "cpu")
+    assert code == 2 and err == [f"metaanchor anchors: error: {data / 'annotations.json'}: has 2 categories but "
+                                 f"checkpoint {model_ckpt} was trained for 3 (a, b, c)"]
+    assert not (tmp_path / "best.yaml").exists()
+
+
 @pytest.fixture(scope="module")
 def trained_run(tmp_path_factory):
     root = tmp_path_factory.mktemp("resume")

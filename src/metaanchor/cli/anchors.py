@@ -184,7 +184,7 @@ def _searchable_start(start: str, what: str) -> None:
 def cmd_search(args) -> int:
     """``metaanchor anchors search``: search anchor sets on a validation split with a trained checkpoint."""
     from metaanchor.data.coco import CocoDataset
-    from metaanchor.engine.anchor_search import preset_candidates, scales_ratios_of, search_anchors
+    from metaanchor.engine.anchor_search import check_classes, preset_candidates, scales_ratios_of, search_anchors
     from metaanchor.engine.device import resolve_device
     from metaanchor.engine.evaluate import evaluate
     from metaanchor.families import load_detector
@@ -208,6 +208,7 @@ def cmd_search(args) -> int:
     if not args.start:
         _searchable_start(start, f"the checkpoint's training anchors ({start}); pass --start")
     data = CocoDataset(args.data, args.images)
+    check_classes(model, data, args.checkpoint)
 
     def score(spec: str) -> float:
         ap = evaluate(model, data, spec, args.batch_size, progress=False)["AP"]
