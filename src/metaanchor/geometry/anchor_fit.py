@@ -160,7 +160,6 @@ def write_anchor_file(anchors: AnchorSet, path: str | Path, **info) -> Path:
     data = {"anchors": [[float(h), float(w)] for h, w in anchors.shapes]}
     if info:
         data["info"] = info
-    path.parent.mkdir(parents=True, exist_ok=True)
     if path.suffix in (".yaml", ".yml"):
         import yaml
 
