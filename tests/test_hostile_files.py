@@ -74,8 +74,9 @@ def test_hostile_config_file(capsys, tmp_path, content, fragment):
 def test_anchor_file_alias_bomb(capsys, tmp_path):
     f = tmp_path / "bomb.yaml"
     f.write_text(alias_bomb())
-    check_one_line(capsys, tmp_path, ["anchors", "show", f, "--out", tmp_path / "a.png"],
-                   f"anchor file {f}: more than 64 YAML aliases")
+    err = assert_user_error(capsys, ["anchors", "show", f, "--out", tmp_path / "a.png"])
+    assert err == (f"metaanchor anchors: error: anchor file {f}: more than 64 YAML aliases (a limit against "
+                   "alias bombs; raise it with the environment variable METAANCHOR_MAX_YAML_ALIASES=N)")
 
 
 def test_negative_preset_spec_names_the_bad_part(capsys, tmp_path):

@@ -38,6 +38,14 @@ def test_few_aliases_expanding_to_many_nodes_are_refused():
                             + LIMIT.format("alias bombs", "MAX_YAML_NODES"))
 
 
+def test_limit_errors_keep_the_callers_error_class():
+    from metaanchor.errors import AnchorSpecError  # a ValueError too: not to be taken for a constructor's
+
+    with pytest.raises(AnchorSpecError) as e:
+        load_yaml(alias_bomb(), "anchor file a.yaml", AnchorSpecError)
+    assert str(e.value).startswith("anchor file a.yaml: more than 64 YAML aliases (")
+
+
 def test_a_few_aliases_are_fine():
     assert load_yaml("a: &x [1, 2]\nb: *x\n", "x.yaml") == {"a": [1, 2], "b": [1, 2]}
 

@@ -215,6 +215,8 @@ def load_yaml(text: str, where: str, error: type[UserError] = UserError,
         at = f" at line {mark.line + 1} column {mark.column + 1}" if mark is not None else ""
         problem = getattr(e, "problem", None) or str(e).strip().splitlines()[0]
         raise invalid(f"{where}: invalid YAML{at}: {problem}") from None
+    except UserError:  # a limit (AnchorSpecError is also a ValueError)
+        raise
     except (ValueError, OverflowError) as e:  # a timestamp or number the constructor refuses
         raise invalid(f"{where}: invalid YAML value: {str(e).splitlines()[0] if str(e) else type(e).__name__}") \
             from None
