@@ -138,7 +138,7 @@ def test_convert_from_dev_zero(tmp_path):
     code, err = run_cli("data", "convert", "--src", "/dev/zero", "--src-format", "coco", "--images",
                         tmp_path / "images", "--dst", tmp_path / "out", "--dst-format", "yolo", cwd=tmp_path)
     assert code == 2 and len(err) == 1, err
-    assert "/dev/zero: is a character device, not a regular file" in err[0]
+    assert "/dev/zero: is a character device, not a dataset folder or annotation file" in err[0]
 
 
 def test_convert_from_a_fifo(tmp_path):
@@ -147,7 +147,7 @@ def test_convert_from_a_fifo(tmp_path):
     code, err = run_cli("data", "convert", "--src", tmp_path / "ann.json", "--src-format", "coco", "--images",
                         tmp_path / "images", "--dst", tmp_path / "out", "--dst-format", "yolo", cwd=tmp_path)
     assert code == 2 and len(err) == 1, err
-    assert f"{tmp_path / 'ann.json'}: is a FIFO, not a regular file" in err[0]
+    assert f"{tmp_path / 'ann.json'}: is a FIFO, not a dataset folder or annotation file" in err[0]
 
 
 def test_predict_on_a_folder_holding_a_fifo(tmp_path):

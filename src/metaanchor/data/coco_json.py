@@ -16,7 +16,7 @@ from typing import Any
 from metaanchor.data.validate import validate_coco
 from metaanchor.errors import DataError, UserError
 from metaanchor.files import write_text
-from metaanchor.readers import limit, load_json, over_limit, read_text
+from metaanchor.readers import irregular_kind, limit, load_json, over_limit, read_text
 
 
 def load_coco_json(path: str | os.PathLike) -> dict[str, Any]:
@@ -67,6 +67,8 @@ def resolve_coco_paths(path: str | os.PathLike,
         return ann_file, Path(images_dir) if images_dir is not None else path / "images"
     if not path.exists():
         raise DataError(f"{path}: no such dataset folder or annotation file")
+    if (kind := irregular_kind(path)) is not None:
+        raise DataError(f"{path}: is {kind}, not a dataset folder or annotation file")
     if images_dir is None:
         raise UserError(f"{path}: an annotation file needs an images directory (--images DIR)")
     return path, Path(images_dir)
