@@ -74,6 +74,8 @@ class InputConfig:
 @dataclass
 class SolverConfig:
     max_iter: int = option(1000, low=0, low_open=True, high=MAX_ITERS)
+    # passes over data.train instead of max_iter (0: unused); resolved to max_iter when the data is read
+    epochs: int = option(0, low=0, high=MAX_ITERS)
     batch_size: int = option(8, low=0, low_open=True, high=MAX_BATCH)  # total over all processes
     lr: float = option(0.01, low=0, low_open=True)
     momentum: float = option(0.9, low=0)
@@ -133,6 +135,10 @@ def validate(cfg: dict) -> dict:
     """Checks that span keys: the family's own (e.g. IoU thresholds), step fractions, early stopping,
     anchor SPECs. Returns ``cfg``."""
     model_section(cfg["model"]["arch"]).check(cfg["model"])
+    s = cfg["solver"]
+    if s["epochs"] and s["max_iter"] != defaults(SolverConfig)["max_iter"]:
+        raise ConfigError(f"config keys solver.epochs={s['epochs']} and solver.max_iter={s['max_iter']}: "
+                          "set one of them, not both")
     if cfg["solver"]["early_stop"] and not (cfg["eval"]["period"] and cfg["data"]["val"]):
         raise ConfigError(f"config key solver.early_stop={cfg['solver']['early_stop']}: needs periodic "
                           "validation; set eval.period > 0 and data.val")

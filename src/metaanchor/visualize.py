@@ -121,6 +121,46 @@ def plot_val_curve(metrics_csv: str | Path, path: str | Path) -> Path | None:
     return _save(fig, path)
 
 
+LOSS_KEYS = ("loss", "cls", "box", "obj")
+
+
+def plot_results(metrics_csv: str | Path, path: str | Path) -> Path | None:
+    """Training losses and validation AP/AP50 vs iteration from a run's ``metrics.csv`` -> PNG: one panel
+    of losses, and one of metrics when the run was evaluated (None: no training rows)."""
+    import csv
+
+    with open(metrics_csv, newline="") as f:
+        rows = [r for r in csv.DictReader(f) if r.get("iter", "").isdigit()]
+    train = [r for r in rows if r.get("loss")]
+    if not train:
+        return None
+    val = [r for r in rows if r.get("AP")]
+    fig, axes = _figure(1, 2 if val else 1, figsize=(10 if val else 5.5, 4))
+    ax = axes[0][0]
+    iters = [int(r["iter"]) for r in train]
+    for i, key in enumerate(k for k in LOSS_KEYS if any(r.get(k) for r in train)):
+        ax.plot(iters, [float(r[key]) if r.get(key) else float("nan") for r in train],
+                color="k" if key == "loss" else PALETTE[i % len(PALETTE)], lw=2 if key == "loss" else 1.2, label=key)
+    ax.set_xlabel("iteration")
+    ax.set_ylabel("training loss")
+    ax.set_ylim(bottom=0)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    ax.set_title("training losses")
+    if val:
+        ax = axes[0][1]
+        iters = [int(r["iter"]) for r in val]
+        for key, style in (("AP", "o-"), ("AP50", "s--")):
+            ax.plot(iters, [float(r[key]) if r.get(key) else float("nan") for r in val], style, label=key, ms=4)
+        ax.set_xlabel("iteration")
+        ax.set_ylabel("validation metric")
+        ax.set_ylim(bottom=0)
+        ax.grid(alpha=0.3)
+        ax.legend()
+        ax.set_title("validation AP")
+    return _save(fig, path)
+
+
 def plot_box_shapes(shapes, level_anchors: dict, path: str | Path,
                     title: str = "box shapes at input scale") -> Path:
     """Scatter of box shapes (log w vs log h) with each level's anchor shapes over them -> PNG.

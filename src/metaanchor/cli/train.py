@@ -33,6 +33,8 @@ def cmd_train(args) -> int:
 
 
 def print_summary(summary: dict, out) -> None:
+    import os
+
     from metaanchor.engine.evaluate import fmt_metric
 
     rows = summary.get("metrics", {})
@@ -46,4 +48,6 @@ def print_summary(summary: dict, out) -> None:
         stopped = "early-stopped; " if summary.get("early_stopped") else ""
         print(f"{stopped}best validation AP {summary['best_ap']:.4f} at iteration {summary['best_iteration']} "
               f"({summary.get('weights', 'trained')} weights in best.pt and last.pt); "
-              "per-class table, pr_curve.png, val_curve.png, summary.json in the run folder")
+              + ", ".join(["per-class table"] + [f for f in ("pr_curve.png", "val_curve.png", "results.png",
+                                                            "summary.json") if os.path.isfile(os.path.join(out, f))])
+              + " in the run folder")

@@ -5,6 +5,9 @@
     log.log(it, lr, skipped, seconds, {"loss": 0.9, ...}, metrics)  # a metrics.csv row + TensorBoard scalars
     log.write_summary(summary); log.draw_curves(metrics); log.close()
 
+What the terminal (or the file stdout is redirected to) shows is plain text, one line per event:
+:func:`progress_line` every ``log.period`` iterations, :func:`banner` once at the start.
+
 Every file is written through :mod:`metaanchor.files` (a full disk or a read-only folder is a one-line
 ``WriteError`` naming the file).
 """
@@ -91,17 +94,51 @@ class RunLog:
         out["metrics"] = {spec: {k: v for k, v in m.items() if k not in drop} for spec, m in summary["metrics"].items()}
         write_text(self.out / "summary.json", json.dumps(out, indent=2))
 
-    def draw_curves(self, metrics: dict) -> None:
-        """pr_curve.png (precision-recall at IoU 0.5, per class and all) and val_curve.png (AP, AP50 vs
-        iteration from metrics.csv)."""
-        from metaanchor.visualize import plot_pr_curves, plot_val_curve
+    def draw_curves(self, metrics: dict | None) -> None:
+        """pr_curve.png (precision-recall at IoU 0.5, per class and all; with final ``metrics``),
+        val_curve.png (AP, AP50 vs iteration) and results.png (losses and AP vs iteration) from metrics.csv;
+        a picture with nothing to show is not written."""
+        from metaanchor.visualize import plot_pr_curves, plot_results, plot_val_curve
 
-        if metrics.get("pr50"):
+        if metrics and metrics.get("pr50"):
             plot_pr_curves(metrics["pr50"], self.out / "pr_curve.png")
-        plot_val_curve(self.out / "metrics.csv", self.out / "val_curve.png")
+        if (self.out / "metrics.csv").is_file():
+            plot_val_curve(self.out / "metrics.csv", self.out / "val_curve.png")
+            plot_results(self.out / "metrics.csv", self.out / "results.png")
 
     def close(self) -> None:
         if self.writer is not None:
             with writing(self.out):
                 self.writer.close()
             self.writer = None
+
+
+def format_duration(seconds: float) -> str:
+    """A duration as ``45s``, ``21m05s`` or ``3h07m`` (seconds rounded; never negative)."""
+    s = max(0, round(seconds))
+    if s < 60:
+        return f"{s}s"
+    if s < 3600:
+        return f"{s // 60}m{s % 60:02d}s"
+    return f"{s // 3600}h{s % 3600 // 60:02d}m"
+
+
+def progress_line(it: int, max_iter: int, per_epoch: int, stats: dict, lr: float, images_per_s: float,
+                  eta_s: float, skipped: int = 0) -> str:
+    """One log line after iteration ``it`` (1-based count of iterations done), e.g.
+    ``iter 40/1100 (epoch 2/43)  loss 0.912  cls 0.611  box 0.301  lr 0.01  12.3 img/s  ETA 21m05s``.
+
+    ``per_epoch``: iterations in one pass over the training set; ``stats``: the losses of the last step."""
+    epochs = -(-max_iter // per_epoch)
+    parts = [f"iter {it}/{max_iter} (epoch {(it - 1) // per_epoch + 1}/{epochs})"]
+    parts += [f"{k} {v:.3f}" for k, v in stats.items()]
+    parts += [f"lr {lr:.4g}", f"{images_per_s:.1f} img/s", f"ETA {format_duration(eta_s)}"]
+    if skipped:
+        parts.append(f"skipped {skipped}")
+    return "  ".join(parts)
+
+
+def banner(facts: dict[str, str]) -> str:
+    """The start-of-training summary: one ``name: value`` line per fact, names aligned."""
+    width = max(len(k) for k in facts) + 1
+    return "\n".join(f"{k + ':':<{width}} {v}" for k, v in facts.items())

@@ -7,6 +7,10 @@ schedule, optimiser state and data order as an uninterrupted run.
 Multi-GPU / multi-node: launch with ``torchrun --nproc-per-node N -m metaanchor train ...``;
 ``solver.batch_size`` is the total batch, split over the processes.
 
+Output is plain text that reads the same in a terminal and in a file: a banner at the start, one
+line every ``log.period`` iterations (losses, lr, images/s, ETA), one ``TrainingWarning`` per setting that
+defeats itself; the progress bar is drawn only when stderr is a terminal.
+
 Ctrl-C (SIGINT) or SIGTERM during training finishes the current iteration, saves ``last.pt``
 (rank 0; every process stops at the same iteration) and exits with code 130; a second signal stops at once.
 """
@@ -17,6 +21,7 @@ import math
 import os
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import torch
@@ -25,7 +30,7 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from metaanchor import checkpoint as ckpt
-from metaanchor.config import dump, model_kwargs
+from metaanchor.config import MAX_ITERS, dump, model_kwargs
 from metaanchor.data.box_shapes import input_shapes
 from metaanchor.data.loader import (
     AugmentedDataset,
@@ -37,7 +42,7 @@ from metaanchor.data.loader import (
 from metaanchor.engine.device import device_label, resolve_device
 from metaanchor.engine.ema import ModelEMA
 from metaanchor.engine.evaluate import evaluate, fmt_metric, format_per_class
-from metaanchor.engine.run_log import RunLog
+from metaanchor.engine.run_log import RunLog, banner, progress_line
 from metaanchor.engine.signals import StopSignals, ignore_stop_signals
 from metaanchor.engine.train_state import TrainState
 from metaanchor.errors import (
@@ -58,6 +63,15 @@ from metaanchor.geometry.anchors import code_range, kmeans_count, sample_anchor_
 
 class NonFiniteLoss(UserError):
     """Training produced a NaN/inf loss (stop mode)."""
+
+
+class TrainingWarning(UserWarning):
+    """A setting that defeats itself (warm-up longer than training, a batch larger than the data, ...)."""
+
+
+def _is_terminal(stream) -> bool:
+    isatty = getattr(stream, "isatty", None)
+    return bool(isatty and isatty())
 
 
 def lr_factor(it: int, solver: dict) -> float:
@@ -93,13 +107,14 @@ class Trainer:
         self.rank = dist.get_rank() if self.distributed else 0
         self.world = dist.get_world_size() if self.distributed else 1
         self.main = self.rank == 0
-        self.progress = progress and self.main
+        self.progress = progress and self.main and _is_terminal(sys.stderr)  # tqdm draws on stderr
         s = cfg["solver"]
         if s["batch_size"] % self.world:
             raise ConfigError(f"solver.batch_size={s['batch_size']} is not divisible by {self.world} processes")
         self.train_set = load_dataset(cfg, "train", self.skip_invalid, fail_fast)
         self.val_set = (load_dataset(cfg, "val", self.skip_invalid, fail_fast)
                         if cfg["data"]["val"] else None)
+        self.epochs = self._resolve_epochs()
         torch.manual_seed(cfg["seed"])
         self._fit_kmeans_anchors()
         kwargs = model_kwargs(cfg, len(self.train_set.class_names), self.train_set.class_names,
@@ -133,6 +148,22 @@ class Trainer:
         self.ddp = (torch.nn.parallel.DistributedDataParallel(
             self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
             if self.distributed else self.model)
+
+    def _resolve_epochs(self) -> int | None:
+        """Iterations per pass over the training set (``per_epoch``, as the loader cuts epochs) and
+        ``solver.epochs`` turned into ``solver.max_iter`` (config.yaml then records that max_iter);
+        returns the epochs asked for, or None."""
+        s = self.cfg["solver"]
+        self.per_epoch = ResumableBatches(self.train_set, s["batch_size"], 0, 1, self.cfg["seed"], self.rank,
+                                          self.world).per_epoch
+        epochs = s["epochs"]
+        if not epochs:
+            return None
+        if epochs * self.per_epoch > MAX_ITERS:
+            raise ConfigError(f"config key solver.epochs={epochs}: {epochs} x {self.per_epoch} iterations per "
+                              f"epoch is more than {MAX_ITERS}")
+        s["max_iter"], s["epochs"] = epochs * self.per_epoch, 0
+        return epochs
 
     def _fit_kmeans_anchors(self) -> None:
         """``anchors.train=kmeansK``: fit K anchors to the training boxes as the network sees them (k-means,
@@ -297,6 +328,9 @@ class Trainer:
             self.out.mkdir(parents=True, exist_ok=True)
         if self.log:
             self.log.open(dump(self.cfg), self.state.iteration)
+            _say(banner(self._facts()))
+            for message in self_defeating_settings(self.cfg, len(self.train_set)):
+                warnings.warn(TrainingWarning(message), stacklevel=2)
         t0 = self.t0 = time.time() - self.state.seconds  # metrics.csv and the summary count a resumed run's whole time
         self.model.train()
         bar = tqdm(total=s["max_iter"], initial=self.state.iteration, desc="train", disable=not self.progress,
@@ -310,6 +344,8 @@ class Trainer:
                 bar.close()
                 self.model.set_anchors(self.base_anchors)
                 summary = self._final_eval(it, time.time() - t0)
+                if self.log:
+                    self.log.draw_curves(summary["metrics"].get(self.base_anchors.spec))
         finally:
             if self.log:
                 self.log.close()
@@ -347,6 +383,7 @@ class Trainer:
         """Iterations ``start_iter..max_iter``; stops (saving) at the first boundary after a signal."""
         s = self.cfg["solver"]
         it = self.state.iteration
+        self._period_start = (it, time.time())
         for images, targets, bad in self._loader():
             self._bad_images(bad)
             self._callback("before_step", it)
@@ -360,6 +397,7 @@ class Trainer:
                 bar.set_postfix(loss=f"{stats['loss']:.3f}")
                 if it % self.cfg["log"]["period"] == 0 or it == s["max_iter"]:
                     self._log(it, stats, time.time() - t0)
+                    self._print_progress(it, stats)
             early = False
             if self.cfg["eval"]["period"] and it % self.cfg["eval"]["period"] == 0 and it < s["max_iter"]:
                 early = self._periodic_eval(it, time.time() - t0)
@@ -379,6 +417,43 @@ class Trainer:
 
     def _log(self, it: int, stats: dict, seconds: float, metrics: dict | None = None) -> None:
         self.log.log(it, self.optimizer.param_groups[0]["lr"], self.state.skipped, seconds, stats, metrics)
+
+    def _print_progress(self, it: int, stats: dict) -> None:
+        """The log line after iteration ``it``: speed and ETA from the iterations since the last line
+        (evaluations in between count as training time, as they will again)."""
+        start, then = self._period_start
+        now = time.time()
+        self._period_start = (it, now)
+        per_iter = (now - then) / max(1, it - start)
+        s = self.cfg["solver"]
+        _say(progress_line(it, s["max_iter"], self.per_epoch, stats, self.optimizer.param_groups[0]["lr"],
+                           s["batch_size"] / per_iter if per_iter > 0 else 0.0, per_iter * (s["max_iter"] - it),
+                           self.state.skipped))
+
+    def _facts(self) -> dict[str, str]:
+        """What the start banner says about this run."""
+        cfg, s = self.cfg, self.cfg["solver"]
+        m = cfg["model"]
+        params = sum(p.numel() for p in self.model.parameters())
+        a = cfg["anchors"]
+        sampled = f", sampled (jitter scale {a['scale_jitter']:g}, ratio {a['ratio_jitter']:g})" if (
+            a["sample"] and self.model.takes_any_anchors) else ""
+        amp = {torch.bfloat16: "bf16", torch.float16: "fp16"}.get(self.amp_dtype, "off")
+        epochs = self.epochs or -(-s["max_iter"] // self.per_epoch)
+        facts = {"device": f"{device_label(self.device)}" + (f" x {self.world} processes" if self.distributed else ""),
+                 "AMP": amp,
+                 "model": f"{m['arch']}, backbone {m.get('backbone', '?')}, head {m.get('head', '?')}, "
+                          f"{params:,} parameters",
+                 "anchors": f"{self.base_anchors.spec}{sampled}"
+                            + (f"; also evaluated: {', '.join(a['eval'])}" if a["eval"] else ""),
+                 "train data": _split_facts(self.train_set)}
+        facts["val data"] = _split_facts(self.val_set) if self.val_set else "none (no validation)"
+        facts["schedule"] = (f"{s['max_iter']} iterations ({epochs} epochs x {self.per_epoch}), batch "
+                             f"{s['batch_size']}, lr {s['lr']:g}, warm-up {s['warmup_iters']}, {s['schedule']}")
+        if self.state.iteration:
+            facts["schedule"] += f"; resuming at iteration {self.state.iteration}"
+        facts["output"] = str(self.out)
+        return facts
 
     def _evaluate(self, anchors=None) -> dict:
         """Validation metrics (of the EMA weights with solver.ema); unreadable validation images are reported
@@ -439,7 +514,6 @@ class Trainer:
                        early_stopped=self.early_stopped, weights="ema" if self.ema else "trained",
                        per_class=m["per_class_table"])
         tqdm.write(format_per_class(m))
-        self.log.draw_curves(m)
         return summary
 
 
@@ -453,6 +527,34 @@ def train(cfg: dict, out_dir: str | Path, resume: bool = False, progress: bool =
     """
     with StopSignals(deferred=False):  # SIGTERM, like Ctrl-C, ends in KeyboardInterrupt (CLI exit code 130)
         return Trainer(cfg, out_dir, resume, progress, fail_fast, callbacks).train()
+
+
+def self_defeating_settings(cfg: dict, train_images: int) -> list[str]:
+    """One message per setting that defeats itself: warm-up that outlasts training, a validation period
+    longer than training, a batch larger than the training set."""
+    s, out = cfg["solver"], []
+    if s["warmup_iters"] >= s["max_iter"]:
+        n = s["max_iter"]
+        peak = s["lr"] * max(lr_factor(i, s) for i in [*range(0, n, max(1, n // 1000)), n - 1])
+        out.append(f"solver.warmup_iters={s['warmup_iters']} >= solver.max_iter={n}: training ends during "
+                   f"warm-up; lr peaks at {peak:.3g}, not solver.lr={s['lr']:g}")
+    if cfg["data"]["val"] and cfg["eval"]["period"] > s["max_iter"]:
+        out.append(f"eval.period={cfg['eval']['period']} > solver.max_iter={s['max_iter']}: "
+                   "no validation before the final one")
+    if s["batch_size"] > train_images:
+        out.append(f"solver.batch_size={s['batch_size']} is larger than the training set ({train_images} images): "
+                   f"every batch holds at most {train_images} images")
+    return out
+
+
+def _split_facts(dataset) -> str:
+    return f"{len(dataset)} images, {len(dataset.class_names)} classes"
+
+
+def _say(text: str) -> None:
+    """A line (or lines) on stdout, above a progress bar if one is drawn, flushed so a file shows it now."""
+    tqdm.write(text)
+    sys.stdout.flush()
 
 
 def _optimizer_state_problem(optimizer: torch.optim.Optimizer) -> str | None:
