@@ -13,7 +13,7 @@ from conftest import TINY, assert_user_error
 
 from metaanchor.config import load_config
 from metaanchor.engine import train as train_mod
-from metaanchor.engine.train import lr_factor
+from metaanchor.engine.schedule import lr_factor
 
 
 def _nan_loss_at(monkeypatch, iterations):

@@ -9,6 +9,7 @@ from conftest import TINY, assert_user_error, cli
 
 from metaanchor.config import load_config
 from metaanchor.engine import train as train_mod
+from metaanchor.engine.preflight import self_defeating_settings
 from metaanchor.engine.run_log import format_duration, progress_line
 from metaanchor.errors import ConfigError
 
@@ -80,9 +81,9 @@ def test_settings_that_defeat_themselves_are_one_warning_line_each(capsys, tmp_p
 def test_sensible_settings_warn_nothing(dataset):
     cfg = load_config(None, [f"data.train={dataset}", f"data.val={dataset}", *TINY, "solver.max_iter=200",
                              "eval.period=200"])
-    assert train_mod.self_defeating_settings(cfg, 4) == []
+    assert self_defeating_settings(cfg, 4) == []
     cfg["solver"]["warmup_iters"] = 200
-    assert len(train_mod.self_defeating_settings(cfg, 4)) == 1
+    assert len(self_defeating_settings(cfg, 4)) == 1
 
 
 def test_epochs_sets_max_iter_from_the_training_set(capsys, tmp_path, dataset):

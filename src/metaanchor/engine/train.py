@@ -17,7 +17,6 @@ Ctrl-C (SIGINT) or SIGTERM during training finishes the current iteration, saves
 
 from __future__ import annotations
 
-import math
 import os
 import sys
 import time
@@ -42,9 +41,11 @@ from metaanchor.data.loader import (
 from metaanchor.engine.device import device_label, resolve_device
 from metaanchor.engine.ema import ModelEMA
 from metaanchor.engine.evaluate import evaluate, fmt_metric, format_per_class
+from metaanchor.engine.preflight import run_facts, self_defeating_settings
 from metaanchor.engine.run_log import RunLog, banner, progress_line
+from metaanchor.engine.schedule import lr_factor
 from metaanchor.engine.signals import StopSignals, ignore_stop_signals
-from metaanchor.engine.train_state import TrainState
+from metaanchor.engine.train_state import TrainState, optimizer_state_problem
 from metaanchor.errors import (
     CheckpointError,
     ConfigError,
@@ -72,15 +73,6 @@ class TrainingWarning(UserWarning):
 def _is_terminal(stream) -> bool:
     isatty = getattr(stream, "isatty", None)
     return bool(isatty and isatty())
-
-
-def lr_factor(it: int, solver: dict) -> float:
-    """Linear warm-up, then cosine or step decay; a function of the iteration only."""
-    warm = solver["warmup_iters"]
-    f = min(1.0, (it + 1) / warm) if warm > 0 else 1.0
-    if solver["schedule"] == "cosine":
-        return f * 0.5 * (1 + math.cos(math.pi * it / max(1, solver["max_iter"])))
-    return f * 0.1 ** sum(it >= s * solver["max_iter"] for s in solver["steps"])
 
 
 class Trainer:
@@ -233,7 +225,7 @@ class Trainer:
         try:
             self.optimizer.load_state_dict(payload["optimizer"])
             self.scaler.load_state_dict(payload["scaler"])
-            problem = _optimizer_state_problem(self.optimizer)
+            problem = optimizer_state_problem(self.optimizer)
         except (KeyError, ValueError, TypeError, IndexError, AttributeError, RuntimeError) as e:
             problem = first_line(e)  # torch's load_state_dict trusts the dicts' layout
         if problem:
@@ -328,7 +320,7 @@ class Trainer:
             self.out.mkdir(parents=True, exist_ok=True)
         if self.log:
             self.log.open(dump(self.cfg), self.state.iteration)
-            _say(banner(self._facts()))
+            _say(banner(run_facts(self)))
             for message in self_defeating_settings(self.cfg, len(self.train_set)):
                 warnings.warn(TrainingWarning(message), stacklevel=2)
         t0 = self.t0 = time.time() - self.state.seconds  # metrics.csv and the summary count a resumed run's whole time
@@ -430,31 +422,6 @@ class Trainer:
                            s["batch_size"] / per_iter if per_iter > 0 else 0.0, per_iter * (s["max_iter"] - it),
                            self.state.skipped))
 
-    def _facts(self) -> dict[str, str]:
-        """What the start banner says about this run."""
-        cfg, s = self.cfg, self.cfg["solver"]
-        m = cfg["model"]
-        params = sum(p.numel() for p in self.model.parameters())
-        a = cfg["anchors"]
-        sampled = f", sampled (jitter scale {a['scale_jitter']:g}, ratio {a['ratio_jitter']:g})" if (
-            a["sample"] and self.model.takes_any_anchors) else ""
-        amp = {torch.bfloat16: "bf16", torch.float16: "fp16"}.get(self.amp_dtype, "off")
-        epochs = self.epochs or -(-s["max_iter"] // self.per_epoch)
-        facts = {"device": f"{device_label(self.device)}" + (f" x {self.world} processes" if self.distributed else ""),
-                 "AMP": amp,
-                 "model": f"{m['arch']}, backbone {m.get('backbone', '?')}, head {m.get('head', '?')}, "
-                          f"{params:,} parameters",
-                 "anchors": f"{self.base_anchors.spec}{sampled}"
-                            + (f"; also evaluated: {', '.join(a['eval'])}" if a["eval"] else ""),
-                 "train data": _split_facts(self.train_set)}
-        facts["val data"] = _split_facts(self.val_set) if self.val_set else "none (no validation)"
-        facts["schedule"] = (f"{s['max_iter']} iterations ({epochs} epochs x {self.per_epoch}), batch "
-                             f"{s['batch_size']}, lr {s['lr']:g}, warm-up {s['warmup_iters']}, {s['schedule']}")
-        if self.state.iteration:
-            facts["schedule"] += f"; resuming at iteration {self.state.iteration}"
-        facts["output"] = str(self.out)
-        return facts
-
     def _evaluate(self, anchors=None) -> dict:
         """Validation metrics (of the EMA weights with solver.ema); unreadable validation images are reported
         and left out (errors with fail_fast)."""
@@ -529,46 +496,7 @@ def train(cfg: dict, out_dir: str | Path, resume: bool = False, progress: bool =
         return Trainer(cfg, out_dir, resume, progress, fail_fast, callbacks).train()
 
 
-def self_defeating_settings(cfg: dict, train_images: int) -> list[str]:
-    """One message per setting that defeats itself: warm-up that outlasts training, a validation period
-    longer than training, a batch larger than the training set."""
-    s, out = cfg["solver"], []
-    if s["warmup_iters"] >= s["max_iter"]:
-        n = s["max_iter"]
-        peak = s["lr"] * max(lr_factor(i, s) for i in [*range(0, n, max(1, n // 1000)), n - 1])
-        out.append(f"solver.warmup_iters={s['warmup_iters']} >= solver.max_iter={n}: training ends during "
-                   f"warm-up; lr peaks at {peak:.3g}, not solver.lr={s['lr']:g}")
-    if cfg["data"]["val"] and cfg["eval"]["period"] > s["max_iter"]:
-        out.append(f"eval.period={cfg['eval']['period']} > solver.max_iter={s['max_iter']}: "
-                   "no validation before the final one")
-    if s["batch_size"] > train_images:
-        out.append(f"solver.batch_size={s['batch_size']} is larger than the training set ({train_images} images): "
-                   f"every batch holds at most {train_images} images")
-    return out
-
-
-def _split_facts(dataset) -> str:
-    return f"{len(dataset)} images, {len(dataset.class_names)} classes"
-
-
 def _say(text: str) -> None:
     """A line (or lines) on stdout, above a progress bar if one is drawn, flushed so a file shows it now."""
     tqdm.write(text)
     sys.stdout.flush()
-
-
-def _optimizer_state_problem(optimizer: torch.optim.Optimizer) -> str | None:
-    """What makes a loaded optimizer state unusable (torch checks it only at the next step), or None:
-    per-parameter buffers of another shape, hyperparameters that are not finite numbers."""
-    for group in optimizer.param_groups:
-        for key in ("lr", "momentum", "weight_decay"):
-            v = group.get(key, 0.0)
-            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
-                return f"optimizer param group {key}={v!r:.60} is not a finite number"
-        for p in group["params"]:
-            for name, v in optimizer.state.get(p, {}).items():
-                if not torch.is_tensor(v) and not isinstance(v, (int, float)):
-                    return f"optimizer state {name} is a {type(v).__name__}, not a tensor"
-                if torch.is_tensor(v) and v.dim() > 0 and v.shape != p.shape:
-                    return f"optimizer state {name} has shape {tuple(v.shape)}, its parameter {tuple(p.shape)}"
-    return None

@@ -6,6 +6,8 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import torch
+
 from metaanchor.errors import CheckpointError
 
 
@@ -62,3 +64,20 @@ class TrainState:
                    evals_since_best=number("evals_since_best", int, 0, default=0),
                    skipped=number("skipped", int, 0, iteration, 0), bad_images=set(names),
                    seconds=number("train_seconds", float, 0.0, default=0.0), devices=list(devices))
+
+
+def optimizer_state_problem(optimizer: torch.optim.Optimizer) -> str | None:
+    """What makes a loaded optimizer state unusable (torch checks it only at the next step), or None:
+    per-parameter buffers of another shape, hyperparameters that are not finite numbers."""
+    for group in optimizer.param_groups:
+        for key in ("lr", "momentum", "weight_decay"):
+            v = group.get(key, 0.0)
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+                return f"optimizer param group {key}={v!r:.60} is not a finite number"
+        for p in group["params"]:
+            for name, v in optimizer.state.get(p, {}).items():
+                if not torch.is_tensor(v) and not isinstance(v, (int, float)):
+                    return f"optimizer state {name} is a {type(v).__name__}, not a tensor"
+                if torch.is_tensor(v) and v.dim() > 0 and v.shape != p.shape:
+                    return f"optimizer state {name} has shape {tuple(v.shape)}, its parameter {tuple(p.shape)}"
+    return None
