@@ -207,3 +207,11 @@ def test_photometric_jitter_keeps_range_and_boxes_and_is_seeded():
     assert not torch.equal(composed_target["boxes"], target["boxes"]) or len(target["boxes"]) == 0
     with pytest.raises(ValueError, match="brightness"):
         PhotometricJitter(brightness=1.5)
+
+
+def test_synth_draws_no_progress_bar_into_a_log_file(capsys, tmp_path):
+    from conftest import cli
+
+    code, out, err = cli(capsys, "data", "synth", "--out", tmp_path / "s", "--images", 3)
+    assert code == 0 and out.strip() == f"wrote 3 images to {tmp_path / 's'}"
+    assert err == []  # stderr is not a terminal here: no bar, no \r redraws

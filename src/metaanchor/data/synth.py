@@ -352,7 +352,8 @@ def synth_coco_dict(num_images: int, cfg: SynthConfig, progress: bool = False,
     from tqdm import tqdm
 
     images, annotations = [], []
-    for index in tqdm(range(num_images), desc="synth", disable=not progress, unit="img"):
+    # disable=None: no bar when stderr is not a terminal (a log file gets no redraws)
+    for index in tqdm(range(num_images), desc="synth", disable=None if progress else True, unit="img"):
         image, boxes, labels = render_sample(cfg, index)
         name = f"{index:06d}.png"
         if image_dir is not None:
