@@ -100,24 +100,40 @@ def plot_pr_curves(pr50: dict, path: str | Path, title: str = "precision-recall 
     return _save(fig, path)
 
 
-def plot_val_curve(metrics_csv: str | Path, path: str | Path) -> Path | None:
-    """Validation AP and AP50 vs iteration from a run's ``metrics.csv`` -> PNG (None: no evaluated rows)."""
+def _metrics_rows(metrics_csv: str | Path) -> list[dict]:
+    """The rows of a run's ``metrics.csv`` that belong to an iteration."""
     import csv
 
     with open(metrics_csv, newline="") as f:
-        rows = [r for r in csv.DictReader(f) if r.get("AP") and r.get("iter", "").isdigit()]
-    if not rows:
-        return None
-    fig, ((ax,),) = _figure(figsize=(5.5, 4))
+        return [r for r in csv.DictReader(f) if r.get("iter", "").isdigit()]
+
+
+def _curves(ax, rows: list[dict], keys, ylabel: str, title: str, style=None) -> None:
+    """One line per key of ``rows`` vs iteration (a missing value is a gap); ``style(i, key)`` -> plot kwargs."""
     iters = [int(r["iter"]) for r in rows]
-    for key, style in (("AP", "o-"), ("AP50", "s--")):
-        ax.plot(iters, [float(r[key]) if r.get(key) else float("nan") for r in rows], style, label=key, ms=4)
+    for i, key in enumerate(keys):
+        ax.plot(iters, [float(r[key]) if r.get(key) else float("nan") for r in rows], label=key,
+                **(style(i, key) if style else {}))
     ax.set_xlabel("iteration")
-    ax.set_ylabel("validation metric")
+    ax.set_ylabel(ylabel)
     ax.set_ylim(bottom=0)
     ax.grid(alpha=0.3)
     ax.legend()
-    ax.set_title("validation AP")
+    ax.set_title(title)
+
+
+def _val_ap(ax, rows: list[dict]) -> None:
+    styles = {"AP": {"marker": "o", "linestyle": "-"}, "AP50": {"marker": "s", "linestyle": "--"}}
+    _curves(ax, rows, styles, "validation metric", "validation AP", lambda i, key: styles[key] | {"ms": 4})
+
+
+def plot_val_curve(metrics_csv: str | Path, path: str | Path) -> Path | None:
+    """Validation AP and AP50 vs iteration from a run's ``metrics.csv`` -> PNG (None: no evaluated rows)."""
+    rows = [r for r in _metrics_rows(metrics_csv) if r.get("AP")]
+    if not rows:
+        return None
+    fig, ((ax,),) = _figure(figsize=(5.5, 4))
+    _val_ap(ax, rows)
     return _save(fig, path)
 
 
@@ -127,37 +143,18 @@ LOSS_KEYS = ("loss", "cls", "box", "obj")
 def plot_results(metrics_csv: str | Path, path: str | Path) -> Path | None:
     """Training losses and validation AP/AP50 vs iteration from a run's ``metrics.csv`` -> PNG: one panel
     of losses, and one of metrics when the run was evaluated (None: no training rows)."""
-    import csv
-
-    with open(metrics_csv, newline="") as f:
-        rows = [r for r in csv.DictReader(f) if r.get("iter", "").isdigit()]
+    rows = _metrics_rows(metrics_csv)
     train = [r for r in rows if r.get("loss")]
     if not train:
         return None
     val = [r for r in rows if r.get("AP")]
     fig, axes = _figure(1, 2 if val else 1, figsize=(10 if val else 5.5, 4))
-    ax = axes[0][0]
-    iters = [int(r["iter"]) for r in train]
-    for i, key in enumerate(k for k in LOSS_KEYS if any(r.get(k) for r in train)):
-        ax.plot(iters, [float(r[key]) if r.get(key) else float("nan") for r in train],
-                color="k" if key == "loss" else PALETTE[i % len(PALETTE)], lw=2 if key == "loss" else 1.2, label=key)
-    ax.set_xlabel("iteration")
-    ax.set_ylabel("training loss")
-    ax.set_ylim(bottom=0)
-    ax.grid(alpha=0.3)
-    ax.legend()
-    ax.set_title("training losses")
+    keys = [k for k in LOSS_KEYS if any(r.get(k) for r in train)]
+    _curves(axes[0][0], train, keys, "training loss", "training losses",
+            lambda i, key: {"color": "k" if key == "loss" else PALETTE[i % len(PALETTE)],
+                            "lw": 2 if key == "loss" else 1.2})
     if val:
-        ax = axes[0][1]
-        iters = [int(r["iter"]) for r in val]
-        for key, style in (("AP", "o-"), ("AP50", "s--")):
-            ax.plot(iters, [float(r[key]) if r.get(key) else float("nan") for r in val], style, label=key, ms=4)
-        ax.set_xlabel("iteration")
-        ax.set_ylabel("validation metric")
-        ax.set_ylim(bottom=0)
-        ax.grid(alpha=0.3)
-        ax.legend()
-        ax.set_title("validation AP")
+        _val_ap(axes[0][1], val)
     return _save(fig, path)
 
 
