@@ -14,7 +14,6 @@ before anything is read.
 
 from __future__ import annotations
 
-import os
 import pickle
 import re
 import zipfile
@@ -25,6 +24,7 @@ from torch import nn
 
 from metaanchor.errors import CheckpointError, UserError, first_line
 from metaanchor.files import WriteError, write_atomic, write_error
+from metaanchor.readers import env_int
 from metaanchor.version import __version__
 
 FORMAT = "metaanchor"
@@ -135,16 +135,7 @@ def load(path: str | Path, map_location="cpu") -> dict:
 
 def max_checkpoint_bytes() -> int:
     """The cap on a checkpoint's records, uncompressed: ``METAANCHOR_MAX_CHECKPOINT_BYTES`` if set."""
-    text = os.environ.get("METAANCHOR_MAX_CHECKPOINT_BYTES")
-    if text is None or not text.strip():
-        return MAX_CHECKPOINT_BYTES
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise UserError(f"METAANCHOR_MAX_CHECKPOINT_BYTES={text!r}: must be a positive integer")
-    return value
+    return env_int("METAANCHOR_MAX_CHECKPOINT_BYTES", MAX_CHECKPOINT_BYTES)
 
 
 def _inflation(path: Path) -> str | None:

@@ -47,15 +47,23 @@ _KINDS = ((stat.S_ISDIR, "a folder"), (stat.S_ISFIFO, "a FIFO"), (stat.S_ISCHR, 
           (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"))
 
 
+def env_int(variable: str, default: int, high: int | None = None) -> int:
+    """The positive integer (at most ``high``) in the environment variable ``variable``, or ``default`` when
+    it is unset or blank; anything else is a one-line UserError naming the variable and what it takes."""
+    text = os.environ.get(variable, "").strip()
+    if not text:
+        return default
+    value = int(text) if text.isascii() and text.isdigit() and len(text) <= 19 else 0
+    if value < 1 or (high is not None and value > high):
+        allowed = "a positive integer" if high is None else f"an integer in 1..{high}"
+        raise UserError(f"{variable}={text[:40]!r}: must be {allowed}")
+    return value
+
+
 def limit(name: str) -> int:
     """The limit ``name`` (a module constant such as ``"MAX_YAML_ALIASES"``), or the positive integer
     in the environment variable ``METAANCHOR_<name>`` when that is set."""
-    text = os.environ.get(_ENV_PREFIX + name, "").strip()
-    if not text:
-        return globals()[name]
-    if not (text.isascii() and text.isdigit() and len(text) <= 19 and int(text) > 0):
-        raise UserError(f"{_ENV_PREFIX}{name}={text[:40]!r}: must be a positive integer")
-    return int(text)
+    return env_int(_ENV_PREFIX + name, globals()[name])
 
 
 def over_limit(name: str, purpose: str | None = None) -> str:

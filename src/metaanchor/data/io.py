@@ -25,7 +25,6 @@ record's ``file_name`` stays inside its folder (readers and writers alike);
 
 from __future__ import annotations
 
-import os
 import re
 import warnings
 from pathlib import Path
@@ -35,8 +34,8 @@ import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 from torch import Tensor
 
-from metaanchor.errors import DataError, UserError, first_line
-from metaanchor.readers import open_regular
+from metaanchor.errors import DataError, first_line
+from metaanchor.readers import env_int, open_regular
 
 MAX_IMAGE_PIXELS = 50_000_000  # default cap on width * height of any decoded image (50 MP, 150 MB as RGB)
 MAX_IMAGE_PIXELS_LIMIT = 1_000_000_000  # the largest cap a user may set
@@ -122,16 +121,7 @@ def output_path(root: Path, file_name: str, suffix: str, what: str) -> Path:
 
 def default_max_pixels() -> int:
     """The pixel cap: ``METAANCHOR_MAX_IMAGE_PIXELS`` if set, else :data:`MAX_IMAGE_PIXELS`."""
-    text = os.environ.get("METAANCHOR_MAX_IMAGE_PIXELS")
-    if text is None or not text.strip():
-        return MAX_IMAGE_PIXELS
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if not 1 <= value <= MAX_IMAGE_PIXELS_LIMIT:
-        raise UserError(f"METAANCHOR_MAX_IMAGE_PIXELS={text!r}: must be an integer in 1..{MAX_IMAGE_PIXELS_LIMIT}")
-    return value
+    return env_int("METAANCHOR_MAX_IMAGE_PIXELS", MAX_IMAGE_PIXELS, MAX_IMAGE_PIXELS_LIMIT)
 
 
 def _open_header(path) -> Image.Image:
