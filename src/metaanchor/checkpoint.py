@@ -22,7 +22,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from metaanchor.errors import CheckpointError, UserError, first_line
+from metaanchor.errors import ANSI_ESCAPE, CheckpointError, UserError, first_line
 from metaanchor.files import WriteError, write_atomic, write_error
 from metaanchor.readers import env_int
 from metaanchor.version import __version__
@@ -38,7 +38,6 @@ BN_COUNTER = re.compile(r".*\.num_batches_tracked$")  # BatchNorm's step counter
 MAX_INFLATION = 4
 INFLATION_SLACK = 1 << 20
 MAX_CHECKPOINT_BYTES = 64 << 30  # all records, uncompressed; METAANCHOR_MAX_CHECKPOINT_BYTES overrides it
-ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 
 
 def model_payload(model_config: dict, state_dict: dict) -> dict:
@@ -98,27 +97,31 @@ def save_into(obj, f, path) -> None:
         raise WriteError(f"cannot write {path}: write failed (disk full?)") from None
 
 
+def _torch_load(path: Path, map_location, where: str, error: type[UserError], unreadable: str, refused: str):
+    """``torch.load(weights_only=True)`` of ``path`` with every failure one line raising ``error``:
+    ``{where}: file not found``, ``{where}: refused, <why>`` (a decompression bomb, or ``refused`` and the
+    pickle global loading could run) or ``{where}: {unreadable}: <cause>``."""
+    if not path.is_file():
+        raise error(f"{where}: file not found")
+    inflated = _inflation(path)
+    if inflated:
+        raise error(f"{where}: refused, {inflated}")
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as e:
+        forbidden = _forbidden(e)
+        if forbidden is not None:  # weights_only refused a global: loading it could run code
+            raise error(f"{where}: refused, {refused} ({forbidden})") from None
+        raise error(f"{where}: {unreadable}: {_unpickler_detail(e)}") from None  # not a pickle at all
+    except Exception as e:  # noqa: BLE001 - truncated/corrupt files raise many types
+        raise error(f"{where}: {unreadable}: {first_line(e)[:300]}") from None
+
+
 def load(path: str | Path, map_location="cpu") -> dict:
     """Read and validate a checkpoint; user-facing problems raise CheckpointError."""
     path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"checkpoint {path}: file not found")
-    inflated = _inflation(path)
-    if inflated:
-        raise CheckpointError(f"checkpoint {path}: refused, {inflated}")
-    try:
-        payload = torch.load(path, map_location=map_location, weights_only=True)
-    except pickle.UnpicklingError as e:
-        forbidden = _forbidden(e)
-        if forbidden is None:  # not a pickle at all (text, random bytes)
-            raise CheckpointError(f"checkpoint {path}: unreadable (truncated or not a checkpoint): "
-                                  f"{_unpickler_detail(e)}") from None
-        # weights_only refused a global: loading it could run code
-        raise CheckpointError(f"checkpoint {path}: refused, not a tensors-only metaanchor checkpoint "
-                              f"({forbidden})") from None
-    except Exception as e:  # noqa: BLE001 - truncated/corrupt files raise many types
-        raise CheckpointError(f"checkpoint {path}: unreadable (truncated or not a checkpoint): {_first_line(e)}"
-                              ) from None
+    payload = _torch_load(path, map_location, f"checkpoint {path}", CheckpointError,
+                          "unreadable (truncated or not a checkpoint)", "not a tensors-only metaanchor checkpoint")
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise CheckpointError(f"checkpoint {path}: not a metaanchor checkpoint ({_describe(payload)}; "
                               f"no 'format: {FORMAT}' entry)")
@@ -160,11 +163,6 @@ def _inflation(path: Path) -> str | None:
     return None
 
 
-def _first_line(e: BaseException) -> str:
-    """``first_line`` without terminal colour codes (torch colours some of its advice)."""
-    return ANSI_ESCAPE.sub("", first_line(e))[:300]
-
-
 def _forbidden(e: Exception) -> str | None:
     """The global a weights-only load refused, from torch's long multi-paragraph message (None: no global)."""
     m = re.search(r"Unsupported global: GLOBAL ([\w.]+)", str(e)) or re.search(r"GLOBAL ([\w.]+)", str(e))
@@ -174,8 +172,8 @@ def _forbidden(e: Exception) -> str | None:
 def _unpickler_detail(e: Exception) -> str:
     """The one informative line of torch's weights-only error (e.g. 'Unsupported operand 110')."""
     m = re.search(r"WeightsUnpickler error:\s*([^\n]+)", str(e))
-    detail = m.group(1).strip() if m else first_line(e)
-    return ANSI_ESCAPE.sub("", detail)[:200]
+    detail = ANSI_ESCAPE.sub("", m.group(1)).strip() if m else first_line(e)
+    return detail[:200]
 
 
 def _describe(payload) -> str:
@@ -212,21 +210,7 @@ def load_tensor_file(path: str | Path, where: str, unreadable: str = "cannot rea
     """A weights file a user names (not our checkpoint format), read with ``torch.load(weights_only=True)``
     so it cannot run code. Missing, unreadable or refused (a decompression bomb, a pickle naming a global):
     a one-line UserError, ``{where}: file not found`` or ``{where}: {unreadable}: <cause>``."""
-    path = Path(path)
-    if not path.is_file():
-        raise UserError(f"{where}: file not found")
-    inflated = _inflation(path)
-    if inflated:
-        raise UserError(f"{where}: refused, {inflated}")
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as e:
-        forbidden = _forbidden(e)
-        if forbidden is not None:
-            raise UserError(f"{where}: refused, not a tensors-only file ({forbidden})") from None
-        raise UserError(f"{where}: {unreadable}: {_unpickler_detail(e)}") from None
-    except Exception as e:  # noqa: BLE001 - any unreadable file is a user error
-        raise UserError(f"{where}: {unreadable}: {_first_line(e)}") from None
+    return _torch_load(Path(path), "cpu", where, UserError, unreadable, "not a tensors-only file")
 
 
 def key_names(keys) -> str:

@@ -7,6 +7,7 @@ line on stderr and exits with code 2; every other exception is an internal error
 """
 
 
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -70,7 +71,11 @@ def out_of_memory_advice(where: str, batch_size: int, option: str, then: str = "
         raise
 
 
+ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")  # terminal colour codes (torch colours some advice)
+
+
 def first_line(e: BaseException) -> str:
-    """The first line of an exception's message (libraries often add paragraphs), or its type's name."""
-    text = str(e).strip()
+    """The first line of an exception's message (libraries often add paragraphs) without terminal colour
+    codes, or its type's name."""
+    text = ANSI_ESCAPE.sub("", str(e)).strip()
     return text.splitlines()[0] if text else type(e).__name__
