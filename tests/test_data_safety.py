@@ -7,7 +7,6 @@ import hashlib
 import json
 import logging
 import os
-import time
 from pathlib import Path
 
 import pytest
@@ -186,10 +185,8 @@ def test_bomb_is_rejected_from_the_header_without_decoding(bomb, monkeypatch):
 
     monkeypatch.setattr(Image.Image, "load", no_decode)
     monkeypatch.setattr(ImageFile.ImageFile, "load", no_decode)
-    start = time.perf_counter()
-    with pytest.raises(DataError) as e:
+    with pytest.raises(DataError) as e:  # no_decode proves the header alone was read
         load_image(bomb)
-    assert time.perf_counter() - start < 2.0
     msg = str(e.value)
     assert msg == (f"{bomb}: image is 10000x10000 (100.0 MP), above the 50.0 MP limit; raise it with "
                    "data.max_image_pixels=N (train) or the environment variable METAANCHOR_MAX_IMAGE_PIXELS=N")
