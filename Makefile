@@ -12,7 +12,7 @@ venv: $(STAMP)
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check torch==2.14.1 torchvision==0.29.1
-	$(PY) -m pip install --quiet --disable-pip-version-check -e ".[dev,export]"
+	$(PY) -m pip install --quiet --disable-pip-version-check -e ".[dev,export,video]"
 	touch $(STAMP)
 
 demo: $(STAMP)
