@@ -40,10 +40,14 @@ class RunConfig:
 
 @dataclass
 class DataConfig:
-    train: str = option(None)  # dataset folder (DIR/annotations.json + DIR/images), or a COCO JSON file
-    train_images: str = option(None)  # image folder when data.train is a JSON file
+    # read in place (metaanchor.data.sources): a COCO folder (DIR/annotations.json + DIR/images) or JSON file,
+    # a VOC root or an ultralytics data.yaml; data=FILE.yaml sets data.train and data.val to one data.yaml
+    train: str = option(None)
+    train_images: str = option(None)  # image folder of a COCO JSON (default: images/ beside it) or a VOC root
+    train_split: str = option("train")  # VOC split (ImageSets/Main/NAME.txt) or data.yaml entry of data.train
     val: str = option(None)
     val_images: str = option(None)
+    val_split: str = option("val")
     skip_invalid: bool = option(False)  # drop (and count) bad annotations instead of failing
     workers: int = option(0, low=0, high=256)  # loader processes that read, resize, augment (0: main process)
     group_aspect: bool = option(True)  # batches never mix portrait (h >= w) and landscape images (less padding)
@@ -222,6 +226,17 @@ def parse_override(text: str) -> tuple[str, str]:
     return key.strip(), raw
 
 
+DATA_SHORTHAND = ("data.train", "data.val")  # what ``data=FILE.yaml`` sets: both splits from one data.yaml
+
+
+def _expand_data(pairs: list[tuple]) -> list[tuple]:
+    """``(data, X)`` -> ``(data.train, X), (data.val, X)``; other pairs unchanged."""
+    out = []
+    for key, value in pairs:
+        out += [(k, value) for k in DATA_SHORTHAND] if key == "data" else [(key, value)]
+    return out
+
+
 def parse_value(text: str, where: str = "override"):
     """A command-line value as YAML reads it (None for an empty text; the text itself if it is not YAML).
 
@@ -282,10 +297,12 @@ def load_config(path: str | Path | None = None, overrides: list[str] | tuple = (
     """Defaults <- YAML file (a path, or a shipped config's name) <- overrides; returns a validated nested dict.
 
     The family (``model.arch``: the last override, else the file's, else RetinaNet) is known before any
-    ``model`` key is read, so each is checked against that family's options."""
+    ``model`` key is read, so each is checked against that family's options. ``data=FILE.yaml`` (file or
+    override) is short for ``data.train=FILE.yaml data.val=FILE.yaml``: the ``train`` and ``val`` entries
+    of one ultralytics data.yaml (``data.train_split`` / ``data.val_split`` pick others)."""
     p = config_path(path) if path is not None else None
-    from_file = _read_yaml(p) if p is not None else {}
-    pairs = [parse_override(text) for text in overrides]
+    from_file = dict(_expand_data(list(_read_yaml(p).items()))) if p is not None else {}
+    pairs = _expand_data([parse_override(text) for text in overrides])
     arch = next((parse_value(v, "override model.arch") for k, v in reversed(pairs) if k == "model.arch"),
                 from_file.get("model.arch", DEFAULT_ARCH))
     cfg = default_config(DEFAULT_ARCH)

@@ -7,6 +7,9 @@ import re
 from metaanchor.cli.common import Parser, anchor_files, check_anchor_file_out
 from metaanchor.errors import UserError
 
+DATA_HELP = ("a COCO folder (DIR/annotations.json + DIR/images) or COCO JSON, a VOC root (Annotations/, "
+             "JPEGImages/, split from --split) or an ultralytics data.yaml, read in place")
+
 
 def add(sub):
     p = sub.add_parser("anchors", help="inspect, fit (k-means) and search anchor sets")
@@ -26,8 +29,10 @@ def add(sub):
                                     "matches best; print best-possible recall (at IoU 0.5 and 0.7), mean IoU, "
                                     "BPR per pyramid level and per COCO size, warn about boxes no anchor can "
                                     "reach; write an anchor file for --anchors and a picture of the fit.")
-    f.add_argument("--data", required=True, help="dataset folder, or a COCO annotation JSON")
-    f.add_argument("--images", help="image folder when --data is a JSON file (not read)")
+    f.add_argument("--data", required=True, help=DATA_HELP)
+    f.add_argument("--images", help="image folder when --data is a COCO JSON or VOC root (no image is decoded)")
+    f.add_argument("--split", metavar="NAME", help="VOC split (ImageSets/Main/NAME.txt) or data.yaml entry to fit to "
+                                                   "(default: train)")
     f.add_argument("--num", "-k", type=int, default=9, help="number of anchors to fit")
     f.add_argument("--compare", nargs="*", default=["3x3"], metavar="SPEC", help="anchor sets to score beside it")
     f.add_argument("--seed", type=int, default=0)
@@ -35,9 +40,12 @@ def add(sub):
     f.add_argument("--arch", help="retinanet (default; per-level fit) or yolov2 (one stride-32 standard box); "
                                   "default: the --config's model.arch")
     f.add_argument("--input-size", type=int,
-                   help="network input short side each image (and its boxes) is resized to, long side capped at the "
-                        "same (default: the --config's input.size and input.max_size, else the family's default: "
-                        "retinanet 512, yolov2 416)")
+                   help="network input short side each image (and its boxes) is resized to, as training's input.size "
+                        "(default: the --config's input.size, else the family's default: retinanet 512, yolov2 416)")
+    f.add_argument("--input-max-size", type=int,
+                   help="cap on the long side after that resize, as training's input.max_size (default: the "
+                        "--config's input.max_size; 0 or unset: the short side, as training does with "
+                        "input.max_size=0, so e.g. a 640x480 image becomes 512x384 at --input-size 512)")
     f.add_argument("--plot", metavar="FILE", help="picture of the box shapes (log w vs log h) with the fitted anchors "
                                                   "of each level (default: --out with .png)")
     f.add_argument("--config", help="training config to take model.arch, input.size and model.anchor_base from")
@@ -47,8 +55,10 @@ def add(sub):
                                     "MetaAnchor checkpoint on a validation split (no retraining); prints the "
                                     "table of sets tried and writes the best as an anchor file.")
     q.add_argument("--checkpoint", required=True, help="MetaAnchor checkpoint (last.pt / best.pt)")
-    q.add_argument("--data", required=True, help="validation dataset folder, or a COCO JSON with --images")
-    q.add_argument("--images", help="image folder when --data is a JSON file")
+    q.add_argument("--data", required=True, help="validation data: " + DATA_HELP)
+    q.add_argument("--images", help="image folder when --data is a COCO JSON or VOC root")
+    q.add_argument("--split", metavar="NAME", help="VOC split (ImageSets/Main/NAME.txt) or data.yaml entry to search "
+                                                   "on (default: val)")
     q.add_argument("--method", choices=["greedy", "random"], default="greedy")
     q.add_argument("--budget", type=int, default=20, help="most anchor sets to evaluate")
     q.add_argument("--start", help="anchor SPEC to start from (default: the training set)")
@@ -106,10 +116,15 @@ def cmd_fit(args) -> int:
         raise UserError(f"--arch {arch}: unknown; choose one of {', '.join(ARCHS)}")
     family = detector_class(arch)
     size = getattr(args, "input_size", None) or (cfg["input"]["size"] if cfg else family.default_input_size)
-    max_size = (cfg["input"]["max_size"] if cfg and not getattr(args, "input_size", None) else 0) or size
+    max_size = getattr(args, "input_max_size", None)
+    if max_size is None:
+        max_size = cfg["input"]["max_size"] if cfg else 0
+    if size < 1 or max_size < 0:
+        raise UserError(f"--input-size {size} / --input-max-size {max_size}: sizes must be positive")
+    max_size = max_size or size  # 0: the short side, as training's input.max_size=0
     base = cfg["model"].get("anchor_base", ANCHOR_BASE) if cfg else ANCHOR_BASE
     sizes = standard_sizes(family.pyramid_strides, base)
-    shapes = input_shapes(args.data, args.images, size, max_size)
+    shapes = input_shapes(args.data, args.images, size, max_size, split=getattr(args, "split", None))
     fitted = family.fit_anchors(shapes, args.num, base, args.seed)
     print(f"{len(shapes)} boxes from {args.data} at the network's input scale (images resized to short side {size}, "
           f"long side <= {max_size}); {arch}: fitted {args.num} anchors relative to the "
@@ -183,7 +198,9 @@ def _searchable_start(start: str, what: str) -> None:
 
 def cmd_search(args) -> int:
     """``metaanchor anchors search``: search anchor sets on a validation split with a trained checkpoint."""
-    from metaanchor.data.coco import CocoDataset
+    import sys
+
+    from metaanchor.data.sources import open_dataset
     from metaanchor.engine.anchor_search import check_classes, preset_candidates, scales_ratios_of, search_anchors
     from metaanchor.engine.device import resolve_device
     from metaanchor.engine.evaluate import evaluate
@@ -207,7 +224,7 @@ def cmd_search(args) -> int:
     start = args.start or model.train_anchors.spec
     if not args.start:
         _searchable_start(start, f"the checkpoint's training anchors ({start}); pass --start")
-    data = CocoDataset(args.data, args.images)
+    data = open_dataset(args.data, args.images, args.split, default_split="val")
     check_classes(model, data, args.checkpoint)
 
     def score(spec: str) -> float:
@@ -223,6 +240,10 @@ def cmd_search(args) -> int:
     for i, (spec, ap) in enumerate(sorted(res.tried, key=lambda t: -t[1])):
         print(f"{i + 1:>3}  {ap:>7.4f}  {spec}")
     best, ap = res.best
+    if ap <= 0:
+        print(f"warning: every anchor set tried scored AP {ap:.1f} on {args.data}: none is better than another, so "
+              f"{best} (written to {args.out}) is an arbitrary pick; the checkpoint detects nothing on this data "
+              "(train it longer, or check that --data holds its classes)", file=sys.stderr)
     with writing(args.out):  # its folder is made outside the atomic writer
         out = write_anchor_file(AnchorSet.parse(best), args.out, spec=best, val_ap=round(ap, 5),
                                 checkpoint=str(args.checkpoint), method=args.method)

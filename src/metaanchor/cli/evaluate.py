@@ -14,8 +14,13 @@ def add(sub):
                        description="Evaluate a checkpoint with pycocotools; prints AP, AP50, AP75, APs/m/l, AR "
                                    "and a per-class table (AP, AP50, ground-truth boxes).")
     p.add_argument("--checkpoint", required=True, help="checkpoint file (last.pt / best.pt)")
-    p.add_argument("--data", required=True, help="dataset folder, or a COCO annotation JSON with --images")
-    p.add_argument("--images", help="image folder when --data is a JSON file")
+    p.add_argument("--data", required=True,
+                   help="a COCO folder (DIR/annotations.json + DIR/images) or COCO JSON, a VOC root (Annotations/, "
+                        "JPEGImages/) or an ultralytics data.yaml, read in place")
+    p.add_argument("--images", help="image folder when --data is a COCO JSON without images/ beside it, or a VOC "
+                                    "root's, when not JPEGImages/")
+    p.add_argument("--split", metavar="NAME",
+                   help="VOC split (ImageSets/Main/NAME.txt) or data.yaml entry to evaluate on (default: val)")
     p.add_argument("--anchors", help="anchor SPEC to evaluate with (default: the training set)")
     p.add_argument("--json-out", help="write metrics as JSON (keys AP, AP50, AP75, APs, APm, APl, ...)")
     p.add_argument("--save-json", metavar="FILE",
@@ -33,7 +38,7 @@ def add(sub):
 
 
 def cmd_eval(args) -> int:
-    from metaanchor.data.coco import CocoDataset
+    from metaanchor.data.sources import open_dataset
     from metaanchor.engine.evaluate import METRIC_KEYS, evaluate, format_per_class
     from metaanchor.files import check_outputs, write_atomic
 
@@ -42,8 +47,8 @@ def cmd_eval(args) -> int:
                   {"--checkpoint": args.checkpoint, "--data": args.data, "--images": args.images,
                    "--anchors": anchor_files(args.anchors)})
     model = load_model(args.checkpoint, args.device)
-    data = CocoDataset(args.data, args.images, skip_invalid=args.skip_invalid and not args.fail_fast,
-                       fail_fast=args.fail_fast)
+    data = open_dataset(args.data, args.images, args.split, default_split="val",
+                        skip_invalid=args.skip_invalid and not args.fail_fast, fail_fast=args.fail_fast)
     if len(data.cat_ids) != model.num_classes:
         raise UserError(f"{data.ann_file}: has {len(data.cat_ids)} categories but checkpoint {args.checkpoint} "
                         f"was trained for {model.num_classes} ({', '.join(model.class_names)})")

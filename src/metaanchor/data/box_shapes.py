@@ -2,6 +2,10 @@
 
     shapes = box_shapes("data/train")                  # [N, 2] (h, w) pixels of the original images
     shapes = input_shapes("data/train", None, 512)     # [N, 2] (h, w) pixels as the network sees them
+    shapes = input_shapes("data/bccd", None, 512, split="trainval")   # a VOC root's split
+
+Any dataset spec ``data.sources`` opens works (COCO folder or JSON, VOC root, data.yaml); ``split``
+picks a VOC split or data.yaml entry (default ``train``). No image is decoded.
 """
 
 from __future__ import annotations
@@ -10,26 +14,26 @@ from pathlib import Path
 
 import numpy as np
 
-from metaanchor.data.coco_json import load_coco_json, resolve_coco_paths
-from metaanchor.data.validate import validate_coco
+from metaanchor.data.sources import read_coco_dict
 from metaanchor.errors import UserError
 from metaanchor.geometry.resize import resized_size
 
 
-def box_shapes(dataset_dir: str | Path, images: str | Path | None = None) -> np.ndarray:
-    """(h, w) of every non-crowd box of a COCO dataset (folder or JSON + images): [N, 2] pixels."""
-    return _boxes(dataset_dir, images)[0]
+def box_shapes(dataset_dir: str | Path, images: str | Path | None = None, split: str | None = None,
+               option: str = "--data") -> np.ndarray:
+    """(h, w) of every non-crowd box of a dataset: [N, 2] pixels."""
+    return _boxes(dataset_dir, images, split, option)[0]
 
 
 def input_shapes(dataset_dir: str | Path, images: str | Path | None, min_size: int,
-                 max_size: int | None = None) -> np.ndarray:
+                 max_size: int | None = None, split: str | None = None, option: str = "--data") -> np.ndarray:
     """(h, w) of every non-crowd box as the network sees it: [N, 2] pixels at input scale.
 
     Each image is resized as the model's batcher resizes it (``geometry.resize.resized_size``:
     short side ``min_size`` unless the long side would exceed ``max_size``, default ``min_size``),
     its boxes by the same factors (height by h'/h, width by w'/w).
     """
-    shapes, sides = _boxes(dataset_dir, images)
+    shapes, sides = _boxes(dataset_dir, images, split, option)
     if (sides <= 0).any():
         raise UserError(f"{dataset_dir}: an image record has no height/width; the boxes cannot be resized to "
                         "the input scale")
@@ -37,22 +41,21 @@ def input_shapes(dataset_dir: str | Path, images: str | Path | None, min_size: i
     return shapes * factors
 
 
-def _boxes(dataset_dir, images) -> tuple[np.ndarray, np.ndarray]:
+def _boxes(dataset_dir, images, split, option) -> tuple[np.ndarray, np.ndarray]:
     """Box shapes [N, 2] (h, w) px and the (height, width) of each box's image [N, 2]."""
-    ann_file, _ = resolve_coco_paths(dataset_dir, images if images is not None else ".")
-    data, _, _ = validate_coco(load_coco_json(ann_file), ann_file, skip_invalid=True)
+    data, source = read_coco_dict(dataset_dir, images, split, option=option)
     size = {im["id"]: (im.get("height") or 0, im.get("width") or 0) for im in data["images"]}
     anns = [a for a in data["annotations"] if not a.get("iscrowd")]
     if not anns:
-        raise UserError(f"{ann_file}: no boxes to fit anchors to")
+        raise UserError(f"{source}: no boxes to fit anchors to")
     sides = [size.get(a["image_id"], (0, 0)) for a in anns]
     return (np.asarray([(a["bbox"][3], a["bbox"][2]) for a in anns], dtype=np.float64),
             np.asarray(sides, dtype=np.float64))
 
 
-def input_scale(dataset_dir: str | Path, images: str | Path | None, input_size: int) -> float:
+def input_scale(dataset_dir: str | Path, images: str | Path | None, input_size: int,
+                split: str | None = None) -> float:
     """``input_size`` over the median short side of a dataset's images (how much its boxes are resized)."""
-    ann_file, _ = resolve_coco_paths(dataset_dir, images if images is not None else ".")
-    sides = [min(im["height"], im["width"]) for im in load_coco_json(ann_file).get("images", [])
-             if im.get("height") and im.get("width")]
+    data, _ = read_coco_dict(dataset_dir, images, split)
+    sides = [min(im["height"], im["width"]) for im in data["images"]]
     return input_size / float(np.median(sides)) if sides else 1.0

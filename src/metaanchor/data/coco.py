@@ -37,7 +37,8 @@ class CocoDataset(torch.utils.data.Dataset):
     """Detection dataset from a COCO annotation file.
 
     ``path`` is a dataset folder (``DIR/annotations.json`` + ``DIR/images/``) or
-    an annotation JSON, in which case ``images_dir`` is required.
+    an annotation JSON, in which case ``images_dir`` is required; :meth:`from_coco` takes a COCO
+    dict already read (``metaanchor.data.sources`` opens VOC and YOLO datasets in place with it).
 
     Item ``i`` is ``(image, target)``: image float32 ``[3, H, W]`` RGB in [0, 1];
     target ``{"boxes": [N, 4] float32 x1y1x2y2 px, "labels": [N] int64 in
@@ -51,11 +52,29 @@ class CocoDataset(torch.utils.data.Dataset):
     def __init__(self, path: str | os.PathLike, images_dir: str | os.PathLike | None = None,
                  skip_invalid: bool = False, transforms=None, fail_fast: bool = False,
                  max_image_pixels: int | None = None):
-        self.ann_file, self.images_dir = resolve_coco_paths(path, images_dir)
+        ann_file, images_dir = resolve_coco_paths(path, images_dir)
+        self._build(load_coco_json(ann_file), ann_file, images_dir, skip_invalid, transforms, fail_fast,
+                    max_image_pixels)
+
+    @classmethod
+    def from_coco(cls, data: dict, images_dir: str | os.PathLike, source: str | os.PathLike,
+                  skip_invalid: bool = False, transforms=None, fail_fast: bool = False,
+                  max_image_pixels: int | None = None, warn_tiny: bool = True) -> CocoDataset:
+        """A dataset from a COCO dict already read (a VOC or YOLO source read in place, see
+        ``metaanchor.data.sources``): file names are relative to ``images_dir``, and validated the same way
+        as a JSON file's (they must stay inside it); ``source`` names the annotations in messages.
+        ``warn_tiny=False``: the reader already warned about tiny boxes (``validate_coco``)."""
+        self = cls.__new__(cls)
+        self._build(data, Path(source), Path(images_dir), skip_invalid, transforms, fail_fast, max_image_pixels,
+                    warn_tiny)
+        return self
+
+    def _build(self, raw: dict, ann_file: Path, images_dir: Path, skip_invalid: bool, transforms,
+               fail_fast: bool, max_image_pixels: int | None, warn_tiny: bool = True) -> None:
+        self.ann_file, self.images_dir = ann_file, images_dir
         self.max_image_pixels = max_image_pixels  # None: metaanchor.data.io's default cap
-        raw = load_coco_json(self.ann_file)
         data, self.skipped, self.warnings = validate_coco(raw, self.ann_file, skip_invalid and not fail_fast,
-                                                          fail_fast, self.images_dir)
+                                                          fail_fast, self.images_dir, warn_tiny)
         self.transforms = transforms
         self.cat_ids = [c["id"] for c in data["categories"]]
         self.class_names = [c["name"] for c in data["categories"]]

@@ -8,6 +8,7 @@ from torch.utils.data import Dataset, DistributedSampler
 
 from metaanchor.data.augment import Compose, PhotometricJitter, RandomHorizontalFlip, apply_seeded, build_preset
 from metaanchor.data.coco import CocoDataset, collate
+from metaanchor.data.sources import open_dataset
 from metaanchor.errors import ConfigError, DataError
 from metaanchor.geometry.resize import resized_size
 
@@ -127,9 +128,12 @@ class ResumableBatches:
 
 
 def load_dataset(cfg: dict, split: str, skip_invalid: bool, fail_fast: bool = False) -> CocoDataset:
-    """``data.<split>`` (a dataset folder, or a JSON file with ``data.<split>_images``)."""
-    path = cfg["data"][split]
-    if not path:
+    """``data.<split>`` read in place (``data.sources``): a COCO folder or JSON (with ``data.<split>_images``),
+    a VOC root or a data.yaml, whose split is ``data.<split>_split``."""
+    d = cfg["data"]
+    if not d[split]:
         raise ConfigError(f"config key data.{split} is not set: give a dataset folder (data.{split}=DIR)")
-    return CocoDataset(path, cfg["data"][f"{split}_images"], skip_invalid=skip_invalid, fail_fast=fail_fast,
-                       max_image_pixels=cfg["data"].get("max_image_pixels"))
+    chosen = d.get(f"{split}_split") or split
+    return open_dataset(d[split], d[f"{split}_images"], None if chosen == split else chosen, default_split=split,
+                        option=f"data.{split}", skip_invalid=skip_invalid, fail_fast=fail_fast,
+                        max_image_pixels=d.get("max_image_pixels"))

@@ -18,13 +18,15 @@ Record = tuple[Path, str, int, int, list[dict]]
 
 
 def build_coco(records: list[Record], class_names: list[str], source: Path | None = None,
-               fail_fast: bool = False) -> dict:
+               fail_fast: bool = False, skip_invalid: bool = False, skipped: dict | None = None) -> dict:
     """Validated COCO dict from ``(source file, file_name, width, height, [ann])`` records.
 
     Each ann is ``{label, bbox: [x, y, w, h], iscrowd}`` with ``label`` in
     ``0..C-1``; problems are reported against the record's source file (the XML
     or txt it came from). With ``source`` the whole dict is checked once more
     against it: one file under two image ids warns (fails with ``fail_fast``).
+    ``skip_invalid`` drops (and counts into ``skipped``, if given) the annotations
+    ``validate_coco`` would refuse, as for a COCO file.
     """
     categories = [{"id": k + 1, "name": n} for k, n in enumerate(class_names)]
     images, annotations = [], []
@@ -37,7 +39,11 @@ def build_coco(records: list[Record], class_names: list[str], source: Path | Non
                          "category_id": ann["label"] + 1, "bbox": [x, y, w, h],
                          "area": w * h, "iscrowd": ann.get("iscrowd", 0)})
         one = {"images": [image], "annotations": mine, "categories": categories}
-        clean, _, _ = validate_coco(one, record_source)
+        clean, counts, _ = validate_coco(one, record_source, skip_invalid and not fail_fast, fail_fast,
+                                        warn_tiny=source is None)
+        if skipped is not None:
+            for reason, n in counts.items():
+                skipped[reason] = skipped.get(reason, 0) + n
         images.append(image)
         annotations.extend(clean["annotations"])
     data = {"images": images, "annotations": annotations, "categories": categories}

@@ -224,14 +224,16 @@ def _warn_tiny_boxes(annotations: list[dict], images: dict[int, dict], source: s
 
 def validate_coco(data: Any, source: str | os.PathLike = "<annotations>",
                   skip_invalid: bool = False, fail_fast: bool = False,
-                  images_dir: str | os.PathLike | None = None) -> tuple[dict, dict[str, int], list[str]]:
+                  images_dir: str | os.PathLike | None = None,
+                  warn_tiny: bool = True) -> tuple[dict, dict[str, int], list[str]]:
     """Check a COCO dict; return ``(clean_dict, skipped_counts, warnings)``.
 
     ``source`` names the file in messages. Raises ``DataError`` on the first
     problem unless ``skip_invalid`` (which applies to annotations and to
     unsafe image file names). ``fail_fast`` makes a file listed under two
     image ids an error (else a warning). With ``images_dir`` each file name is
-    also resolved (symlinks) and must stay inside it.
+    also resolved (symlinks) and must stay inside it. ``warn_tiny=False`` leaves out the tiny-box
+    warning (for data whose reader already gave it).
     """
     report = _Report(source, skip_invalid)
     _check_top_level(data, report)
@@ -256,7 +258,8 @@ def validate_coco(data: Any, source: str | os.PathLike = "<annotations>",
     if n_ann:
         log.warning("%s: skipped or repaired %d annotation(s) (data.skip_invalid): %s; first: %s", source,
                     n_ann, dict(report.skipped), report.warnings[len(dropped)])
-    _warn_tiny_boxes(annotations, images, source)
+    if warn_tiny:
+        _warn_tiny_boxes(annotations, images, source)
     clean_data = {**data, "images": [img for img in data["images"] if img["id"] not in dropped],
                   "annotations": annotations,
                   "categories": categories}

@@ -119,7 +119,7 @@ def _parse_voc_file(xml_path: Path, images_dir: Path | None) -> tuple[str, int, 
 
 def read_voc(ann_dir: str | os.PathLike, images_dir: str | os.PathLike | None = None,
              class_names: list[str] | None = None, ids: list[str] | None = None,
-             fail_fast: bool = False) -> dict:
+             fail_fast: bool = False, skip_invalid: bool = False, skipped: dict | None = None) -> dict:
     """COCO dict from every ``*.xml`` under ``ann_dir`` (sorted, recursive), or from ``ids``.
 
     ``ids`` (e.g. from :func:`voc_split_ids`) restricts reading to
@@ -127,6 +127,7 @@ def read_voc(ann_dir: str | os.PathLike, images_dir: str | os.PathLike | None = 
     else ``ann_dir/classes.txt``, else the sorted set of object names of every
     XML in ``ann_dir`` (all of them even with ``ids``, so the splits of one
     dataset share category ids). ``images_dir`` is only read for files without <size>.
+    ``skip_invalid`` / ``skipped``: as ``records.build_coco``.
     """
     ann_dir = Path(ann_dir)
     every = sorted(ann_dir.rglob("*.xml"))
@@ -155,7 +156,7 @@ def read_voc(ann_dir: str | os.PathLike, images_dir: str | os.PathLike | None = 
                                 f"known: {', '.join(class_names)}")
             obj["label"] = label_of[obj["name"]]
         records.append((xml_path, file_name, width, height, objs))
-    return build_coco(records, list(class_names), ann_dir, fail_fast)
+    return build_coco(records, list(class_names), ann_dir, fail_fast, skip_invalid, skipped)
 
 
 def _voc_object_names(xml_path: Path) -> set[str]:
