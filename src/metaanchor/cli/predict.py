@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from metaanchor.cli.common import anchor_files, check_anchors_and_batch, load_model, output_folder
+from metaanchor.defaults import PREDICT_SCORE_THRESH
 from metaanchor.errors import UserError
 
 
@@ -28,7 +29,9 @@ def add(sub):
     p.add_argument("--checkpoint", required=True)
     p.add_argument("--anchors", help="anchor SPEC (default: the training set)")
     p.add_argument("--out", default="runs/predict", help="output folder")
-    p.add_argument("--score-thresh", type=float, default=0.3, help="minimum score kept and drawn")
+    p.add_argument("--score-thresh", type=float, default=PREDICT_SCORE_THRESH,
+                   help="minimum score kept and drawn (default %(default)s, as metaanchor.load(...)(images); "
+                        "evaluation uses eval.score_thresh)")
     p.add_argument("--device", default="auto")
     p.add_argument("--fail-fast", action="store_true",
                    help="stop at the first unreadable image or video instead of skipping it")

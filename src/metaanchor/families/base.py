@@ -8,7 +8,8 @@ builds its backbone, head and losses in ``__init__`` (after ``_init_common``); `
     dets = det(images)              # eval mode: per image {"boxes": [D, 4], "scores": [D], "labels": [D]}
 
 Images are a list of [3, H, W] float tensors in [0, 1]; targets are per image
-{"boxes": [N, 4] x1y1x2y2 pixels of that image, "labels": [N] int64 in 0..C-1}.
+{"boxes": [N, 4] x1y1x2y2 pixels of that image, finite, x2 >= x1, y2 >= y1, "labels": [N] int64 in
+0..C-1}, checked once per batch (``check_targets``: a ``TargetError`` naming the image, field and value).
 Detections come back in the same pixel coordinates.
 
 A family also sets the class attributes ``arch`` (its registry name), ``pyramid_strides``
@@ -40,6 +41,7 @@ from torch import Tensor, nn
 
 from metaanchor import checkpoint as ckpt
 from metaanchor.errors import CheckpointError, ConfigError, UserError, first_line
+from metaanchor.families.targets import check_targets
 from metaanchor.geometry.anchor_fit import fit_anchors
 from metaanchor.geometry.anchors import ANCHOR_BASE, AnchorSet, grid_anchors, standard_sizes
 from metaanchor.modeling.backbones import BACKBONES
@@ -173,12 +175,21 @@ class BaseDetector(nn.Module):
             f"the range seen in training (b_h {seen[0][0]:.2f}..{seen[1][0]:.2f}, b_w {seen[0][1]:.2f}.."
             f"{seen[1][1]:.2f}); the generated weights there are extrapolated"), stacklevel=3)
 
-    def bake(self, anchors: str | AnchorSet) -> BaseDetector:
+    def bake(self, anchors: str | AnchorSet, score_thresh: float | None = None) -> BaseDetector:
         """A NEW predefined-anchor detector of this family with ``anchors`` fixed and the generated
-        last convs as its weights: same detections, no generator at run time (``deploy.bake``)."""
+        last convs as its weights: same detections, no generator at run time (``deploy.bake``).
+
+        ``score_thresh``: the baked model's threshold (what an export's metadata states), default this
+        model's; exports for prediction use ``metaanchor.defaults.PREDICT_SCORE_THRESH``."""
         from metaanchor.families.bake import bake
 
-        return bake(self, anchors)
+        baked = bake(self, anchors)
+        if score_thresh is not None:
+            if not 0.0 <= score_thresh <= 1.0:
+                raise UserError(f"score_thresh={score_thresh}: must be in 0..1")
+            baked.score_thresh = float(score_thresh)
+            baked.config["score_thresh"] = float(score_thresh)
+        return baked
 
     def grid(self, feature_shapes: list[tuple[int, int]], device) -> Tensor:
         """[A, 4] anchors for these feature-map sizes, cached per (anchor set, sizes, device)."""
@@ -226,20 +237,25 @@ class BaseDetector(nn.Module):
     @torch.inference_mode()
     def predict(self, images, anchors: str | AnchorSet | None = None, score_thresh: float | None = None,
                 batch_size: int = 8) -> list[dict[str, Tensor]]:
-        """Detect objects in images (paths, PIL images or [3, H, W] tensors in [0, 1]).
+        """Detect objects in images: paths, PIL images, [3, H, W] tensors in [0, 1] or [H, W, 3] RGB numpy
+        arrays (``metaanchor.data.inputs``), one or a list (a [B, 3, H, W] tensor is B images).
 
-        ``anchors`` overrides the current anchor set for this call only.
+        ``anchors`` and ``score_thresh`` override the model's for this call only (the model's own
+        ``score_thresh`` is the evaluation threshold; ``metaanchor.load(...)(images)`` predicts with
+        ``metaanchor.defaults.PREDICT_SCORE_THRESH`` and returns ``Results``).
         Returns per image {"boxes": [D, 4] x1y1x2y2 pixels, "scores": [D], "labels": [D]}.
         """
+        import numpy as np
         from PIL import Image
 
-        from metaanchor.data.io import load_image
+        from metaanchor.data.inputs import to_image_tensor
 
-        single = isinstance(images, (str, Path, Image.Image)) or (isinstance(images, Tensor) and images.dim() == 3)
+        single = (isinstance(images, (str, Path, Image.Image)) or (isinstance(images, Tensor) and images.dim() == 3)
+                  or (isinstance(images, np.ndarray) and images.ndim in (2, 3)))
         if single:
             images = [images]
         device = next(self.parameters()).device
-        tensors = [load_image(im) if not isinstance(im, Tensor) else im for im in images]
+        tensors = [to_image_tensor(im) for im in images]
         with self.evaluating(anchors, score_thresh):
             out = []
             for i in range(0, len(tensors), batch_size):
@@ -254,6 +270,8 @@ class BaseDetector(nn.Module):
         """
         if self.training and targets is None:
             raise ValueError(f"{type(self).__name__} in training mode needs targets")
+        if self.training:
+            check_targets(targets, self.num_classes, len(images))
         batch, scales, sizes = self._batch(images)
         if not self.training:
             return self.detect(self.shared_features(batch), scales, sizes, images)
