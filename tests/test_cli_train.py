@@ -81,3 +81,25 @@ def test_resume_without_a_checkpoint_starts_fresh_and_cleans_stale_temp_files(ca
                        "solver.max_iter=1")
     assert code == 0 and f"no checkpoint {run / 'last.pt'} yet; starting from iteration 0" in out
     assert not list(run.glob("*.tmp")) and ckpt.load(run / "last.pt")["iteration"] == 1
+
+
+def test_a_second_run_never_touches_the_first_runs_folder(capsys, tmp_path, dataset):
+    import hashlib
+
+    def hashes(folder):
+        return {f.name: hashlib.sha256(f.read_bytes()).hexdigest() for f in sorted(folder.rglob("*")) if f.is_file()}
+
+    run = tmp_path / "run"
+    args = ["train", "--no-progress", "--out", run, f"data.train={dataset}", f"data.val={dataset}", *TINY]
+    assert cli(capsys, *args, "solver.max_iter=2")[0] == 0
+    first = hashes(run)
+    assert {"last.pt", "best.pt", "config.yaml", "metrics.csv"} <= set(first)
+    code, out, err = cli(capsys, *args, "solver.max_iter=1", "solver.lr=0.02")
+    assert code == 0, err
+    assert out.splitlines()[0].endswith(f"this run goes to {tmp_path / 'run2'} (--resume continues that run, "
+                                        "--exist-ok writes into it)")
+    assert hashes(run) == first and (tmp_path / "run2" / "last.pt").is_file()
+    assert cli(capsys, *args, "solver.max_iter=1")[0] == 0 and (tmp_path / "run3" / "last.pt").is_file()
+    assert hashes(run) == first
+    assert cli(capsys, *args, "solver.max_iter=1", "--exist-ok")[0] == 0
+    assert hashes(run)["last.pt"] != first["last.pt"] and not (tmp_path / "run4").exists()

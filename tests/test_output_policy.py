@@ -344,8 +344,10 @@ def config(tmp_path, ds):
     return path
 
 
-def train_args(config, out, *overrides):
-    return ["train", "--config", config, "--out", out, *TINY, *overrides]
+def train_args(config, out, *extra):
+    """``metaanchor train`` with the options in ``extra`` first, then the KEY=VALUE overrides."""
+    options = [a for a in extra if str(a).startswith("--")]
+    return ["train", *options, "--config", config, "--out", out, *TINY, *(a for a in extra if a not in options)]
 
 
 def test_train_config_inside_the_run_folder_is_refused(capsys, tmp_path, ds):
@@ -353,7 +355,23 @@ def test_train_config_inside_the_run_folder_is_refused(capsys, tmp_path, ds):
     out.mkdir()
     config = out / "config.yaml"
     config.write_text(f"data:\n  train: {ds}\nsolver:\n  max_iter: 1\n")
-    refused(capsys, train_args(config, out), [config, ds], f"--out {out}: contains the input --config ({config})")
+    refused(capsys, train_args(config, out, "--exist-ok"), [config, ds],
+            f"--out {out}: contains the input --config ({config})")
+    refused(capsys, train_args(config, out, "--resume"), [config, ds],
+            f"--out {out}: contains the input --config ({config})")
+
+
+def test_train_into_a_run_folder_holding_its_config_goes_to_a_new_folder(capsys, tmp_path, ds):
+    out = tmp_path / "run"
+    out.mkdir()
+    config = out / "config.yaml"
+    config.write_text(f"data:\n  train: {ds}\nsolver:\n  max_iter: 1\n")
+    before = digest(config, ds)
+    code, out_text, err = cli(capsys, *train_args(config, out))
+    assert code == 0, err
+    assert out_text.splitlines()[0] == (f"{out} holds another run's files: this run goes to {tmp_path / 'run2'} "
+                                        "(--resume continues that run, --exist-ok writes into it)")
+    assert digest(config, ds) == before and (tmp_path / "run2" / "last.pt").is_file()
 
 
 def test_train_run_folder_inside_the_dataset_is_refused(capsys, config, ds):
@@ -363,7 +381,8 @@ def test_train_run_folder_inside_the_dataset_is_refused(capsys, config, ds):
 
 
 def test_train_run_folder_equal_to_the_dataset_is_refused(capsys, config, ds):
-    refused(capsys, train_args(config, ds), [config, ds], f"--out {ds}: would overwrite the input data.train")
+    refused(capsys, train_args(config, ds, "--exist-ok"), [config, ds],
+            f"--out {ds}: would overwrite the input data.train")
 
 
 def test_train_init_from_inside_the_run_folder_is_refused(capsys, config, ds, ckpt, tmp_path):
@@ -371,14 +390,14 @@ def test_train_init_from_inside_the_run_folder_is_refused(capsys, config, ds, ck
     out.mkdir()
     init = out / "last.pt"
     init.write_bytes(ckpt.read_bytes())
-    refused(capsys, train_args(config, out, f"model.init_from={init}"), [config, ds, init],
+    refused(capsys, train_args(config, out, "--resume", f"model.init_from={init}"), [config, ds, init],
             f"--out {out}: contains the input model.init_from")
 
 
 def test_train_run_folder_symlinked_to_the_dataset_is_refused(capsys, config, ds, tmp_path):
     link = tmp_path / "link"
     link.symlink_to(ds)
-    refused(capsys, train_args(config, link), [config, ds], f"--out {link}", "data.train")
+    refused(capsys, train_args(config, link, "--exist-ok"), [config, ds], f"--out {link}", "data.train")
 
 
 def test_train_run_folder_on_a_fifo_is_refused(capsys, config, ds, tmp_path):

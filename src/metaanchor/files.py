@@ -182,3 +182,18 @@ def make_folder(path: PathArg, root: PathArg) -> Path:
         with writing(current):
             current.mkdir(exist_ok=True)
     return path
+
+
+def fresh_folder(path: PathArg, exist_ok: bool = False) -> Path:
+    """The folder a new run writes: ``path`` when it is missing, empty or ``exist_ok``; else the first free one of
+    ``path2``, ``path3``, ... (``runs/train`` -> ``runs/train2``), so a run never mixes its files with another's.
+
+    Nothing is created here; a file (not a folder) at ``path`` is left for the writer to refuse.
+    """
+    path = Path(path)
+    if exist_ok or not path.is_dir() or not any(path.iterdir()):
+        return path
+    n = 2
+    while (candidate := path.with_name(f"{path.name}{n}")).exists():
+        n += 1
+    return candidate

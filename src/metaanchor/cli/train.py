@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 
 def add(sub):
     p = sub.add_parser("train", help="train a detector from a YAML config",
@@ -9,9 +11,13 @@ def add(sub):
                                    "(e.g. solver.max_iter=500 model.head=predefined anchors.train=2x3).")
     p.add_argument("--config", help="YAML config file, or a shipped config's name (demo, bccd, synth_r18, yolo_demo); "
                         "defaults apply to missing keys")
-    p.add_argument("--out", default="runs/train", help="run folder: last.pt, best.pt, config.yaml, metrics.csv")
+    p.add_argument("--out", default="runs/train",
+                   help="run folder (last.pt, best.pt, config.yaml, metrics.csv, pictures); when it already holds "
+                        "files, the run goes to OUT2, OUT3, ... instead (default: %(default)s)")
     p.add_argument("--resume", action="store_true",
                    help="continue from OUT/last.pt exactly where it stopped (from scratch if there is none yet)")
+    p.add_argument("--exist-ok", action="store_true",
+                   help="write into OUT even when it holds another run's files (they are replaced or mixed)")
     p.add_argument("--fail-fast", action="store_true",
                    help="make every skipped or repaired record (bad annotation, unreadable image) an error")
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
@@ -23,12 +29,16 @@ def cmd_train(args) -> int:
     from metaanchor.cli.common import DATA_KEYS, run_inputs
     from metaanchor.config import load_config
     from metaanchor.engine.train import train
-    from metaanchor.files import check_outputs
+    from metaanchor.files import check_outputs, fresh_folder
 
     cfg = load_config(args.config, args.overrides)
-    check_outputs({"--out": args.out}, run_inputs(args.config, cfg), folders=["--out"], may_contain=DATA_KEYS)
-    summary = train(cfg, args.out, resume=args.resume, progress=not args.no_progress, fail_fast=args.fail_fast)
-    print_summary(summary, args.out)
+    out = fresh_folder(args.out, exist_ok=args.resume or args.exist_ok)
+    if out != Path(args.out):
+        print(f"{args.out} holds another run's files: this run goes to {out} (--resume continues that run, "
+              "--exist-ok writes into it)")
+    check_outputs({"--out": out}, run_inputs(args.config, cfg), folders=["--out"], may_contain=DATA_KEYS)
+    summary = train(cfg, out, resume=args.resume, progress=not args.no_progress, fail_fast=args.fail_fast)
+    print_summary(summary, out)
     return 0
 
 
