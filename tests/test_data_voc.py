@@ -164,7 +164,7 @@ def test_split_on_a_tiny_voc_root(tmp_path, capsys):
     assert code == 2 and "image id 'missing' of the split has no annotation file" in err[0], err
     code, _, err = cli(capsys, "data", "convert", "--src", root, "--src-format", "coco", "--split", "train",
                        "--dst", tmp_path / "x", "--dst-format", "coco")
-    assert code == 2 and "--split train: only VOC sources have splits" in err[0], err
+    assert code == 2 and "--split train: only VOC and YOLO sources have splits" in err[0], err
     assert not (tmp_path / "x").exists()
     assert len(read_voc(root / "Annotations")["images"]) == 3  # no split: every XML, as before
 

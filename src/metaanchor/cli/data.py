@@ -18,14 +18,23 @@ def add(sub):
     s.add_argument("--distribution", nargs="+", default=["default"], metavar="NAME|KEY=VALUE")
     s.add_argument("--seed", type=int, help="random seed (overrides the distribution's)")
     s.set_defaults(func=cmd_synth)
-    c = dsub.add_parser("convert", help="convert between coco, voc and yolo formats")
-    c.add_argument("--src", required=True, help="source (COCO folder/JSON, VOC annotation folder, YOLO labels)")
+    c = dsub.add_parser("convert", help="convert between coco, voc and yolo formats",
+                        description="Write a self-contained dataset folder (images hard-linked, else copied) in "
+                                    "another format. One split at a time: a source with several (VOC ImageSets, "
+                                    "data.yaml entries, images/train + images/val) needs --split. Training, eval "
+                                    "and anchors read COCO, VOC and data.yaml datasets in place, without converting.")
+    c.add_argument("--src", required=True, help="source: COCO folder/JSON; VOC root or annotation folder; YOLO "
+                                                "data.yaml, a folder with one, or a folder with images/ + labels/")
     c.add_argument("--src-format", required=True, choices=["coco", "voc", "yolo"])
     c.add_argument("--dst", required=True, help="destination folder")
     c.add_argument("--dst-format", required=True, choices=["coco", "voc", "yolo"])
     c.add_argument("--images", help="image folder of the source, when not beside it")
     c.add_argument("--split", metavar="NAME",
-                   help="VOC sources: convert only the images of the official split ImageSets/Main/NAME.txt")
+                   help="convert only one split: VOC ImageSets/Main/NAME.txt, a data.yaml entry (train, val, test) "
+                        "or a YOLO folder's images/NAME + labels/NAME")
+    c.add_argument("--names", metavar="A,B,C|FILE",
+                   help="YOLO sources without data.yaml or classes.txt: the class names in class-id order, "
+                        "comma-separated or a file with one per line")
     c.add_argument("--skip-invalid", action="store_true",
                    help="drop (and count) bad records, e.g. images whose file_name leaves the images folder")
     c.add_argument("--fail-fast", action="store_true",
@@ -46,6 +55,23 @@ def cmd_synth(args) -> int:
     return 0
 
 
+def _names(text: str | None) -> list[str] | None:
+    """``--names``: a file with one name a line, else comma-separated names."""
+    from pathlib import Path
+
+    from metaanchor.data.class_names import read_class_names
+    from metaanchor.errors import UserError
+
+    if text is None:
+        return None
+    if Path(text).is_file():
+        return read_class_names(Path(text))
+    names = [n.strip() for n in text.split(",")]
+    if not all(names):
+        raise UserError(f"--names {text}: an empty name; give A,B,C (class-id order) or a file with one name a line")
+    return names
+
+
 def cmd_convert(args) -> int:
     from metaanchor.data.convert import convert
     from metaanchor.files import check_outputs
@@ -53,7 +79,8 @@ def cmd_convert(args) -> int:
     check_outputs({"--dst": args.dst}, {"--src": args.src, "--images": args.images}, folders=["--dst"])
     skipped: dict[str, int] = {}
     dst = convert(args.src, args.src_format, args.dst, args.dst_format, images_dir=args.images, split=args.split,
-                  skip_invalid=args.skip_invalid, fail_fast=args.fail_fast, skipped=skipped)
+                  skip_invalid=args.skip_invalid, fail_fast=args.fail_fast, skipped=skipped,
+                  class_names=_names(args.names))
     split = f" split {args.split}" if args.split else ""
     print(f"converted {args.src}{split} ({args.src_format}) -> {dst} ({args.dst_format})")
     n_img = skipped.pop("unsafe_file_name", 0)

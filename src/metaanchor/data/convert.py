@@ -10,7 +10,12 @@ reads, links, label and XML writes) goes through
 :func:`metaanchor.data.io.path_inside`: absolute names, ``..`` and symlinks
 leaving the folder are errors naming the record, so nothing outside ``dst`` is
 ever written or deleted. VOC sources honour the official split with
-``split=NAME`` (``ImageSets/Main/NAME.txt``).
+``split=NAME`` (``ImageSets/Main/NAME.txt``); YOLO sources are an ultralytics
+``data.yaml`` (or a folder holding one; ``split`` names its entry) or a folder
+with ``images/`` and ``labels/`` (``split``: the sub-folders ``images/NAME`` and
+``labels/NAME``), whose class names come from ``classes.txt`` or ``class_names``.
+Several splits are never merged: a source that has them needs ``split``. A YOLO
+destination gets a ``data.yaml`` naming its classes and the split written.
 """
 
 from __future__ import annotations
@@ -23,7 +28,14 @@ from pathlib import Path
 from metaanchor.data.coco_json import read_coco, resolve_coco_paths, write_coco
 from metaanchor.data.io import path_inside
 from metaanchor.data.voc import read_voc, voc_split_ids, write_voc
-from metaanchor.data.yolo import read_yolo, write_yolo
+from metaanchor.data.yolo import (
+    DATA_YAML_SPLITS,
+    data_yaml_split,
+    read_data_yaml,
+    read_yolo,
+    write_data_yaml,
+    write_yolo,
+)
 from metaanchor.errors import DataError, UserError
 from metaanchor.files import make_folder, write_atomic, writing
 
@@ -76,41 +88,82 @@ def _copy(src: Path, dst: Path) -> None:
 
 def convert(src: str | os.PathLike, src_format: str, dst: str | os.PathLike, dst_format: str,
             images_dir: str | os.PathLike | None = None, split: str | None = None,
-            skip_invalid: bool = False, fail_fast: bool = False, skipped: dict | None = None) -> Path:
+            skip_invalid: bool = False, fail_fast: bool = False, skipped: dict | None = None,
+            class_names: list[str] | None = None) -> Path:
     """Convert a dataset between ``coco``, ``voc`` and ``yolo``; return ``dst``.
 
     Sources: coco = dataset folder or JSON (+ ``images_dir``); voc = folder with
-    ``Annotations/`` (or the XML folder itself); yolo = folder with ``labels/``
-    (or the labels folder). ``images_dir`` defaults to ``src/images`` or
-    ``src/JPEGImages``. ``dst`` becomes a self-contained folder: coco ->
-    ``annotations.json``; voc -> ``Annotations/``; yolo -> ``labels/`` +
-    ``classes.txt``; all with ``images/``.
+    ``Annotations/`` (or the XML folder itself); yolo = a data.yaml, a folder with
+    one, or a folder with ``labels/`` (or the labels folder). ``images_dir`` defaults
+    to ``src/images`` or ``src/JPEGImages``. ``dst`` becomes a self-contained folder:
+    coco -> ``annotations.json``; voc -> ``Annotations/``; yolo -> ``labels/`` +
+    ``classes.txt`` + ``data.yaml``; all with ``images/``.
 
-    ``split`` (VOC sources only) converts the images of
-    ``ImageSets/Main/<split>.txt``. ``skip_invalid`` drops (and counts into
-    ``skipped``) COCO records that can be skipped, among them images whose
-    file name leaves the images folder; ``fail_fast`` makes every such record
-    and a file listed under two image ids an error.
+    ``split`` converts one split: VOC ``ImageSets/Main/<split>.txt``, a data.yaml
+    entry, or a YOLO folder's ``images/<split>``. ``class_names`` (YOLO sources
+    without data.yaml or classes.txt) in class-id order. ``skip_invalid`` drops (and
+    counts into ``skipped``) COCO records that can be skipped, among them images whose
+    file name leaves the images folder; ``fail_fast`` makes every such record and a
+    file listed under two image ids an error.
     """
     for fmt in (src_format, dst_format):
         if fmt not in FORMATS:
             raise UserError(f"unknown dataset format {fmt!r}; allowed: {', '.join(FORMATS)}")
-    if split is not None and src_format != "voc":
-        raise UserError(f"--split {split}: only VOC sources have splits (ImageSets/Main/NAME.txt)")
+    if split is not None and src_format == "coco":
+        raise UserError(f"--split {split}: only VOC and YOLO sources have splits (ImageSets/Main/NAME.txt, "
+                        "data.yaml entries)")
+    if class_names is not None and src_format != "yolo":
+        raise UserError("--names: only YOLO sources need class names (VOC and COCO files name their classes)")
     src, dst = Path(src), Path(dst)
-    ann, img_dir = _locate(src, src_format, Path(images_dir) if images_dir else None)
     if src_format == "coco":
+        ann, img_dir = _locate(src, src_format, Path(images_dir) if images_dir else None)
         data = read_coco(ann, skip_invalid, fail_fast, img_dir, skipped)
     elif src_format == "voc":
+        ann, img_dir = _locate(src, src_format, Path(images_dir) if images_dir else None)
         ids = None if split is None else voc_split_ids(src if (src / "Annotations").is_dir() else src.parent, split)
         data = read_voc(ann, img_dir, ids=ids, fail_fast=fail_fast)
     else:
-        data = read_yolo(ann, img_dir)
-    _write(data, img_dir, dst, dst_format)
+        data, img_dir, split = _read_yolo_source(src, images_dir, split, class_names, fail_fast)
+    _write(data, img_dir, dst, dst_format, split)
     return dst
 
 
-def _write(data: dict, img_dir: Path, dst: Path, dst_format: str) -> None:
+def _read_yolo_source(src: Path, images_dir, split: str | None, class_names: list[str] | None,
+                      fail_fast: bool) -> tuple[dict, Path, str | None]:
+    """(COCO dict, images folder, split) of a YOLO source: a data.yaml (or a folder with one) or a folder
+    with ``labels/`` (``labels/<split>`` with ``split``)."""
+    yaml_file = src if src.is_file() else next((src / n for n in ("data.yaml", "data.yml") if (src / n).is_file()),
+                                               None)
+    if yaml_file is not None:
+        if images_dir is not None:
+            raise UserError(f"--images {images_dir}: {yaml_file} names its own image folders; leave --images out")
+        root, entries, names = read_data_yaml(yaml_file)
+        if class_names is not None and class_names != names:
+            raise UserError(f"--names: {yaml_file} names the classes already ({', '.join(names)})")
+        if split is None:
+            present = [k for k in DATA_YAML_SPLITS if isinstance(entries.get(k), (str, list))]
+            if len(present) != 1:
+                raise UserError(f"{yaml_file}: has the splits {', '.join(present) or 'none'}; convert one at a "
+                                "time with --split NAME (they are never merged)")
+            split = present[0]
+        img_dir, labels = data_yaml_split(yaml_file, root, entries, split, "--split")
+        return read_yolo(labels, img_dir, names, fail_fast), img_dir, split
+    ann, img_dir = _locate(src, "yolo", Path(images_dir) if images_dir else None)
+    splits = sorted(d.name for d in img_dir.iterdir() if d.is_dir() and d.name in DATA_YAML_SPLITS) \
+        if img_dir.is_dir() else []
+    if split is None and splits:
+        raise UserError(f"{img_dir}: has the splits {', '.join(splits)}; convert one at a time with --split NAME "
+                        "(they are never merged)")
+    names = class_names or next((c for c in (ann / "classes.txt", ann.parent / "classes.txt") if c.is_file()), None)
+    if split is not None:
+        if split not in splits:
+            raise UserError(f"--split {split}: no {img_dir / split} folder; splits found: "
+                            f"{', '.join(splits) or 'none'}")
+        ann, img_dir = ann / split, img_dir / split
+    return read_yolo(ann, img_dir, names, fail_fast), img_dir, split
+
+
+def _write(data: dict, img_dir: Path, dst: Path, dst_format: str, split: str | None = None) -> None:
     """Write the dataset into ``dst``; a ``dst`` this call creates is removed again when writing fails."""
     created = not os.path.lexists(dst)
     try:
@@ -123,6 +176,9 @@ def _write(data: dict, img_dir: Path, dst: Path, dst_format: str) -> None:
             write_voc(data, dst / "Annotations")
         else:
             write_yolo(data, dst)
+            entry = split if split in ("val", "test") else "train"  # the keys ultralytics knows
+            write_data_yaml(dst, [c["name"] for c in sorted(data["categories"], key=lambda c: c["id"])],
+                            {entry: "images"})
     except BaseException:
         if created:
             shutil.rmtree(dst, ignore_errors=True)

@@ -153,8 +153,8 @@ def _resolve_yolo_classes(labels_dir: Path, class_names) -> list[str]:
     for candidate in (labels_dir / "classes.txt", labels_dir.parent / "classes.txt"):
         if candidate.is_file():
             return read_class_names(candidate)
-    raise DataError(f"{labels_dir}: no classes.txt found here or in the parent folder; "
-                    "pass the class names")
+    raise DataError(f"{labels_dir}: no class names: no classes.txt here or in the parent folder and no data.yaml; "
+                    "give them in class-id order (metaanchor data convert --names a,b,c or --names FILE)")
 
 
 DATA_YAML_SPLITS = ("train", "val", "test")
