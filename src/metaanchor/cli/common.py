@@ -8,10 +8,38 @@ from pathlib import Path
 from metaanchor.errors import UserError
 
 
+class HelpFormatter(argparse.HelpFormatter):
+    """argparse's help with each option's default appended, unless it has none or the text already says it."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        default = action.default
+        if ("default" in text.lower() or default in (None, False, argparse.SUPPRESS) or default == []
+                or not action.option_strings):
+            return text
+        shown = " ".join(map(str, default)) if isinstance(default, (list, tuple)) else default
+        return f"{text} (default: {shown})".lstrip()
+
+
 class Parser(argparse.ArgumentParser):
-    """argparse that reports mistakes in one line and exits 2."""
+    """argparse that reports mistakes in one line and exits 2; called with no arguments at all, a command that
+    needs some prints its help instead (exit 2), so ``metaanchor anchors`` shows what it takes."""
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("formatter_class", HelpFormatter)
+        super().__init__(*args, **kwargs)
+        self._given: list[str] | None = None
+
+    def parse_known_args(self, args=None, namespace=None):
+        import sys
+
+        self._given = list(sys.argv[1:] if args is None else args)
+        return super().parse_known_args(args, namespace)
 
     def error(self, message: str):
+        if self._given == [] and message.startswith("the following arguments are required"):
+            self.print_help()
+            self.exit(2)
         self.exit(2, f"{self.prog}: error: {message}\n")
 
 

@@ -8,7 +8,9 @@ from pathlib import Path
 def add(sub):
     p = sub.add_parser("train", help="train a detector from a YAML config",
                        description="Train a detector. Every config key can be overridden as KEY=VALUE "
-                                   "(e.g. solver.max_iter=500 model.head=predefined anchors.train=2x3).")
+                                   "(e.g. solver.max_iter=500 model.head=predefined anchors.train=2x3).",
+                       epilog="Config keys: --show-config prints every key with the value this run would use "
+                              "(sections run, data, anchors, input, solver, eval, log, checkpoint, model).")
     p.add_argument("--config", help="YAML config file, or a shipped config's name (demo, bccd, synth_r18, yolo_demo); "
                         "defaults apply to missing keys")
     p.add_argument("--out", default="runs/train",
@@ -20,7 +22,10 @@ def add(sub):
                    help="write into OUT even when it holds another run's files (they are replaced or mixed)")
     p.add_argument("--fail-fast", action="store_true",
                    help="make every skipped or repaired record (bad annotation, unreadable image) an error")
-    p.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    p.add_argument("--no-progress", action="store_true",
+                   help="hide progress bars (they are drawn only when stderr is a terminal)")
+    p.add_argument("--show-config", action="store_true",
+                   help="print the resolved config (--config, then the KEY=VALUE overrides) as YAML and exit")
     p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="config overrides")
     p.set_defaults(func=cmd_train)
 
@@ -32,6 +37,11 @@ def cmd_train(args) -> int:
     from metaanchor.files import check_outputs, fresh_folder
 
     cfg = load_config(args.config, args.overrides)
+    if args.show_config:
+        from metaanchor.config import dump
+
+        print(dump(cfg), end="")
+        return 0
     out = fresh_folder(args.out, exist_ok=args.resume or args.exist_ok)
     if out != Path(args.out):
         print(f"{args.out} holds another run's files: this run goes to {out} (--resume continues that run, "
