@@ -187,3 +187,65 @@ def _save(fig, path: str | Path) -> Path:
     fig.tight_layout()
     write_atomic(path, lambda f: fig.savefig(f, format="png", dpi=100))
     return Path(path)
+
+
+def plot_confusion_matrix(matrix, class_names: list[str], path: str | Path, conf: float, iou: float) -> Path:
+    """A [C + 1, C + 1] confusion matrix (rows ground truth, columns predicted, last: background) -> PNG of two
+    panels: the counts, and each row divided by its sum (the share of a class's boxes predicted as each class
+    or missed; the background row: how the false positives spread over the classes)."""
+    import numpy as np
+
+    counts = np.asarray(matrix, dtype=np.float64)
+    sums = counts.sum(1, keepdims=True)
+    shares = np.divide(counts, sums, out=np.zeros_like(counts), where=sums > 0)
+    names = [*class_names, "background"]
+    n = len(names)
+    side = min(4 + 0.45 * n, 16)
+    fig, axes = _figure(1, 2, figsize=(2 * side + 1, side))
+    for ax, values, title, fmt in ((axes[0][0], counts, "counts", "{:.0f}"),
+                                   (axes[0][1], shares, "normalised by row (ground truth)", "{:.2f}")):
+        im = ax.imshow(values, cmap="Blues", vmin=0, vmax=max(values.max(), 1e-9))
+        fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04)
+        if n <= 30:  # numbers in the cells while they stay legible
+            for (r, c), v in np.ndenumerate(values):
+                if v:
+                    ax.text(c, r, fmt.format(v), ha="center", va="center", fontsize=8,
+                            color="white" if v > 0.6 * values.max() else "black")
+        ax.set_xticks(range(n), names, rotation=90 if n > 6 else 0, fontsize=8)
+        ax.set_yticks(range(n), names, fontsize=8)
+        ax.set_xlabel("predicted")
+        ax.set_ylabel("ground truth")
+        ax.set_title(title)
+    fig.suptitle(f"confusion matrix at score >= {conf:g}, IoU >= {iou:g} (background column: missed, "
+                 "background row: false positives)", fontsize=10)
+    return _save(fig, path)
+
+
+def plot_prf_curves(thresholds, curves: dict[str, dict], path: str | Path, iou: float) -> Path:
+    """Precision, recall and F1 vs confidence threshold -> PNG of three panels.
+
+    ``thresholds`` [T]; ``curves`` {class name or "all": {"precision": [T], "recall": [T], "f1": [T]}}; "all"
+    is drawn bold, and its best F1 is marked.
+    """
+    import numpy as np
+
+    t = np.asarray(thresholds, dtype=np.float64)
+    fig, axes = _figure(1, 3, figsize=(15, 4.5))
+    for ax, key in zip(axes[0], ("precision", "recall", "f1")):
+        for i, (name, c) in enumerate(curves.items()):
+            bold = name == "all"
+            ax.plot(t, c[key], color="k" if bold else PALETTE[i % len(PALETTE)], lw=2.5 if bold else 1.2,
+                    label=name)
+        if "all" in curves and key == "f1":
+            best = int(np.argmax(curves["all"]["f1"]))
+            ax.plot([t[best]], [curves["all"]["f1"][best]], "o", color="k", ms=6)
+            ax.set_title(f"F1 (all: best {curves['all']['f1'][best]:.3f} at {t[best]:.2f})")
+        else:
+            ax.set_title(key)
+        ax.set_xlim(0, 1)
+        ax.set_ylim(0, 1.02)
+        ax.set_xlabel("confidence threshold")
+        ax.grid(alpha=0.3)
+    axes[0][0].legend(fontsize=8, loc="lower left")
+    fig.suptitle(f"precision, recall and F1 vs confidence at IoU >= {iou:g}", fontsize=10)
+    return _save(fig, path)

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import contextlib
 import io
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 from pycocotools.cocoeval import COCOeval
+from torch import Tensor
+from torchvision.ops import box_iou
 from tqdm import tqdm
 
 from metaanchor.errors import DataError, UserError, out_of_memory_advice
@@ -206,3 +209,166 @@ def evaluate_many(model, dataset, anchor_sets: list[str | AnchorSet], batch_size
     if not ids and len(dataset):
         raise DataError(f"none of the {len(dataset)} images could be read; first: {skipped[0] if skipped else '?'}")
     return [coco_metrics(dataset.coco, to_coco_results(d, ids, dataset.cat_ids), ids) for d in dets]
+
+
+# ------------------------------------------------------------------ confusion matrix, precision / recall / F1
+@dataclass
+class Matches:
+    """Detections matched one-to-one to ground-truth boxes, class-agnostically (see ``match_detections``).
+
+    ``det_score`` [D], ``det_label`` [D] (class index 0..C-1), ``det_gt`` [D] (class index of the ground-truth
+    box the detection took, -1: none); ``gt_label`` [G], ``gt_score`` [G] (score of the detection that took
+    the box, -1: none). Matching takes detections by descending score, so the matches of the detections
+    scoring at least ``t`` are the same whatever lower-scoring detections exist: one matching serves every
+    confidence threshold.
+    """
+
+    num_classes: int
+    det_score: np.ndarray
+    det_label: np.ndarray
+    det_gt: np.ndarray
+    gt_label: np.ndarray
+    gt_score: np.ndarray
+
+
+def match_image(det_boxes: Tensor, det_scores: Tensor, gt_boxes: Tensor, iou_thresh: float) -> np.ndarray:
+    """Greedy one-to-one matching of one image: detections by descending score (ties: in order), each takes
+    the free ground-truth box it overlaps most, if that IoU >= ``iou_thresh``, whatever the classes.
+
+    det_boxes [D, 4], gt_boxes [G, 4] x1y1x2y2 pixels, det_scores [D] -> [D] int: the index of the box
+    taken, -1 for none.
+    """
+    taken = np.full(len(det_boxes), -1, dtype=np.int64)
+    if len(det_boxes) == 0 or len(gt_boxes) == 0:
+        return taken
+    iou = box_iou(det_boxes.double(), gt_boxes.double()).numpy()  # [D, G]
+    free = np.ones(len(gt_boxes), dtype=bool)
+    for d in np.argsort(-det_scores.numpy(), kind="stable"):
+        row = np.where(free, iou[d], -1.0)
+        g = int(row.argmax())
+        if row[g] >= iou_thresh:
+            taken[d], free[g] = g, False
+    return taken
+
+
+def match_detections(per_image: list[tuple[dict, dict]], num_classes: int, iou_thresh: float = 0.5) -> Matches:
+    """Match each image's detections to its ground truth (``match_image``) and gather the result.
+
+    ``per_image``: (detections {"boxes" [D, 4], "scores" [D], "labels" [D]}, ground truth {"boxes" [G, 4],
+    "labels" [G]}) per image, boxes x1y1x2y2 in the same pixels, labels class indices 0..C-1.
+    """
+    parts = {k: [] for k in ("det_score", "det_label", "det_gt", "gt_label", "gt_score")}
+    for det, gt in per_image:
+        taken = match_image(det["boxes"], det["scores"], gt["boxes"], iou_thresh)
+        scores, labels, gt_labels = det["scores"].double().numpy(), det["labels"].numpy(), gt["labels"].numpy()
+        gt_score = np.full(len(gt_labels), -1.0)
+        gt_score[taken[taken >= 0]] = scores[taken >= 0]
+        parts["det_score"].append(scores)
+        parts["det_label"].append(labels.astype(np.int64))
+        parts["det_gt"].append(np.where(taken >= 0, gt_labels[np.maximum(taken, 0)] if len(gt_labels) else -1, -1))
+        parts["gt_label"].append(gt_labels.astype(np.int64))
+        parts["gt_score"].append(gt_score)
+    dtypes = {"det_score": np.float64, "gt_score": np.float64}
+    return Matches(num_classes, **{k: np.concatenate(v).astype(dtypes.get(k, np.int64)) if v
+                                   else np.zeros(0, dtypes.get(k, np.int64)) for k, v in parts.items()})
+
+
+def confusion_matrix(m: Matches, conf: float) -> np.ndarray:
+    """[C + 1, C + 1] counts at confidence ``conf``: rows the ground-truth class, columns the predicted class,
+    index C the background. A detection (score >= conf) that took a box counts at [its class, box class];
+    one that took none at [C, its class] (background row: false positives); a box no such detection took at
+    [its class, C] (background column: missed).
+    """
+    c = m.num_classes
+    out = np.zeros((c + 1, c + 1), dtype=np.int64)
+    kept = m.det_score >= conf
+    np.add.at(out, (np.where(m.det_gt[kept] >= 0, m.det_gt[kept], c), m.det_label[kept]), 1)
+    missed = m.gt_score < conf
+    np.add.at(out, (m.gt_label[missed], c), 1)
+    return out
+
+
+def precision_recall_f1(m: Matches, conf: float | np.ndarray) -> dict[str, np.ndarray]:
+    """Per-class precision, recall and F1 at confidence ``conf`` (a number, or [T] thresholds).
+
+    Returns {"tp", "dets", "gt", "precision", "recall", "f1"}, each [C] (or [T, C] for [T] thresholds):
+    tp the detections of class c that took a box of class c, dets the detections of class c, gt the boxes
+    of class c. Precision tp / dets (0 without detections), recall tp / gt (0 without boxes), F1 their
+    harmonic mean (0 when both are 0).
+    """
+    t = np.atleast_1d(np.asarray(conf, dtype=np.float64))[:, None, None]  # [T, 1, 1]
+    classes = np.arange(m.num_classes)[None, :, None]  # [1, C, 1]
+    above = m.det_score[None, None, :] >= t  # [T, 1, D]
+    of_class = m.det_label[None, None, :] == classes  # [1, C, D]
+    tp = (above & of_class & (m.det_gt[None, None, :] == classes)).sum(-1)  # [T, C]
+    dets = (above & of_class).sum(-1)
+    gt = np.broadcast_to(np.bincount(m.gt_label, minlength=m.num_classes)[None], tp.shape)
+    precision = np.divide(tp, dets, out=np.zeros(tp.shape), where=dets > 0)
+    recall = np.divide(tp, gt, out=np.zeros(tp.shape), where=gt > 0)
+    s = precision + recall
+    f1 = np.divide(2 * precision * recall, s, out=np.zeros(tp.shape), where=s > 0)
+    out = {"tp": tp, "dets": dets, "gt": np.array(gt), "precision": precision, "recall": recall, "f1": f1}
+    return {k: v[0] for k, v in out.items()} if np.ndim(conf) == 0 else out
+
+
+def gt_of(coco_gt, image_id: int, cat_ids: list[int]) -> dict:
+    """Ground truth of one image as {"boxes" [G, 4] x1y1x2y2 pixels, "labels" [G] class indices} (crowd
+    regions left out: they are not objects to find)."""
+    label_of = {c: k for k, c in enumerate(cat_ids)}
+    anns = [a for a in coco_gt.imgToAnns.get(image_id, []) if not a.get("iscrowd", 0)]
+    boxes = torch.tensor([a["bbox"] for a in anns], dtype=torch.float64).reshape(-1, 4)
+    boxes[:, 2:] += boxes[:, :2]
+    return {"boxes": boxes, "labels": torch.tensor([label_of[a["category_id"]] for a in anns], dtype=torch.int64)}
+
+
+def evaluate_matched(model, dataset, anchors: str | AnchorSet | None = None, batch_size: int = 8,
+                     progress: bool = True, skipped: list[str] | None = None, results: list[dict] | None = None,
+                     iou_thresh: float = 0.5) -> tuple[dict, Matches]:
+    """``evaluate`` plus the detections matched to the ground truth at ``iou_thresh`` (``match_detections``),
+    for the confusion matrix and precision / recall / F1; both from one pass over the dataset."""
+    dets, ids = predict_dataset(model, dataset, anchors, batch_size, progress=progress, skipped=skipped)
+    if not ids and len(dataset):
+        raise DataError(f"none of the {len(dataset)} images could be read; first: {skipped[0] if skipped else '?'}")
+    records = to_coco_results(dets, ids, dataset.cat_ids)
+    if results is not None:
+        results.extend(records)
+    pairs = [(d, gt_of(dataset.coco, i, dataset.cat_ids)) for d, i in zip(dets, ids)]
+    return coco_metrics(dataset.coco, records, ids), match_detections(pairs, len(dataset.cat_ids), iou_thresh)
+
+
+def prf_rows(m: Matches, conf: float, class_names: list[str]) -> list[dict]:
+    """Per-class rows {"class", "gt", "dets", "tp", "fp", "fn", "precision", "recall", "f1"} at ``conf``, then
+    "all": the counts summed over classes and precision / recall / F1 of the sums."""
+    r = precision_recall_f1(m, conf)
+    rows = [{"class": name, "gt": int(r["gt"][k]), "dets": int(r["dets"][k]), "tp": int(r["tp"][k])}
+            for k, name in enumerate(class_names)]
+    rows.append({"class": "all", **{key: sum(row[key] for row in rows) for key in ("gt", "dets", "tp")}})
+    for row in rows:
+        tp, dets, gt = row["tp"], row["dets"], row["gt"]
+        p, rec = (tp / dets if dets else 0.0), (tp / gt if gt else 0.0)
+        row |= {"fp": dets - tp, "fn": gt - tp, "precision": p, "recall": rec,
+                "f1": 2 * p * rec / (p + rec) if p + rec else 0.0}
+    return rows
+
+
+def format_prf(rows: list[dict], conf: float, iou: float) -> str:
+    """``prf_rows`` as a table."""
+    width = max(len("class"), *(len(r["class"]) for r in rows)) + 2
+    head = f"precision / recall / F1 at score >= {conf:g}, IoU >= {iou:g}"
+    lines = [head, f"{'class':<{width}}{'GT':>7}{'dets':>7}{'TP':>7}{'FP':>7}{'FN':>7}{'P':>8}{'R':>8}{'F1':>8}"]
+    lines += [f"{r['class']:<{width}}{r['gt']:>7}{r['dets']:>7}{r['tp']:>7}{r['fp']:>7}{r['fn']:>7}"
+              f"{r['precision']:>8.3f}{r['recall']:>8.3f}{r['f1']:>8.3f}" for r in rows]
+    return "\n".join(lines)
+
+
+def format_confusion(matrix: np.ndarray, class_names: list[str]) -> str:
+    """A [C + 1, C + 1] ``confusion_matrix`` as a table: rows ground truth, columns predicted."""
+    names = [*class_names, "background"]
+    corner = "true / predicted"
+    width = max(len(corner), *(len(n) for n in names)) + 2
+    cell = max(8, *(len(n) + 2 for n in names))
+    lines = ["confusion matrix (rows: ground truth, columns: predicted; background column: missed boxes, "
+             "background row: false positives)",
+             f"{corner:<{width}}" + "".join(f"{n:>{cell}}" for n in names)]
+    lines += [f"{n:<{width}}" + "".join(f"{int(v):>{cell}}" for v in row) for n, row in zip(names, matrix)]
+    return "\n".join(lines)
