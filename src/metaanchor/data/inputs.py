@@ -50,7 +50,10 @@ def array_image(arr: np.ndarray, bgr: bool = False) -> Tensor:
         scale = 1.0
     else:
         raise UserError(f"image {describe(arr)}: expected uint8 (0..255) or float (0..1) pixels")
-    return torch.from_numpy(np.ascontiguousarray(arr)).permute(2, 0, 1).float().div_(scale)
+    arr = np.ascontiguousarray(arr)
+    if not arr.flags.writeable:  # e.g. np.asarray(pil_image); torch warns on read-only memory
+        arr = arr.copy()
+    return torch.from_numpy(arr).permute(2, 0, 1).float().div_(scale)
 
 
 def tensor_image(t: Tensor) -> Tensor:
