@@ -249,3 +249,37 @@ def plot_prf_curves(thresholds, curves: dict[str, dict], path: str | Path, iou: 
     axes[0][0].legend(fontsize=8, loc="lower left")
     fig.suptitle(f"precision, recall and F1 vs confidence at IoU >= {iou:g}", fontsize=10)
     return _save(fig, path)
+
+
+REACHED_COLOR, UNREACHED_COLOR = "#3cb44b", "#ff1a1a"  # ground truth an anchor reaches / none reaches (warning)
+
+
+def draw_anchor_matches(image: Tensor, view: dict, level_names: list[str],
+                        size: tuple[int, int] | None = None) -> Image.Image:
+    """Ground truth and the anchor each box is matched to (``engine.anchor_view.anchor_matches``) -> PIL image.
+
+    image [3, H, W] in [0, 1]; ``view`` {"boxes" [G, 4], "anchor" [G, 4] x1y1x2y2 image pixels, "iou" [G],
+    "level" [G], "reached" [G]}; ``size`` (h, w): draw at that size (e.g. the network's input size) instead.
+    Reached boxes are green, unreached ones red and thicker; each best anchor is drawn thin in its level's
+    colour, labelled with its level and IoU.
+    """
+    boxes, anchors, reached = view["boxes"].cpu(), view["anchor"].cpu(), view["reached"].cpu()
+    if size is not None and tuple(size) != tuple(image.shape[-2:]):
+        f = torch.tensor([size[1] / image.shape[-1], size[0] / image.shape[-2]] * 2)
+        boxes, anchors = boxes * f, anchors * f
+        image = torch.nn.functional.interpolate(image[None].float(), size=tuple(size), mode="bilinear",
+                                                align_corners=False)[0]
+    img = (image.clamp(0, 1) * 255).to(torch.uint8).cpu()
+    if len(boxes):
+        text = [f"{level_names[int(lv)]} {float(iou):.2f}" for lv, iou in zip(view["level"], view["iou"])]
+        colors = [PALETTE[(int(lv) + 2) % len(PALETTE)] for lv in view["level"]]
+        h, w = img.shape[-2:]
+        shown = anchors.clone()
+        shown[:, 0::2], shown[:, 1::2] = shown[:, 0::2].clamp(0, w - 1), shown[:, 1::2].clamp(0, h - 1)
+        img = draw_bounding_boxes(img, shown, labels=text, colors=colors, width=1)
+        for ok, color, width in ((True, REACHED_COLOR, 2), (False, UNREACHED_COLOR, 3)):
+            keep = reached == ok
+            if keep.any():
+                labels = None if ok else ["unreached"] * int(keep.sum())
+                img = draw_bounding_boxes(img, boxes[keep], labels=labels, colors=color, width=width)
+    return Image.fromarray(img.permute(1, 2, 0).numpy())

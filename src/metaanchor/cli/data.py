@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from metaanchor.cli.common import Parser
+from metaanchor.cli.data_show import add_show
 
 
 def add(sub):
@@ -40,6 +41,7 @@ def add(sub):
     c.add_argument("--fail-fast", action="store_true",
                    help="make every skipped record, and one image file under two image ids, an error")
     c.set_defaults(func=cmd_convert)
+    add_show(dsub)
 
 
 def cmd_synth(args) -> int:
