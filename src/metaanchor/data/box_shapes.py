@@ -22,28 +22,36 @@ from metaanchor.geometry.resize import resized_size
 def box_shapes(dataset_dir: str | Path, images: str | Path | None = None, split: str | None = None,
                option: str = "--data") -> np.ndarray:
     """(h, w) of every non-crowd box of a dataset: [N, 2] pixels."""
-    return _boxes(dataset_dir, images, split, option)[0]
+    return _boxes(*read_coco_dict(dataset_dir, images, split, option=option))[0]
 
 
 def input_shapes(dataset_dir: str | Path, images: str | Path | None, min_size: int,
                  max_size: int | None = None, split: str | None = None, option: str = "--data") -> np.ndarray:
-    """(h, w) of every non-crowd box as the network sees it: [N, 2] pixels at input scale.
+    """(h, w) of every non-crowd box as the network sees it: [N, 2] pixels at input scale
+    (:func:`coco_input_shapes` of the dataset ``data.sources`` reads)."""
+    data, source = read_coco_dict(dataset_dir, images, split, option=option)
+    return coco_input_shapes(data, min_size, max_size, source)
+
+
+def coco_input_shapes(data: dict, min_size: int, max_size: int | None = None, source: str | Path = "dataset"
+                      ) -> np.ndarray:
+    """(h, w) of every non-crowd box of a validated COCO dict (e.g. an opened ``CocoDataset``'s
+    ``coco.dataset``) as the network sees it: [N, 2] pixels at input scale.
 
     Each image is resized as the model's batcher resizes it (``geometry.resize.resized_size``:
     short side ``min_size`` unless the long side would exceed ``max_size``, default ``min_size``),
     its boxes by the same factors (height by h'/h, width by w'/w).
     """
-    shapes, sides = _boxes(dataset_dir, images, split, option)
+    shapes, sides = _boxes(data, source)
     if (sides <= 0).any():
-        raise UserError(f"{dataset_dir}: an image record has no height/width; the boxes cannot be resized to "
+        raise UserError(f"{source}: an image record has no height/width; the boxes cannot be resized to "
                         "the input scale")
     factors = np.array([np.divide(resized_size(h, w, min_size, max_size or min_size), (h, w)) for h, w in sides])
     return shapes * factors
 
 
-def _boxes(dataset_dir, images, split, option) -> tuple[np.ndarray, np.ndarray]:
+def _boxes(data: dict, source) -> tuple[np.ndarray, np.ndarray]:
     """Box shapes [N, 2] (h, w) px and the (height, width) of each box's image [N, 2]."""
-    data, source = read_coco_dict(dataset_dir, images, split, option=option)
     size = {im["id"]: (im.get("height") or 0, im.get("width") or 0) for im in data["images"]}
     anns = [a for a in data["annotations"] if not a.get("iscrowd")]
     if not anns:

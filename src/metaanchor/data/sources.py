@@ -28,6 +28,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from metaanchor.data.class_names import read_class_names
 from metaanchor.data.coco import CocoDataset
 from metaanchor.data.coco_json import load_coco_json, resolve_coco_paths
 from metaanchor.data.validate import validate_coco
@@ -87,6 +88,10 @@ def detect(path: Path) -> str:
         return "data-yaml"
     if (path / "labels").is_dir() and (path / "images").is_dir():
         raise UserError(_yolo_without_names(path))
+    if next(path.glob("*.xml"), None) is not None:
+        raise DataError(f"{path}: a folder of VOC .xml files; give the VOC root that holds it as Annotations/ "
+                        f"(with JPEGImages/ and ImageSets/Main/), or convert it: metaanchor data convert --src {path} "
+                        "--src-format voc --images DIR --dst DIR2 --dst-format coco")
     raise DataError(f"{path}: not a dataset folder: no annotations.json (COCO), no Annotations/ (VOC), no data.yaml "
                     "(ultralytics YOLO)")
 
@@ -96,9 +101,13 @@ def _yolo_without_names(path: Path) -> str:
     subs = [d.name for d in sorted((path / "images").iterdir()) if d.is_dir()]
     entries = [f"{s}: images/{s}" for s in _ordered(s for s in subs if s in ("train", "val", "test"))]
     entries = entries or ["train: images", "val: images"]
-    classes = next((c for c in (path / "classes.txt", path / "labels" / "classes.txt") if c.is_file()), None)
-    names = "[" + ", ".join(n.strip() for n in classes.read_text(errors="replace").splitlines() if n.strip()) + "]" \
-        if classes is not None and classes.stat().st_size < 100_000 else "[NAME0, NAME1, ...]"
+    names = "[NAME0, NAME1, ...]"
+    for classes in (path / "classes.txt", path / "labels" / "classes.txt"):
+        try:
+            names = "[" + ", ".join(read_class_names(classes)) + "]"
+            break
+        except DataError:  # absent or unreadable: the placeholder
+            continue
     lines = ", ".join(repr(line) for line in ("path: .", *entries, f"names: {names}"))
     return (f"{path}: a YOLO folder (images/, labels/) but no data.yaml naming its classes; write "
             f"{path / 'data.yaml'} with the lines {lines} (names in class-id order), or convert it: metaanchor data "
@@ -155,6 +164,8 @@ def _read_voc_root(root: Path, images, split: str, split_option: str, images_opt
     """(COCO dict of the split, images folder) of a VOC root."""
     if images is not None:
         images_dir = Path(images)
+        if not images_dir.is_dir():
+            raise DataError(f"{images_option} {images}: not a folder (the images of VOC root {root})")
     else:
         images_dir = next((root / n for n in VOC_IMAGE_FOLDERS if (root / n).is_dir()), None)
         if images_dir is None:

@@ -227,7 +227,11 @@ def data_yaml_split(path: Path, root: Path, data: dict, split: str, option: str)
                         f"point {split} at the folder of the images (e.g. images/{split})")
     if not images.is_dir():
         raise DataError(f"{path}: {split}: image folder {images} not found")
-    return images, labels_folder(images, f"{path}: {split}")
+    labels = labels_folder(images, f"{path}: {split}")
+    if not labels.is_dir():
+        raise DataError(f"{path}: {split}: no labels folder {labels} (the labels of {images} belong there, "
+                        "by ultralytics' rule /images/ -> /labels/)")
+    return images, labels
 
 
 def labels_folder(images_dir: Path, what: str) -> Path:
