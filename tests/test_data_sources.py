@@ -225,3 +225,18 @@ def test_train_straight_from_a_voc_root_then_eval_its_split(voc, tmp_path, capsy
                          "--device", "cpu")
     assert code == 0, err
     assert "Platelets" in out and "WBC" in out  # the per-class table of the VOC classes
+
+
+def test_data_yaml_root_from_path_key_names_as_list_and_image_lists_refused(yolo, coco, tmp_path):
+    elsewhere = tmp_path / "other.yaml"
+    elsewhere.write_text(f"path: {yolo}\ntrain: images/train\nval: images/val\nnames: [Platelets, RBC, WBC]\n")
+    assert_same_dataset(open_dataset(elsewhere, split="val"), coco["val"], rounded=True)
+    listed = tmp_path / "listed.yaml"  # the dataset root is the YAML's folder
+    listed.write_text("train: train.txt\nval: images/val\nnames: [Platelets, RBC, WBC]\n")
+    (tmp_path / "train.txt").write_text("./images/train/x.jpg\n")
+    with pytest.raises(DataError) as e:
+        open_dataset(listed)
+    assert str(e.value) == (f"{listed}: train: train.txt is a list of image files; metaanchor reads image "
+                            "folders: point train at the folder of the images (e.g. images/train)")
+    with pytest.raises(DataError, match=r"no 'test' entry; entries found: train, val; set data.val_split=NAME"):
+        load_dataset(load_config(None, [f"data={listed}", "data.val_split=test"]), "val", False)
