@@ -69,7 +69,7 @@ def test_data_show_prints_exact_counts_and_draws(capsys, tmp_path):
     lines = stdout.splitlines()
     assert lines[0].startswith("anchors 1x1 on P3 (stride 8), P4 (stride 16)")
     assert lines[1].startswith("a.png: 2 boxes, 1 matched, 1 unreached (50.0%), mean best IoU ")
-    assert "unreached (h x w image px): 64x4 (IoU " in lines[1]
+    assert "unreached (h x w image px, worst first): 64x4 (IoU " in lines[1]
     assert lines[2].startswith("all 1 images: 2 boxes, 1 matched, 1 unreached (50.0%), mean best IoU ")
     assert lines[2].endswith("(positive IoU 0.5)")
     assert [p.name for p in out.iterdir()] == ["a_anchors.png"]

@@ -75,14 +75,17 @@ def _picture_names(files: list[Path], out: Path) -> list[Path]:
     return names
 
 
-def _unreached_text(view: dict, level_names: list[str]) -> str:
-    """The unreached boxes of one image: h x w px at the image's scale, the best IoU and its level."""
-    parts = []
-    for box, iou, lv, ok in zip(view["boxes"].tolist(), view["iou"].tolist(), view["level"].tolist(),
-                                view["reached"].tolist()):
-        if not ok:
-            parts.append(f"{box[3] - box[1]:.0f}x{box[2] - box[0]:.0f} (IoU {iou:.2f} at {level_names[lv]})")
-    return "; unreached (h x w image px): " + ", ".join(parts) if parts else ""
+def _unreached_text(view: dict, level_names: list[str], most: int = 3) -> str:
+    """The unreached boxes of one image, worst IoU first (``most`` of them): h x w px at the image's scale,
+    the best IoU and its level."""
+    bad = [(iou, box, lv) for box, iou, lv, ok in zip(view["boxes"].tolist(), view["iou"].tolist(),
+                                                       view["level"].tolist(), view["reached"].tolist()) if not ok]
+    if not bad:
+        return ""
+    bad.sort(key=lambda t: t[0])
+    shown = [f"{b[3] - b[1]:.0f}x{b[2] - b[0]:.0f} (IoU {iou:.2f} at {level_names[lv]})" for iou, b, lv in bad[:most]]
+    more = f" and {len(bad) - most} more" if len(bad) > most else ""
+    return "; unreached (h x w image px, worst first): " + ", ".join(shown) + more
 
 
 def cmd_show(args) -> int:
