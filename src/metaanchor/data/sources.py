@@ -43,7 +43,7 @@ _SPLIT_ORDER = ("train", "val", "trainval", "test")  # how splits are listed in 
 
 
 @dataclass
-class Read:
+class DatasetRead:
     """A dataset read in place: ``coco`` (COCO dict, file names relative to ``images_dir``), ``source``
     (what messages name: the JSON, the VOC ``Annotations`` folder or the data.yaml), ``kind``
     (``coco``, ``voc``, ``yolo``), ``split`` (None for COCO) and the records dropped by ``skip_invalid``."""
@@ -116,7 +116,7 @@ def _yolo_without_names(path: Path) -> str:
 
 def read_dataset(path: str | os.PathLike, images: str | os.PathLike | None = None, split: str | None = None,
                  *, default_split: str = "train", option: str = "--data", skip_invalid: bool = False,
-                 fail_fast: bool = False) -> Read:
+                 fail_fast: bool = False) -> DatasetRead:
     """Read the dataset ``path`` in place (see the module docstring); the COCO dict is not yet validated
     as a whole (``CocoDataset`` and :func:`read_coco_dict` do that).
 
@@ -128,25 +128,27 @@ def read_dataset(path: str | os.PathLike, images: str | os.PathLike | None = Non
     split_option, images_option = _options(option)
     kind = detect(path)
     if split is not None and kind in ("coco", "coco-json"):
-        raise UserError(f"{split_option} {split}: {path} is a COCO dataset, which has no splits; leave "
-                        f"{split_option} out (splits are for VOC roots and data.yaml files)")
+        leave = f"leave {split_option} out" if split_option.startswith("--") else \
+            f"leave {split_option} at its default ({default_split})"
+        raise UserError(f"{split_option} {split}: {path} is a COCO dataset, which has no splits; {leave} (splits are "
+                        "for VOC roots and data.yaml files)")
     skipped: dict[str, int] = {}
     if kind in ("coco", "coco-json"):
         ann_file, images_dir = _coco_paths(path, images, images_option)
-        return Read(load_coco_json(ann_file), images_dir, ann_file, "coco", None, skipped)
+        return DatasetRead(load_coco_json(ann_file), images_dir, ann_file, "coco", None, skipped)
     split = split or default_split
     if kind == "voc":
         data, images_dir = _read_voc_root(path, images, split, split_option, images_option, fail_fast,
                                           skip_invalid, skipped)
-        return Read(data, images_dir, path / "Annotations", "voc", split, skipped)
+        return DatasetRead(data, images_dir, path / "Annotations", "voc", split, skipped)
     if images is not None:
-        raise UserError(f"{images_option} {images}: {path} is an ultralytics data.yaml, which names its own "
-                        f"image folders; leave {images_option} out")
+        raise UserError(f"{_fix(images_option, images)}: {path} is an ultralytics data.yaml, which names its own "
+                        f"image folders; leave {images_option} unset")
     yaml_file = path if path.is_file() else next(path / n for n in DATA_YAML_NAMES if (path / n).is_file())
     root, entries, names = read_data_yaml(yaml_file)
     images_dir, labels_dir = data_yaml_split(yaml_file, root, entries, split, split_option)
     data = read_yolo(labels_dir, images_dir, names, fail_fast, skip_invalid, skipped)
-    return Read(data, images_dir, yaml_file, "yolo", split, skipped)
+    return DatasetRead(data, images_dir, yaml_file, "yolo", split, skipped)
 
 
 def _coco_paths(path: Path, images, images_option: str) -> tuple[Path, Path]:
@@ -165,7 +167,7 @@ def _read_voc_root(root: Path, images, split: str, split_option: str, images_opt
     if images is not None:
         images_dir = Path(images)
         if not images_dir.is_dir():
-            raise DataError(f"{images_option} {images}: not a folder (the images of VOC root {root})")
+            raise DataError(f"{_fix(images_option, images)}: not a folder (the images of VOC root {root})")
     else:
         images_dir = next((root / n for n in VOC_IMAGE_FOLDERS if (root / n).is_dir()), None)
         if images_dir is None:
