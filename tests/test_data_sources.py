@@ -227,16 +227,22 @@ def test_train_straight_from_a_voc_root_then_eval_its_split(voc, tmp_path, capsy
     assert "Platelets" in out and "WBC" in out  # the per-class table of the VOC classes
 
 
-def test_data_yaml_root_from_path_key_names_as_list_and_image_lists_refused(yolo, coco, tmp_path):
+def test_data_yaml_root_from_path_key_names_as_list_and_an_image_list(yolo, coco, tmp_path):
     elsewhere = tmp_path / "other.yaml"
     elsewhere.write_text(f"path: {yolo}\ntrain: images/train\nval: images/val\nnames: [Platelets, RBC, WBC]\n")
     assert_same_dataset(open_dataset(elsewhere, split="val"), coco["val"], rounded=True)
-    listed = tmp_path / "listed.yaml"  # the dataset root is the YAML's folder
-    listed.write_text("train: train.txt\nval: images/val\nnames: [Platelets, RBC, WBC]\n")
-    (tmp_path / "train.txt").write_text("./images/train/x.jpg\n")
-    with pytest.raises(DataError) as e:
+    copy = tmp_path / "copy"
+    shutil.copytree(yolo, copy)
+    listed = copy / "listed.yaml"  # no path: the dataset root is the YAML's folder
+    listed.write_text("train: train.txt\nval: val.txt\nnames: [Platelets, RBC, WBC]\n")
+    names = [i["file_name"] for i in coco["val"].images]
+    (copy / "val.txt").write_text("".join(f"./images/val/{n}\n" for n in names))
+    ds = open_dataset(listed, split="val")
+    assert ds.images_dir == copy and [i["file_name"] for i in ds.images] == [f"images/val/{n}" for n in names]
+    assert [[o[1:] for o in v] for v in objects(ds.coco.dataset).values()] == \
+        [[o[1:] for o in v] for v in objects(open_dataset(copy / "data.yaml", split="val").coco.dataset).values()]
+    (copy / "train.txt").write_text("../outside.jpg\n")
+    with pytest.raises(DataError, match=r"train\.txt: line 1: file_name '\.\./outside\.jpg' goes up with '\.\.'"):
         open_dataset(listed)
-    assert str(e.value) == (f"{listed}: train: train.txt is a list of image files; metaanchor reads image "
-                            "folders: point train at the folder of the images (e.g. images/train)")
     with pytest.raises(DataError, match=r"no 'test' entry; entries found: train, val; set data.val_split=NAME"):
         load_dataset(load_config(None, [f"data={listed}", "data.val_split=test"]), "val", False)

@@ -26,16 +26,16 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from metaanchor.data.coco_json import read_coco, resolve_coco_paths, write_coco
+from metaanchor.data.data_yaml import (
+    DATA_YAML_SPLITS,
+    data_yaml_splits,
+    read_data_yaml,
+    read_data_yaml_split,
+    write_data_yaml,
+)
 from metaanchor.data.io import path_inside
 from metaanchor.data.voc import read_voc, voc_split_ids, write_voc
-from metaanchor.data.yolo import (
-    DATA_YAML_SPLITS,
-    data_yaml_split,
-    read_data_yaml,
-    read_yolo,
-    write_data_yaml,
-    write_yolo,
-)
+from metaanchor.data.yolo import read_yolo, write_yolo
 from metaanchor.errors import DataError, UserError
 from metaanchor.files import make_folder, write_atomic, writing
 
@@ -137,17 +137,16 @@ def _read_yolo_source(src: Path, images_dir, split: str | None, class_names: lis
     if yaml_file is not None:
         if images_dir is not None:
             raise UserError(f"--images {images_dir}: {yaml_file} names its own image folders; leave --images out")
-        root, entries, names = read_data_yaml(yaml_file)
-        if class_names is not None and class_names != names:
-            raise UserError(f"--names: {yaml_file} names the classes already ({', '.join(names)})")
+        if class_names is not None:
+            raise UserError(f"--names: {yaml_file} names the classes; leave --names out")
         if split is None:
-            present = [k for k in DATA_YAML_SPLITS if isinstance(entries.get(k), (str, list))]
+            present = [k for k in data_yaml_splits(read_data_yaml(yaml_file)[1]) if k in DATA_YAML_SPLITS]
             if len(present) != 1:
                 raise UserError(f"{yaml_file}: has the splits {', '.join(present) or 'none'}; convert one at a "
                                 "time with --split NAME (they are never merged)")
             split = present[0]
-        img_dir, labels = data_yaml_split(yaml_file, root, entries, split, "--split")
-        return read_yolo(labels, img_dir, names, fail_fast), img_dir, split
+        data, img_dir = read_data_yaml_split(yaml_file, split, "--split NAME", fail_fast)
+        return data, img_dir, split
     ann, img_dir = _locate(src, "yolo", Path(images_dir) if images_dir else None)
     splits = sorted(d.name for d in img_dir.iterdir() if d.is_dir() and d.name in DATA_YAML_SPLITS) \
         if img_dir.is_dir() else []

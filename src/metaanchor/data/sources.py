@@ -10,7 +10,7 @@
 - a VOC root (``Annotations/`` + ``JPEGImages/`` or ``images/``): the split is
   ``ImageSets/Main/<split>.txt``, or every XML when there is no ``ImageSets/Main``;
 - an ultralytics ``data.yaml`` (or a folder holding one): the split is its entry of that name,
-  labels in the sibling ``labels`` folder (``data.yolo``).
+  an image folder or list, labels by ultralytics' ``/images/`` -> ``/labels/`` rule (``data.data_yaml``).
 
 Images are read where they are (file names relative to the split's image folder); every
 source is validated alike (``data.validate``), and its file names must stay inside that
@@ -31,9 +31,9 @@ from pathlib import Path
 from metaanchor.data.class_names import read_class_names
 from metaanchor.data.coco import CocoDataset
 from metaanchor.data.coco_json import load_coco_json, resolve_coco_paths
+from metaanchor.data.data_yaml import read_data_yaml_split
 from metaanchor.data.validate import validate_coco
 from metaanchor.data.voc import read_voc, voc_split_ids
-from metaanchor.data.yolo import data_yaml_split, read_data_yaml, read_yolo
 from metaanchor.errors import DataError, UserError
 from metaanchor.readers import irregular_kind
 
@@ -145,9 +145,8 @@ def read_dataset(path: str | os.PathLike, images: str | os.PathLike | None = Non
         raise UserError(f"{_fix(images_option, images)}: {path} is an ultralytics data.yaml, which names its own "
                         f"image folders; leave {images_option} unset")
     yaml_file = path if path.is_file() else next(path / n for n in DATA_YAML_NAMES if (path / n).is_file())
-    root, entries, names = read_data_yaml(yaml_file)
-    images_dir, labels_dir = data_yaml_split(yaml_file, root, entries, split, split_option)
-    data = read_yolo(labels_dir, images_dir, names, fail_fast, skip_invalid, skipped)
+    data, images_dir = read_data_yaml_split(yaml_file, split, _fix(split_option, "NAME"), fail_fast, skip_invalid,
+                                            skipped)
     return DatasetRead(data, images_dir, yaml_file, "yolo", split, skipped)
 
 
