@@ -6,7 +6,7 @@
 ``names`` is a list, or ``{id: name}`` with ids ``0..C-1``; ``train``, ``val``
 (and ``test``) name each split's images relative to ``path`` (the dataset root;
 default: the YAML's folder): an image folder, or a ``.txt`` list of image paths
-(``./x`` relative to the list's folder). An image's labels are in the YOLO txt
+relative to the list's folder (``./images/x.jpg`` or ``images/x.jpg``). An image's labels are in the YOLO txt
 file (``metaanchor.data.yolo``) that ultralytics' rule names: its path's last
 ``/images/`` replaced by ``/labels/``, suffix ``.txt``.
 """
@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+
+import yaml
 
 from metaanchor.data.io import IMAGE_SUFFIXES, path_inside
 from metaanchor.data.records import build_coco
@@ -30,7 +32,7 @@ def read_data_yaml(path: str | os.PathLike) -> tuple[Path, dict, list[str]]:
     """(dataset root, the YAML mapping, class names) of an ultralytics ``data.yaml``; ``DataError`` names it.
 
     A relative ``path:`` is taken from the YAML's folder when it exists there, else from the working
-    directory (as ultralytics does)."""
+    directory (where ultralytics looks first)."""
     path = Path(path)
     data = read_yaml_file(path, str(path), "MAX_CONFIG_BYTES", DataError)
     if not isinstance(data, dict):
@@ -153,8 +155,6 @@ def labels_folder(images_dir: Path, what: str) -> Path:
 def write_data_yaml(out_dir: str | os.PathLike, names: list[str], splits: dict[str, str]) -> Path:
     """``out_dir/data.yaml`` (``path: .``, one entry per split: image folder relative to ``out_dir``,
     ``names``), written atomically."""
-    import yaml
-
     out = Path(out_dir)
     text = yaml.safe_dump({"path": ".", **splits, "names": dict(enumerate(names))}, sort_keys=False,
                           allow_unicode=True)
