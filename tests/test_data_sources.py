@@ -98,7 +98,7 @@ def test_data_yaml_split_opens_as_the_coco_conversion(yolo, coco):
     assert_same_dataset(open_dataset(yolo, split="val"), coco["val"], rounded=True)  # the folder holding it
 
 
-def test_training_keys_read_voc_splits_and_data_yaml_shorthand_sets_both(voc, yolo, coco):
+def test_training_keys_read_voc_splits_and_data_yaml_shorthand_sets_both(voc, yolo, coco, tmp_path):
     cfg = load_config(None, [f"data={yolo / 'data.yaml'}"])
     assert cfg["data"]["train"] == cfg["data"]["val"] == str(yolo / "data.yaml")
     assert_same_dataset(load_dataset(cfg, "train", False), coco["train"], rounded=True)
@@ -108,6 +108,9 @@ def test_training_keys_read_voc_splits_and_data_yaml_shorthand_sets_both(voc, yo
     assert_same_dataset(load_dataset(cfg, "val", False), coco["test"])
     cfg = load_config(None, [f"data={voc}"])  # a VOC root: its train and val splits
     assert_same_dataset(load_dataset(cfg, "val", False), coco["val"])
+    config = tmp_path / "run.yaml"
+    config.write_text(f"data: {yolo / 'data.yaml'}\nsolver:\n  max_iter: 5\n")  # the shorthand in a config file
+    assert load_config(config)["data"]["val"] == str(yolo / "data.yaml")
 
 
 def test_box_shapes_read_a_voc_split_in_place(voc, coco):
