@@ -63,7 +63,8 @@ def resolve_coco_paths(path: str | os.PathLike,
     if path.is_dir():
         ann_file = path / "annotations.json"
         if not ann_file.is_file():
-            raise DataError(f"{path}: dataset folder has no annotations.json")
+            raise DataError(f"{path}: not a COCO dataset folder (no annotations.json); VOC roots and data.yaml "
+                            "datasets open with metaanchor.data.open_dataset")
         return ann_file, Path(images_dir) if images_dir is not None else path / "images"
     if not path.exists():
         raise DataError(f"{path}: no such dataset folder or annotation file")
