@@ -249,3 +249,13 @@ def test_data_yaml_root_from_path_key_names_as_list_and_an_image_list(yolo, coco
         open_dataset(listed)
     with pytest.raises(DataError, match=r"no 'test' entry; entries found: train, val; set data.val_split=NAME"):
         load_dataset(load_config(None, [f"data={listed}", "data.val_split=test"]), "val", False)
+
+
+def test_voc_root_without_image_sets_is_one_split(voc, tmp_path):
+    bare = tmp_path / "voc"
+    shutil.copytree(voc, bare, ignore=shutil.ignore_patterns("ImageSets"))
+    assert len(open_dataset(bare)) == sum(SUBSET.values())
+    with pytest.raises(UserError) as e:
+        open_dataset(bare, split="val")
+    assert str(e.value) == (f"--split val: {bare} is a VOC root without ImageSets/Main, so all its annotations are "
+                            "one split; leave --split unset")

@@ -136,11 +136,11 @@ def read_dataset(path: str | os.PathLike, images: str | os.PathLike | None = Non
     if kind in ("coco", "coco-json"):
         ann_file, images_dir = _coco_paths(path, images, images_option)
         return DatasetRead(load_coco_json(ann_file), images_dir, ann_file, "coco", None, skipped)
-    split = split or default_split
     if kind == "voc":
-        data, images_dir = _read_voc_root(path, images, split, split_option, images_option, fail_fast,
-                                          skip_invalid, skipped)
-        return DatasetRead(data, images_dir, path / "Annotations", "voc", split, skipped)
+        data, images_dir = _read_voc_root(path, images, split, default_split, split_option, images_option,
+                                          fail_fast, skip_invalid, skipped)
+        return DatasetRead(data, images_dir, path / "Annotations", "voc", split or default_split, skipped)
+    split = split or default_split
     if images is not None:
         raise UserError(f"{_fix(images_option, images)}: {path} is an ultralytics data.yaml, which names its own "
                         f"image folders; leave {images_option} unset")
@@ -160,9 +160,10 @@ def _coco_paths(path: Path, images, images_option: str) -> tuple[Path, Path]:
     return resolve_coco_paths(path, images)
 
 
-def _read_voc_root(root: Path, images, split: str, split_option: str, images_option: str, fail_fast: bool,
-                   skip_invalid: bool, skipped: dict) -> tuple[dict, Path]:
-    """(COCO dict of the split, images folder) of a VOC root."""
+def _read_voc_root(root: Path, images, split: str | None, default_split: str, split_option: str,
+                   images_option: str, fail_fast: bool, skip_invalid: bool, skipped: dict) -> tuple[dict, Path]:
+    """(COCO dict of the split, images folder) of a VOC root; without ImageSets/Main the root is one split
+    (every XML), which an explicit ``split`` cannot choose from."""
     if images is not None:
         images_dir = Path(images)
         if not images_dir.is_dir():
@@ -174,6 +175,10 @@ def _read_voc_root(root: Path, images, split: str, split_option: str, images_opt
                             f"{images_option} to the folder of its images")
     main = root / "ImageSets" / "Main"
     ids = None
+    if split is not None and not main.is_dir():
+        raise UserError(f"{_fix(split_option, split)}: {root} is a VOC root without ImageSets/Main, so all its "
+                        f"annotations are one split; leave {split_option} unset")
+    split = split or default_split
     if main.is_dir():
         found = {p.stem for p in main.glob("*.txt")}
         common = _ordered(s for s in found if "_" not in s) or _ordered(found)  # not VOC's <class>_<split> files
