@@ -99,7 +99,8 @@ class VideoWriter:
         av = _av()
         if self.container is None:
             self.container = av.open(str(self.tmp), "w", format="mp4")
-            self.stream = self.container.add_stream(self.codec, rate=self.fps)
+            fast = {"preset": "veryfast"} if self.codec == "h264" else {}  # ~3x faster than x264's default
+            self.stream = self.container.add_stream(self.codec, rate=self.fps, options=fast)
             self.stream.height, self.stream.width = (s + s % 2 for s in rgb.shape[:2])
             self.stream.pix_fmt = "yuv420p"
         h, w = self.stream.height, self.stream.width
