@@ -40,14 +40,14 @@ class RunConfig:
 
 @dataclass
 class DataConfig:
-    # read in place (metaanchor.data.sources): a COCO folder (DIR/annotations.json + DIR/images) or JSON file,
-    # a VOC root or an ultralytics data.yaml; data=FILE.yaml sets data.train and data.val to one data.yaml
+    # training data, read in place (metaanchor.data.sources): a COCO folder (DIR/annotations.json + DIR/images)
+    # or JSON file, a VOC root or an ultralytics data.yaml; data=FILE.yaml sets data.train and data.val to it
     train: str = option(None)
     train_images: str = option(None)  # image folder of a COCO JSON (default: images/ beside it) or a VOC root
     train_split: str = option("train")  # VOC split (ImageSets/Main/NAME.txt) or data.yaml entry of data.train
-    val: str = option(None)
-    val_images: str = option(None)
-    val_split: str = option("val")
+    val: str = option(None)  # validation data, any form data.train takes
+    val_images: str = option(None)  # as data.train_images, for data.val
+    val_split: str = option("val")  # VOC split or data.yaml entry of data.val
     skip_invalid: bool = option(False)  # drop (and count) bad annotations instead of failing
     workers: int = option(0, low=0, high=256)  # loader processes that read, resize, augment (0: main process)
     group_aspect: bool = option(True)  # batches never mix portrait (h >= w) and landscape images (less padding)
