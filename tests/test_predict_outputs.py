@@ -114,3 +114,20 @@ def test_unreadable_video_is_skipped_or_named(capsys, tmp_path, odd_ckpt, odd_id
     assert "1 unreadable videos skipped" in stdout
     assert_user_error(capsys, ["predict", "--checkpoint", odd_ckpt, "--out", tmp_path / "o2", "--fail-fast", bad],
                       f"video {bad}")
+
+
+def test_video_writer_pads_odd_sizes_and_leaves_nothing_when_interrupted(tmp_path):
+    pytest.importorskip("av")
+    from metaanchor.data.video import VideoWriter, read_frames, video_fps
+
+    with VideoWriter(tmp_path / "odd.mp4", 12) as w:
+        for v in (0, 128, 255):
+            w.write(np.full((45, 63, 3), v, np.uint8))
+    frames = list(read_frames(tmp_path / "odd.mp4"))
+    assert [tuple(f.shape) for f in frames] == [(3, 46, 64)] * 3  # 4:2:0 needs even sides: padded
+    assert video_fps(tmp_path / "odd.mp4") == 12
+    assert [round(float(f[:, :45, :63].mean()) * 255) for f in frames] == pytest.approx([0, 128, 255], abs=3)
+    with pytest.raises(RuntimeError), VideoWriter(tmp_path / "cut.mp4") as w:
+        w.write(np.zeros((32, 32, 3), np.uint8))
+        raise RuntimeError("interrupted")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["odd.mp4"]
