@@ -30,7 +30,7 @@ from tqdm import tqdm
 
 from metaanchor import checkpoint as ckpt
 from metaanchor.config import MAX_ITERS, dump, model_kwargs
-from metaanchor.data.box_shapes import input_shapes
+from metaanchor.data.box_shapes import coco_input_shapes
 from metaanchor.data.loader import (
     AugmentedDataset,
     ResumableBatches,
@@ -165,7 +165,8 @@ class Trainer:
             return
         data, m = self.cfg["data"], self.cfg["model"]
         inp = self.cfg["input"]
-        shapes = input_shapes(data["train"], data["train_images"], inp["size"], inp["max_size"] or inp["size"])
+        shapes = coco_input_shapes(self.train_set.coco.dataset, inp["size"], inp["max_size"] or inp["size"],
+                                   data["train"])
         fitted = detector_class(m["arch"]).fit_anchors(shapes, k, m["anchor_base"], self.cfg["seed"])
         path = self.out / "anchors_kmeans.yaml"
         if self.main:
