@@ -145,6 +145,14 @@ def test_model_predict_takes_numpy_arrays_and_keeps_returning_dicts(folder):
     assert torch.equal(from_array[0]["boxes"], from_file[0]["boxes"])
 
 
+@pytest.mark.parametrize("kind", ["str", "pil", "numpy-rgb"])
+def test_calling_the_model_module_on_a_file_or_array_points_to_predict(folder, kind):
+    with pytest.raises(UserError, match=r"^RetinaNetDetector\(images\) takes a list of \[3, H, W\] tensors in "
+                                        r"\[0, 1\], not a \w+; for files, PIL images or numpy arrays use "
+                                        r"model.predict\(...\) or metaanchor.load\(checkpoint\)\(...\)$"):
+        tiny_detector().eval()(SOURCES[kind](folder))
+
+
 def test_predictor_wraps_any_family(folder):
     yolo = build_detector("yolov2", num_classes=2, class_names=["x", "y"], backbone="tiny", fpn_channels=16,
                           hidden_dim=8, min_size=128, max_size=128, anchors="3x3")

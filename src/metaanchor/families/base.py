@@ -36,6 +36,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 
@@ -266,8 +267,13 @@ class BaseDetector(nn.Module):
         """Training: the family's losses ({"cls", "box", ...}). Eval: per image {"boxes", "scores", "labels"}.
 
         images: list of [3, H, W] in [0, 1]; targets: per image {"boxes": [N, 4] x1y1x2y2 pixels,
-        "labels": [N] int64}. Detections are in each image's own pixels.
+        "labels": [N] int64}. Detections are in each image's own pixels. Paths, PIL images and numpy
+        arrays go to ``predict`` (dicts) or ``metaanchor.engine.api.Predictor`` (``Results``).
         """
+        if isinstance(images, (str, Path, np.ndarray)) or type(images).__module__.startswith("PIL."):
+            raise UserError(f"{type(self).__name__}(images) takes a list of [3, H, W] tensors in [0, 1], not a "
+                            f"{type(images).__name__}; for files, PIL images or numpy arrays use model.predict(...) "
+                            "or metaanchor.load(checkpoint)(...)")
         if self.training and targets is None:
             raise ValueError(f"{type(self).__name__} in training mode needs targets")
         if self.training:
