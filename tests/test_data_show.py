@@ -64,7 +64,7 @@ def test_data_show_prints_exact_counts_and_draws(capsys, tmp_path):
     root = _dataset(tmp_path / "ds")
     out = tmp_path / "show"
     code, stdout, err = cli(capsys, "data", "show", "--data", root, "--anchors", "1x1", "--input-size", 512,
-                            "--out", out)
+                            "--out", out, "--all")
     assert code == 0, err
     lines = stdout.splitlines()
     assert lines[0].startswith("anchors 1x1 on P3 (stride 8), P4 (stride 16)")
@@ -72,6 +72,7 @@ def test_data_show_prints_exact_counts_and_draws(capsys, tmp_path):
     assert "unreached (h x w image px, worst first): 64x4 (IoU " in lines[1]
     assert lines[2].startswith("all 1 images: 2 boxes, 1 matched, 1 unreached (50.0%), mean best IoU ")
     assert lines[2].endswith("(positive IoU 0.5)")
+    assert lines[3] == "whole split (1 images)" + lines[2][len("all 1 images"):-len(" (positive IoU 0.5)")]
     assert [p.name for p in out.iterdir()] == ["a_anchors.png"]
     assert Image.open(out / "a_anchors.png").size == (512, 512)  # drawn at the network's input size
 

@@ -32,6 +32,9 @@ def add_show(dsub):
     s.add_argument("--input-size", type=int, help="network input short side (default: the checkpoint's, else "
                                                   "the default config's input.size)")
     s.add_argument("--images", type=int, default=8, metavar="N", help="number of images to draw")
+    s.add_argument("--all", action="store_true",
+                   help="also print the summary over every image of the split (sizes and boxes from the "
+                        "annotations; no image is read)")
     s.add_argument("--out", required=True, help="folder for the pictures, OUT/<stem>_anchors.png, each image "
                                                 "drawn at the network's input size")
     s.set_defaults(func=cmd_show)
@@ -90,7 +93,7 @@ def _unreached_text(view: dict, level_names: list[str], most: int = 3) -> str:
 
 def cmd_show(args) -> int:
     from metaanchor.data.sources import open_dataset
-    from metaanchor.engine.anchor_view import anchor_matches, format_summary, level_name, summary
+    from metaanchor.engine.anchor_view import anchor_matches, dataset_summary, format_summary, level_name, summary
     from metaanchor.errors import DataError
     from metaanchor.files import check_outputs, write_atomic
     from metaanchor.visualize import draw_anchor_matches
@@ -129,4 +132,6 @@ def cmd_show(args) -> int:
         raise UserError(f"--data {args.data}: none of the {n} images could be read")
     s = summary(views)
     print(format_summary(f"all {len(views)} images", s) + f" (positive IoU {views[0]['positive_iou']:g})")
+    if args.all:
+        print(format_summary(f"whole split ({len(data)} images)", dataset_summary(model, data, sys.stderr.isatty())))
     return 0

@@ -120,3 +120,18 @@ def format_summary(name: str, s: dict) -> str:
     mean = "n/a" if s["mean_iou"] is None else f"{s['mean_iou']:.3f}"
     return (f"{name}: {s['boxes']} boxes, {s['reached']} matched, {s['unreached']} unreached "
             f"({s['unreached_pct']:.1f}%), mean best IoU {mean}")
+
+
+def dataset_summary(model, dataset, progress: bool = False) -> dict:
+    """``summary`` over every image of a ``CocoDataset`` without reading a pixel: each image's size comes from
+    its record (a blank image of that size goes through the model's resize) and its boxes from the
+    annotations (crowd regions left out)."""
+    from tqdm import tqdm
+
+    from metaanchor.engine.evaluate import gt_of
+
+    views = []
+    for info in tqdm(dataset.images, desc="anchors", disable=not progress, leave=False):
+        boxes = gt_of(dataset.coco, info["id"], dataset.cat_ids)["boxes"].float()
+        views.append(anchor_matches(model, torch.zeros(3, info["height"], info["width"]), boxes))
+    return summary(views)
