@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from metaanchor.cli.common import Parser, anchor_files, check_anchor_file_out
+from metaanchor.cli.common import DEVICE_HELP, Parser, anchor_files, check_anchor_file_out
 from metaanchor.errors import UserError
 
 DATA_HELP = ("a COCO folder (DIR/annotations.json + DIR/images) or COCO JSON, a VOC root (Annotations/, "
@@ -16,7 +16,8 @@ def add(sub):
     asub = p.add_subparsers(dest="anchors_cmd", required=True, parser_class=Parser)
     s = asub.add_parser("show", help="print and draw anchor sets", description="Print the shapes of anchor "
                         "SPECs and draw them relative to the P3 standard box.")
-    s.add_argument("specs", nargs="+", metavar="SPEC")
+    s.add_argument("specs", nargs="+", metavar="SPEC",
+                   help="anchor sets: RxS (e.g. 3x3), scales=..;ratios=.., or an anchor file (.yaml/.json)")
     # 'show' has no option that starts with '-' and a digit, so such an argument (-1x3) is a SPEC, and
     # AnchorSet.parse names what is wrong with it, instead of argparse taking it for an unknown option.
     s._negative_number_matcher = re.compile(r"^-\d")
@@ -35,7 +36,7 @@ def add(sub):
                                                    "(default: train)")
     f.add_argument("--num", "-k", type=int, default=9, help="number of anchors to fit")
     f.add_argument("--compare", nargs="*", default=["3x3"], metavar="SPEC", help="anchor sets to score beside it")
-    f.add_argument("--seed", type=int, default=0)
+    f.add_argument("--seed", type=int, default=0, help="k-means initialisation seed")
     f.add_argument("--out", default="anchors_fitted.yaml", help="anchor file to write (.yaml or .json)")
     f.add_argument("--arch", help="retinanet (default; per-level fit) or yolov2 (one stride-32 standard box); "
                                   "default: the --config's model.arch")
@@ -59,12 +60,14 @@ def add(sub):
     q.add_argument("--images", help="image folder when --data is a COCO JSON or VOC root")
     q.add_argument("--split", metavar="NAME", help="VOC split (ImageSets/Main/NAME.txt) or data.yaml entry to search "
                                                    "on (default: val)")
-    q.add_argument("--method", choices=["greedy", "random"], default="greedy")
+    q.add_argument("--method", choices=["greedy", "random"], default="greedy",
+                   help="greedy: move to the best neighbour (one scale or ratio changed, added or dropped) while AP "
+                        "improves; random: score random sets")
     q.add_argument("--budget", type=int, default=20, help="most anchor sets to evaluate")
     q.add_argument("--start", help="anchor SPEC to start from (default: the training set)")
-    q.add_argument("--seed", type=int, default=0)
-    q.add_argument("--device", default="auto")
-    q.add_argument("--batch-size", type=int, default=16)
+    q.add_argument("--seed", type=int, default=0, help="seed of the random method")
+    q.add_argument("--device", default="auto", help=DEVICE_HELP)
+    q.add_argument("--batch-size", type=int, default=16, help="images per forward pass")
     q.add_argument("--out", default="anchors_searched.yaml", help="anchor file for the best set")
     q.set_defaults(func=cmd_search)
 

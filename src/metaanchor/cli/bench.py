@@ -16,7 +16,7 @@ def add(sub):
                                    "installed package: run 'python benchmarks/compare_torchvision.py [--quick]' "
                                    "from a checkout (BENCHMARKS.md).",
                        prefix_chars="\0", add_help=False)
-    p.add_argument("args", nargs=argparse.REMAINDER)
+    p.add_argument("args", nargs=argparse.REMAINDER, help="ignored")
     p.set_defaults(func=cmd_bench)
 
 

@@ -7,6 +7,8 @@ from pathlib import Path
 
 from metaanchor.errors import UserError
 
+DEVICE_HELP = "where to run: auto (CUDA when available, else CPU), cpu, cuda or cuda:N"
+
 
 class HelpFormatter(argparse.HelpFormatter):
     """argparse's help with each option's default appended, unless it has none or the text already says it."""

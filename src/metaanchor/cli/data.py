@@ -14,9 +14,10 @@ def add(sub):
                                     "distribution is controlled by --distribution (a preset name or KEY=VALUE "
                                     "fields: image_size, num_classes, min_size, max_size, min_ratio, max_ratio, "
                                     "min_objects, max_objects, seed).")
-    s.add_argument("--out", required=True)
+    s.add_argument("--out", required=True, help="dataset folder to write (DIR/annotations.json + DIR/images/)")
     s.add_argument("--images", type=int, default=500, help="number of images")
-    s.add_argument("--distribution", nargs="+", default=["default"], metavar="NAME|KEY=VALUE")
+    s.add_argument("--distribution", nargs="+", default=["default"], metavar="NAME|KEY=VALUE",
+                   help="box distribution: a preset name, then KEY=VALUE fields changing it")
     s.add_argument("--seed", type=int, help="random seed (overrides the distribution's)")
     s.set_defaults(func=cmd_synth)
     c = dsub.add_parser("convert", help="convert between coco, voc and yolo formats",
@@ -26,9 +27,10 @@ def add(sub):
                                     "and anchors read COCO, VOC and data.yaml datasets in place, without converting.")
     c.add_argument("--src", required=True, help="source: COCO folder/JSON; VOC root or annotation folder; YOLO "
                                                 "data.yaml, a folder with one, or a folder with images/ + labels/")
-    c.add_argument("--src-format", required=True, choices=["coco", "voc", "yolo"])
+    c.add_argument("--src-format", required=True, choices=["coco", "voc", "yolo"], help="format of --src")
     c.add_argument("--dst", required=True, help="destination folder")
-    c.add_argument("--dst-format", required=True, choices=["coco", "voc", "yolo"])
+    c.add_argument("--dst-format", required=True, choices=["coco", "voc", "yolo"],
+                   help="format to write (yolo also writes DST/data.yaml)")
     c.add_argument("--images", help="image folder of the source, when not beside it")
     c.add_argument("--split", metavar="NAME",
                    help="convert only one split: VOC ImageSets/Main/NAME.txt, a data.yaml entry (train, val, test) "

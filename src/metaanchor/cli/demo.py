@@ -6,9 +6,9 @@ from __future__ import annotations
 def add(sub):
     p = sub.add_parser("demo", help="synthesise data, train, evaluate and draw (what `make demo` runs)")
     p.add_argument("--config", default="demo", help="config file, or a shipped config's name (default: demo)")
-    p.add_argument("--out", default="runs/demo")
+    p.add_argument("--out", default="runs/demo", help="run folder: data/, the checkpoints, pictures")
     p.add_argument("--unseen", default="5x5", help="anchor set never used in training, to evaluate and draw")
-    p.add_argument("overrides", nargs="*", metavar="KEY=VALUE")
+    p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="config overrides, as for train")
     p.set_defaults(func=cmd_demo)
 
 

@@ -6,7 +6,7 @@ import json
 import sys
 from pathlib import Path
 
-from metaanchor.cli.common import anchor_files, check_anchors_and_batch, load_model
+from metaanchor.cli.common import DEVICE_HELP, anchor_files, check_anchors_and_batch, load_model
 from metaanchor.defaults import PREDICT_SCORE_THRESH
 from metaanchor.errors import UserError
 
@@ -30,8 +30,8 @@ def add(sub):
                         "category ids; loadable with pycocotools COCO.loadRes)")
     p.add_argument("--plot", metavar="FILE", help="draw the precision-recall curves at IoU 0.5 (per class and all) "
                                                   "as a PNG")
-    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
-    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--device", default="auto", help=DEVICE_HELP)
+    p.add_argument("--batch-size", type=int, default=8, help="images per forward pass")
     p.add_argument("--skip-invalid", action="store_true",
                    help="drop (and count) bad annotations instead of failing (as data.skip_invalid)")
     p.add_argument("--fail-fast", action="store_true",

@@ -14,7 +14,7 @@ def add(sub):
                        description="The paper's experiment suite lives outside the installed package: run "
                                    "'python -m research NAME|all [--quick]' from a checkout (research/README.md).",
                        prefix_chars="\0", add_help=False)
-    p.add_argument("args", nargs=argparse.REMAINDER)
+    p.add_argument("args", nargs=argparse.REMAINDER, help="ignored")
     p.set_defaults(func=cmd_experiment)
 
 

@@ -6,7 +6,7 @@ import json
 import sys
 from pathlib import Path
 
-from metaanchor.cli.common import anchor_files, check_anchors_and_batch, load_model, output_folder
+from metaanchor.cli.common import DEVICE_HELP, anchor_files, check_anchors_and_batch, load_model, output_folder
 from metaanchor.defaults import PREDICT_SCORE_THRESH
 from metaanchor.errors import UserError
 
@@ -26,13 +26,13 @@ def add(sub):
                                    "frame by frame: each frame is an image numbered after the images, its "
                                    "records also have frame (0-based in the video), and the drawn frames "
                                    "become OUT/<stem>_det.mp4 at the video's frame rate.")
-    p.add_argument("--checkpoint", required=True)
+    p.add_argument("--checkpoint", required=True, help="checkpoint file (last.pt / best.pt, or one written by import)")
     p.add_argument("--anchors", help="anchor SPEC (default: the training set)")
     p.add_argument("--out", default="runs/predict", help="output folder")
     p.add_argument("--score-thresh", type=float, default=PREDICT_SCORE_THRESH,
                    help="minimum score kept and drawn (default %(default)s, as metaanchor.load(...)(images); "
                         "evaluation uses eval.score_thresh)")
-    p.add_argument("--device", default="auto")
+    p.add_argument("--device", default="auto", help=DEVICE_HELP)
     p.add_argument("--fail-fast", action="store_true",
                    help="stop at the first unreadable image or video instead of skipping it")
     p.add_argument("--save-txt", action="store_true",
