@@ -34,7 +34,7 @@ MAX_IMAGE_PIXELS_LIMIT = 1_000_000_000  # = metaanchor.data.io.MAX_IMAGE_PIXELS_
 class RunConfig:
     """The top-level keys."""
 
-    seed: int = option(0, low=0, high=2**32 - 1)
+    seed: int = option(0, low=0, high=2**32 - 1)  # weights, data order, augmentation and anchor sampling
     device: str = option("auto")  # auto | cpu | cuda | cuda:N (checked when training starts)
 
 
@@ -68,7 +68,7 @@ class AnchorsConfig:
 class InputConfig:
     size: int = option(512, low=0, low_open=True, high=MAX_INPUT_SIZE)  # short side
     max_size: int = option(0, low=0, high=2 * MAX_INPUT_SIZE)  # long-side cap (0: same as size)
-    hflip: float = option(0.5, low=0, high=1)
+    hflip: float = option(0.5, low=0, high=1)  # probability of a horizontal flip (when input.augment is unset)
     photometric: float = option(0.0, low=0)  # strength of brightness/contrast/saturation jitter
     # a torchvision transforms.v2 preset replacing hflip/photometric (metaanchor.data.augment.PRESETS);
     # unset: those two
@@ -77,15 +77,15 @@ class InputConfig:
 
 @dataclass
 class SolverConfig:
-    max_iter: int = option(1000, low=0, low_open=True, high=MAX_ITERS)
+    max_iter: int = option(1000, low=0, low_open=True, high=MAX_ITERS)  # training iterations (batches)
     # passes over data.train instead of max_iter (0: unused); resolved to max_iter when the data is read
     epochs: int = option(0, low=0, high=MAX_ITERS)
     batch_size: int = option(8, low=0, low_open=True, high=MAX_BATCH)  # total over all processes
-    lr: float = option(0.01, low=0, low_open=True)
-    momentum: float = option(0.9, low=0)
-    weight_decay: float = option(1e-4, low=0)
-    warmup_iters: int = option(100, low=0, high=MAX_ITERS)
-    schedule: str = option("cosine", choices=("cosine", "step"))
+    lr: float = option(0.01, low=0, low_open=True)  # SGD learning rate after warm-up
+    momentum: float = option(0.9, low=0)  # SGD momentum
+    weight_decay: float = option(1e-4, low=0)  # L2 penalty on weights (not on biases or norm layers)
+    warmup_iters: int = option(100, low=0, high=MAX_ITERS)  # lr rises linearly over the first N iterations
+    schedule: str = option("cosine", choices=("cosine", "step"))  # lr decay after warm-up
     steps: list = option([0.67, 0.89], items=float)  # fractions of max_iter where "step" divides lr by 10
     clip_grad: float = option(10.0, low=0)  # max grad norm (0: off)
     amp: bool = option(True)  # mixed precision on CUDA
@@ -99,18 +99,18 @@ class SolverConfig:
 @dataclass
 class EvalConfig:
     period: int = option(0, low=0, high=MAX_ITERS)  # evaluate every N iterations (0: only at the end)
-    score_thresh: float = option(0.05, low=0, high=1)
-    batch_size: int = option(8, low=0, low_open=True, high=MAX_BATCH)
+    score_thresh: float = option(0.05, low=0, high=1)  # detections kept for AP (low: AP needs the whole curve)
+    batch_size: int = option(8, low=0, low_open=True, high=MAX_BATCH)  # images per forward pass in evaluation
 
 
 @dataclass
 class LogConfig:
-    period: int = option(20, low=0, low_open=True, high=MAX_ITERS)
+    period: int = option(20, low=0, low_open=True, high=MAX_ITERS)  # a log line (and metrics.csv row) every N
 
 
 @dataclass
 class CheckpointConfig:
-    period: int = option(200, low=0, low_open=True, high=MAX_ITERS)
+    period: int = option(200, low=0, low_open=True, high=MAX_ITERS)  # save last.pt every N iterations
 
 
 SECTIONS: dict[str, type] = {"data": DataConfig, "anchors": AnchorsConfig, "input": InputConfig,

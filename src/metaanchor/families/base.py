@@ -73,13 +73,13 @@ class ModelConfig:
     backbone: str = option("tiny", choices=BACKBONES)
     backbone_weights: str = option(None)  # "imagenet" (torchvision's registry and cache) or a local file
     init_from: str = option(None)  # a checkpoint (e.g. written by metaanchor import) to start training from
-    frozen_bn: bool = option(False)
+    frozen_bn: bool = option(False)  # BatchNorm statistics and affine fixed (fine-tuning from pretrained weights)
     head: str = option("metaanchor", choices=HEADS)  # predefined: the classic baseline
     hidden_dim: int = option(32, low=0, low_open=True, high=MAX_CHANNELS)  # generator MLP width
     anchor_base: float = option(ANCHOR_BASE, low=0, low_open=True)  # standard box side = anchor_base * stride
-    nms_thresh: float = option(0.5, low=0, high=1)
+    nms_thresh: float = option(0.5, low=0, high=1)  # IoU above which NMS drops the lower-scored box (per class)
     topk_candidates: int = option(1000, low=0, low_open=True, high=10**6)  # per level, before NMS
-    detections_per_img: int = option(100, low=0, low_open=True, high=10**5)
+    detections_per_img: int = option(100, low=0, low_open=True, high=10**5)  # most detections kept per image
 
     @classmethod
     def check(cls, section: dict) -> None:
