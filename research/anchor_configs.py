@@ -24,7 +24,7 @@ from research.context import (
     scale_section,
     verdict_section,
 )
-from research.verdicts import better, compare, robustness
+from research.verdicts import better, compare, noise, robustness
 
 HEADS = ("predefined", "metaanchor")
 UNSAMPLED_SET = "1x3"  # the extra run: MetaAnchor trained with this set and anchors.sample=false
@@ -54,15 +54,18 @@ def _unsampled_section(ap: dict) -> str:
                    f"there is no gain to explain; without sampling it is {to_base} against the baseline and "
                    f"{to_meta} against MetaAnchor with sampling ({mf - mm:+.3f}; tied: within the noise)")
     elif to_base == "tied" and to_meta == "lower":
-        reading = ("without sampling MetaAnchor scores like the baseline, so its gain with this set comes from "
-                   "sampling the anchors during training, not from generating the last layers")
+        reading = (f"without sampling MetaAnchor is level with the baseline ({mf - mb:+.3f}, within the noise "
+                   f"{noise(flat, base):.3f}) and below MetaAnchor with sampling ({mf - mm:+.3f}, beyond the noise "
+                   f"{noise(flat, meta):.3f}), so its gain over the baseline with this set needs the anchor sampling; "
+                   "what the generated last layers add without sampling is within the noise here, neither shown "
+                   "nor ruled out")
     elif to_base == "lower" and to_meta == "lower":
         reading = (f"without sampling MetaAnchor scores below the baseline ({mf - mb:+.3f}), so all of its "
                    f"{mm - mb:+.3f} over the baseline with this set comes from sampling the anchors during training; "
                    "last layers generated for one fixed set do worse here than predefined ones")
     elif to_meta == "tied" and to_base == "higher":
-        reading = ("without sampling MetaAnchor keeps its gain, so the gain comes from generating the last layers, "
-                   "not from sampling the anchors")
+        reading = (f"without sampling MetaAnchor keeps its gain (within the noise {noise(flat, meta):.3f} of "
+                   "MetaAnchor with sampling), so the gain does not need the anchor sampling")
     elif to_base == "higher" and to_meta == "lower":
         reading = (f"both contribute: of MetaAnchor's {mm - mb:+.3f} over the baseline, sampling the anchors "
                    f"accounts for {mm - mf:+.3f} and the generated last layers trained without sampling for "
@@ -99,8 +102,9 @@ def _count_twin_section(ap: dict, twin: tuple[str, str], bpr: dict[str, float]) 
             f"anchors of the standard size the same step, 1x3 to 3x3, moves Δ from {delta['1x3']:+.3f} to "
             f"{delta['3x3']:+.3f}")
     if to_base[three] == "tied" and to_base[nine] == "higher":
-        said += (f", so MetaAnchor's level result with {label(three)} goes with its three anchors (as with 1x3) "
-                 "rather than with their size alone")
+        said += (f": consistent with the number of anchors (as with 1x3) rather than their size deciding "
+                 f"MetaAnchor's level result with {label(three)}, but it is one configuration whose anchors are "
+                 "also larger still, so it does not separate the anchors' number from their size")
     elif to_base[nine] == to_base[three]:
         said += ", so the number of anchors does not explain MetaAnchor's result with the poor set"
     return ("## Extra run: the too-large set with nine anchors\n\n"
@@ -109,6 +113,26 @@ def _count_twin_section(ap: dict, twin: tuple[str, str], bpr: dict[str, float]) 
             f"with {label(three)} comes from the anchors' size or from their number.\n\n"
             + report.markdown_table(["anchor set", "anchors", "BPR@0.5", "baseline AP", "MetaAnchor AP", "Δ mean"],
                                     rows) + f"\n\nReading: {said}.")
+
+
+def _against_baseline(ap: dict, anchor_sets: tuple[str, ...]) -> str:
+    """For each anchor set, whether MetaAnchor is higher or lower than the baseline beyond the noise (``compare``),
+    with Δ and noise; the sets where it is lower also get their per-seed Δ."""
+    by: dict[str, list[str]] = {"higher": [], "lower": [], "tied": []}
+    for x in anchor_sets:
+        m, b = ap[(label(x), "MetaAnchor")], ap[(label(x), "baseline")]
+        v = compare(m, b)
+        per = ", ".join(f"{p - q:+.3f}" for p, q in zip(m, b)) if v == "lower" and len(m) == len(b) > 1 else ""
+        by[v].append(f"{label(x)} (Δ {np.mean(m) - np.mean(b):+.3f}, noise {noise(m, b):.3f}"
+                     + (f"; per seed Δ {per}" if per else "") + ")")
+    parts = [f"{w} {', '.join(by[k])}" for k, w in (("higher", "higher with"), ("lower", "lower with"),
+                                                    ("tied", "within the noise with")) if by[k]]
+    every = [x for x in anchor_sets if compare(ap[(label(x), "MetaAnchor")], ap[(label(x), "baseline")]) == "lower"
+             and all(p < q for p, q in zip(ap[(label(x), "MetaAnchor")], ap[(label(x), "baseline")]))]
+    note = (f" With {', '.join(label(x) for x in every)} MetaAnchor is below the baseline on every seed."
+            if every else "")
+    return (f"Against the baseline (beyond the noise: the sum of the two seed spreads), MetaAnchor is "
+            f"{'; '.join(parts)}.{note}")
 
 
 def _range_sentence(ap: dict, anchor_sets: tuple[str, ...]) -> str:
@@ -175,7 +199,8 @@ def run(ctx: Context) -> dict:
         scale_section(ctx, runs, time.time() - t0),
         "## Results (test AP)\n\n" + report.markdown_table(
             ["anchor set", "anchors", "BPR@0.5", "baseline AP", "MetaAnchor AP", "Δ mean", "baseline AP50",
-             "MetaAnchor AP50"], body) + "\n\n" + _range_sentence(ap, ctx.anchor_sets)
+             "MetaAnchor AP50"], body) + "\n\n" + _against_baseline(ap, ctx.anchor_sets) + " "
+        + _range_sentence(ap, ctx.anchor_sets)
         + "\n\n![AP per anchor set](ap_by_anchor_set.png)",
         _unsampled_section(ap),
         *([_count_twin_section(ap, ctx.count_twin, bpr)] if ctx.count_twin else []),

@@ -16,9 +16,9 @@ from pathlib import Path
 
 from research import report
 from research.runner import PLATEAU, PLATEAU_TAIL, Run, Runner, tail_of
-from research.verdicts import MIN_SEEDS, Verdict
+from research.verdicts import MIN_SEEDS, TIE, Verdict
 
-# Anchor sets (SPEC strings, level-relative). On the converged scale's 'elongated' boxes (h/w 1/4..4) the
+# Anchor sets (SPEC strings, level-relative). On the 12000-iteration scale's 'elongated' boxes (h/w 1/4..4) the
 # two poor sets are plausible choices that cover the boxes badly (their best-possible recall is in the reports).
 SQUARE = "scales=1,1.26,1.59;ratios=1"  # 3 scales, ratio 1 only: a set for roundish objects
 LARGE = "scales=2;ratios=0.5,1,2"  # one scale twice the standard box: a set for larger objects
@@ -152,7 +152,7 @@ def scale_section(ctx: Context, runs: list[Run], wall: float, extra: str = "", s
     few = (f"; fewer than {MIN_SEEDS}, so the verdicts below are preliminary" if len(ctx.seeds) < MIN_SEEDS
            else "")
     return (f"## Scale\n\n- {what}.\n- Seeds: {', '.join(map(str, ctx.seeds))} "
-            f"(tables: mean ± half the range over seeds{few}).\n- Device: {device_name(ctx)} (evaluation). Training "
+            f"(tables: mean ± {report.SPREAD_DEF}{few}).\n- Device: {device_name(ctx)} (evaluation). Training "
             f"runs used: {len(unique)}, trained on {'; '.join(f'{d}: {n}' for d, n in sorted(devices.items()))}{amp}; "
             f"compute: {train_s / 60:.1f} min of training + {eval_s / 60:.1f} min of evaluation "
             f"(cached runs and evaluations included, measured when they ran, often beside other runs on the same "
@@ -161,8 +161,19 @@ def scale_section(ctx: Context, runs: list[Run], wall: float, extra: str = "", s
             f"({split_images(ctx)} images), never the training data.{extra}")
 
 
+def report_link(d: Path, name: str) -> str | None:
+    """A link from the report in folder ``d`` to its sibling report ``name``, or None when that report does not
+    exist (the reports link only to reports that do)."""
+    return f"[{name}](../{name}/README.md)" if (Path(d).parent / name / "README.md").is_file() else None
+
+
 def curves_section(d: Path, groups: dict[str, list[Run]], title: str) -> str:
-    """``val_curves.png`` (validation AP of every run, coloured by group) and the plateau rule's count."""
+    """``val_curves.png`` (validation AP of every run, coloured by group) and the plateau rule's count; the
+    sibling ``schedule`` report is linked when it exists."""
+    schedule = report_link(d, "schedule")
+    longer = (f"{schedule} trains the same models for longer." if schedule else
+              "no longer schedule was trained on this data, so nothing here shows how far from convergence "
+              "these runs are.")
     unique = {r.key: (g, r) for g, rs in groups.items() for r in rs}
     report.curves_plot({g: [r.curve for gg, r in unique.values() if gg == g] for g in groups},
                        d / "val_curves.png", title, tail=PLATEAU_TAIL)
@@ -171,11 +182,11 @@ def curves_section(d: Path, groups: dict[str, list[Run]], title: str) -> str:
     ranges = [c["val_AP_last20_range"] for c in conv.values() if c["val_AP_last20_range"] == c["val_AP_last20_range"]]
     worst = f"; largest range {max(ranges):.3f}" if ranges else ""
     others = [_not_converged(g, r) for key, (g, r) in unique.items() if not conv[key]["converged"]]
-    listed = f" Not converged: {'; '.join(others)}." if others else ""
-    return (f"## Convergence\n\n{ok} of {len(conv)} runs converged by the plateau rule (validation AP within "
+    listed = f" Failed the rule: {'; '.join(others)}." if others else ""
+    return (f"## Convergence\n\n{ok} of {len(conv)} runs passed the plateau rule (validation AP within "
             f"{PLATEAU} over the last {PLATEAU_TAIL:.0%} of the iterations; `converged` and "
             f"`val_AP_last20_range` in runs.csv){worst}.{listed} A cosine schedule flattens every run at its end, "
-            f"so the rule alone is weak evidence: [schedule](../schedule/README.md) trains the same models for longer."
+            f"so the rule alone is weak evidence: {longer}"
             f"\n\n![validation curves](val_curves.png)")
 
 
@@ -197,11 +208,11 @@ def verdict_section(verdicts: list[tuple[str, Verdict]], paper: str, would_chang
     would change the verdict."""
     lines = [f"- **{claim}**: {'held' if v.held else 'did not hold' if v.tested else 'untested'}. {v.text}."
              for claim, v in verdicts]
-    paired = (" Where both sides are the same models evaluated two ways (the paired noise), the models' own "
-              "seed-to-seed variation cancels, so the noise is the spread (half-range) of the per-seed differences, "
-              "at least 0.005 AP." if any(v.paired for _, v in verdicts) else "")
+    paired = (f" Where both sides are the same models evaluated two ways (the paired noise), the models' own "
+              f"seed-to-seed variation cancels, so the noise is the spread ({report.SPREAD}) of the per-seed "
+              f"differences, at least {TIE} AP." if any(v.paired for _, v in verdicts) else "")
     unpaired = (" Two different models of the same seed share their data order, augmentation and sampled anchors, "
                 "yet their comparison stays unpaired (one rule for every report); 'per seed Δ' lists their "
                 "differences seed by seed." if any(v.per_seed for _, v in verdicts) else "")
     return ("## Did the claim hold here?\n\n" + "\n".join(lines) + f"\n\n{paper} Noise is the sum of the two "
-            f"seed spreads (half-ranges), at least 0.005 AP.{unpaired}{paired} {would_change}")
+            f"seed spreads ({report.SPREAD_DEF}), at least {TIE} AP.{unpaired}{paired} {would_change}")

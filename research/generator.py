@@ -21,7 +21,7 @@ from research.context import (
 from research.cross_eval import shifted
 from research.verdicts import at_least, better
 
-WIDTHS = (4, 16, 64)  # generator hidden width (the converged scale's default is 16)
+WIDTHS = (4, 16, 64)  # generator hidden width (the 12000-iteration scale's default is 16)
 EVAL_SETS = {"3x3 (training)": "3x3", "5x5": "5x5", "1x1": "1x1", label(POOR[0]): POOR[0],
              "3x3 scales x2": shifted("scale", 1.0), "3x3 scales x0.5": shifted("scale", -1.0)}
 

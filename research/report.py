@@ -12,17 +12,33 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+# The one spread of the reports: every "±", every error bar and every seed noise is ``seed_spread``.
+SPREAD = "half-range"
+SPREAD_DEF = "half the range over seeds, (max − min) / 2"
+
+
+def seed_spread(values: list[float]) -> float:
+    """The reports' spread of a value over seeds: half the range, (max - min) / 2 (0 for one value, NaN for none;
+    None and NaN values are left out). With 3 seeds it is what a reader can check by eye: the seeds lie within
+    mean ± spread of the midpoint."""
+    v = _defined(values)
+    return (max(v) - min(v)) / 2 if v else float("nan")
+
+
+def _defined(values: list[float]) -> list[float]:
+    return [x for x in values if x is not None and not (isinstance(x, float) and math.isnan(x))]
+
 
 def mean_spread(values: list[float]) -> tuple[float, float]:
-    """Mean and half the range (max - min) / 2 over seeds; spread 0 for one value."""
-    v = [x for x in values if x is not None and not (isinstance(x, float) and math.isnan(x))]
+    """Mean and ``seed_spread`` over seeds; (NaN, NaN) when no value is defined."""
+    v = _defined(values)
     if not v:
         return float("nan"), float("nan")
-    return float(np.mean(v)), (max(v) - min(v)) / 2
+    return float(np.mean(v)), seed_spread(v)
 
 
 def fmt(values: list[float], digits: int = 3) -> str:
-    """``0.412 ± 0.013`` (mean ± half-range) or ``0.412`` for one value; ``n/a`` when none is defined."""
+    """``0.412 ± 0.013`` (mean ± ``seed_spread``) or ``0.412`` for one value; ``n/a`` when none is defined."""
     m, s = mean_spread(values)
     if math.isnan(m):
         return "n/a"
@@ -57,7 +73,7 @@ def write_csv(rows: list[dict], path: Path) -> Path:
 
 
 def bar_plot(groups: dict[str, dict[str, list[float]]], path: Path, title: str, ylabel: str = "AP") -> Path:
-    """Grouped bars with error bars (half-range): ``groups[x_label][series] = values over seeds``."""
+    """Grouped bars with error bars (``seed_spread``): ``groups[x_label][series] = values over seeds``."""
     xs = list(groups)
     series = []
     for g in groups.values():
@@ -145,7 +161,7 @@ def curves_plot(curves: dict[str, list[list[tuple[int, float]]]], path: Path, ti
 
 def shift_plot(series: dict[str, list[tuple[float, list[float]]]], path: Path, title: str,
                xlabel: str = "shift (octaves)") -> Path:
-    """AP against a shift, one line per series (mean over seeds, error bars half the range):
+    """AP against a shift, one line per series (mean over seeds, error bars ``seed_spread``):
     ``series[name] = [(x, values over seeds)]``. Names "A, B" share A's colour and B's line style."""
     fig, ax = plt.subplots(figsize=(7.0, 4.0))
     colours, styles = {}, {}

@@ -85,7 +85,7 @@ def run(ctx: Context) -> dict:
                  long_enough(ap[(MODEL_NAMES[h], scale_its)], ap[(MODEL_NAMES[h], 2 * scale_its)], MODEL_NAMES[h]))
                 for h in HEADS]
     runs = [x for _, x in done]
-    report.write_readme(d, "schedule: is the converged scale's schedule long enough?", [
+    report.write_readme(d, f"schedule: is the scale's {scale_its}-iteration schedule long enough?", [
         f"The 3x3 pair of `anchor-configs` (baseline: predefined anchors; MetaAnchor: sampled anchors) trained "
         f"with {', '.join(map(str, its))} iterations (the same cosine schedule, stretched; {scale_its} is the "
         "scale's, the runs every other report uses). The plateau rule looks at the end of one schedule, where "
@@ -101,7 +101,7 @@ def run(ctx: Context) -> dict:
         curves_section(d, {f"{MODEL_NAMES[h]}, {n} it": [x for p, x in done if p.info["head"] == h
                                                          and iterations(ctx, p.info["factor"]) == n]
                            for h in HEADS for n in its}, "schedule: validation AP for each schedule length"),
-        verdict_section(verdicts, "Not a claim of the paper: a check of our converged scale.",
+        verdict_section(verdicts, f"Not a claim of the paper: a check of the scale's {scale_its}-iteration schedule.",
                         f"Where a model gains more than {GAIN} AP from a doubled schedule, the other reports compare "
                         "models at a fixed training budget, not at convergence, and a head that learns more slowly "
                         "is at a disadvantage there."),

@@ -44,6 +44,21 @@ def search_from(ctx: Context) -> dict[str, tuple[str, tuple[str, ...], str]]:
             wide(poor): (poor, ("anchors.ratio_jitter=2.0",), "poor_wide")}
 
 
+def intro(ctx: Context, models: dict, train_shapes: np.ndarray) -> str:
+    """The report's first words: the models searched, with the wide-sampled model's ratio ranges and the training
+    boxes' h/w range of the data at hand (so the text fits each suite's data and poor set)."""
+    poor = ctx.poor[0]
+    ratios = scales_ratios_of(poor)[1]
+    covered = ", ".join(f"{r / 4:.2g}..{r * 4:.2g}" for r in ratios)
+    hw = train_shapes[:, 0] / np.maximum(train_shapes[:, 1], 1e-9)
+    lo, hi = np.percentile(hw, [5, 95]) if len(hw) else (float("nan"), float("nan"))
+    return (f"For each MetaAnchor model (trained with {', '.join(models)}; the first two are the runs of "
+            "`anchor-configs`, whose anchors are sampled with ratios 2^±0.5 around the training set's; the third "
+            f"trains with {label(poor)} and samples each of its ratios ({', '.join(f'{r:g}' for r in ratios)}) "
+            f"×2^±2 around it, i.e. ratios {covered}, where the training boxes' h/w spans {lo:.2g}..{hi:.2g} "
+            "(5th to 95th percentile))")
+
+
 def plan(ctx: Context) -> list[Planned]:
     r = ctx.runner
     return [Planned(r.config("metaanchor", a, seed, extra=extra), seed, {"trained_with": name})
@@ -54,7 +69,8 @@ def run(ctx: Context) -> dict:
     t0, r, rows, curves, tried_rows, found_files = time.time(), ctx.runner, [], {}, [], {}
     d, models, poor = ctx.dir("search"), search_from(ctx), ctx.poor[0]
     wide_name = wide(poor)
-    fitted = fit_anchors(box_shapes(r.dataset(r.main, "train")), k=9)
+    train_shapes = box_shapes(r.dataset(r.main, "train"))
+    fitted = fit_anchors(train_shapes, k=9)
     fitted_file = write_anchor_file(fitted, d / "kmeans9.json", source=f"{r.main} train split, k-means IoU")
     done = ctx.train(plan(ctx))
     for p, run_ in done:
@@ -100,11 +116,7 @@ def run(ctx: Context) -> dict:
                                                          (label(poor), poor))))
     runs = [x for _, x in done]
     report.write_readme(d, "search: anchor sets searched on validation data, no retraining", [
-        f"For each MetaAnchor model (trained with {', '.join(models)}; the first two are the runs of "
-        "`anchor-configs`, whose anchors are sampled with ratios 2^±0.5 around the training set's; the third "
-        f"trains with {label(poor)} and samples ratios 2^±2 around it (from square only: 1/4..4, the elongated "
-        "boxes' whole h/w range)), a greedy search "
-        "over scales and ratios "
+        intro(ctx, models, train_shapes) + ", a greedy search over scales and ratios "
         f"(`metaanchor.engine.anchor_search.search_anchors`, {ctx.search_budget} sets at most: the training set "
         "and the presets 1x1, 1x3, 2x3, 3x3 first, then greedy moves from the best of them, each scale moved by "
         "2^±0.25 or ratio by 2^±0.5, or one added/dropped) scores each set by AP on the validation split. The "

@@ -36,9 +36,9 @@ from research import (
     transfer,
     yolo,
 )
-from research.context import Context, EvaluatedOnly, Planned, device_name
-from research.runner import LOCK, PLATEAU, PLATEAU_TAIL, Runner, Scale, config_key
-from research.verdicts import MIN_SEEDS, held_cell
+from research.context import Context, EvaluatedOnly, Planned
+from research.index import INDEX_HEAD, NOT_RUN, REAL_DATA, SYNTHETIC_REPRODUCE, write_index  # noqa: F401
+from research.runner import LOCK, Runner, Scale, config_key
 
 EXPERIMENTS = {"anchor-configs": anchor_configs, "schedule": schedule, "cross-eval": cross_eval, "search": search,
                "transfer": transfer, "data-dependent": data_dependent, "generator": generator, "yolo": yolo}
@@ -238,92 +238,3 @@ def run_experiments(names: list[str], ctx: Context, threads: int = 0, until: flo
     if results:
         write_index(ctx, results)
     return results
-
-
-INDEX_HEAD = "| experiment | claim | held? | margin | noise | scale, seeds |"
-NOT_RUN = "(no verdict at this scale yet; any report in the folder is an older one)"
-
-
-def index_rows(ctx: Context, results: dict[str, dict]) -> dict[tuple[str, str], str]:
-    """One index line per (experiment, claim): verdict, margin (positive: in the claim's favour), noise."""
-    s = ctx.runner.scale
-    return {(name, claim): f"| [{name}]({name}/README.md) | {claim} | {held_cell(v.held, len(ctx.seeds), v.tested)} | "
-                           f"{v.margin:+.3f} | {v.noise:.3f} | {s.name}, {len(ctx.seeds)} |"
-            for name, res in results.items() for claim, v in res["verdicts"]}
-
-
-SYNTHETIC_REPRODUCE = """\
-Reproduce: `python -m research all --seeds 3 --jobs 2` (the converged scale; `--quick` is the smoke-test
-scale). Runs are cached in `.cache/` under this folder, keyed by a hash of their config, so a second call
-reuses them and an interrupted `all` resumes (a run resumes from its last checkpoint). A run of the converged
-scale takes about 26-38 min with two runs sharing a 2-core machine, so the suite is filled over several
-sittings (`python -m research all --status` lists the planned runs and the time left); experiments marked
-"no verdict at this scale yet" have not been run at it. The cache (10 MB per run) stays on its machine; each
-finished run also writes `records/<key>.json` (its summary, validation curve, evaluations and a fingerprint of
-each dataset it used, a few kB), which is committed, so a sitting on a fresh machine counts the recorded runs
-as trained and a report reuses their evaluations. A sitting of known length: `python -m research all
---seeds 3 --jobs 2 --hours H` starts only the runs expected to end within H hours, then writes the reports
-whose runs are all trained and evaluates the finished runs of the others as their reports will (recorded, so
-those reports can be written later without the checkpoints; `--evaluate-trained` does only that). On a GPU
-machine use `--device cuda --jobs 4`: on one H100 (16 cores) four runs at once trained at 15-19 iterations/s
-each (about 12 min per run; MetaAnchor's runs are the slower ones), 65-70 iterations/s in all, about six times
-this 2-core machine. More runs at once do not help: 16 (one core each) gave 80 iterations/s in all and 24 gave
-81, so each run took about 3 times as long (0.19 s per iteration) for +15-25 % throughput; the tiny model's
-step is bound by kernel launches and switching between processes, not by the GPU's arithmetic. A run stopped
-with Ctrl-C on one machine resumes on another (its checkpoint is device-independent); `runs.csv` names the
-devices each run was trained on."""
-REAL_DATA = """\
-Real data (BCCD blood-cell photos): anchor-configs and search with 3 seeds each, the same claims as below:
-[bccd-suite/](bccd-suite/README.md). The first look, MetaAnchor vs predefined anchors with 3x3 (3 seeds each)
-and anchor search for a model trained with a good and with a poor set (one seed each): [bccd/](bccd/README.md).
-"""
-
-
-def write_index(ctx: Context, results: dict[str, dict]) -> Path:
-    """``reports/README.md``: one line per claim (keeps the lines of experiments not run this time)."""
-    index = ctx.out / "README.md"
-    old: dict[tuple[str, str], str] = {}
-    if index.is_file():
-        for line in index.read_text().splitlines():
-            cells = [c.strip() for c in line.strip("|").split("|")]
-            if line.startswith("| [") and len(cells) == 6:
-                old[(cells[0].split("]")[0][1:], cells[1])] = line
-    old = {k: v for k, v in old.items() if k[0] not in results and k[1] != NOT_RUN} | index_rows(ctx, results)
-    lines = [old[k] for n in EXPERIMENTS for k in old if k[0] == n]
-    r = ctx.runner
-    if not r.data:  # the synthetic suite is all of them; a real-data suite is the experiments run on its data
-        lines += [(f"| [{n}]({n}/README.md)" if (ctx.out / n / "README.md").is_file() else f"| {n}")
-                  + f" | {NOT_RUN} | – | – | – | – |" for n in EXPERIMENTS if not any(k[0] == n for k in old)]
-    reproduce = SYNTHETIC_REPRODUCE if not r.data else (
-        f"Data: `{r.data}` (its train/val/test splits) instead of the synthetic shapes. Reproduce: `python -m research "
-        f"{','.join(results)} --scale {r.scale.name} --data {r.data} --seeds {len(ctx.seeds)}`; runs "
-        f"are cached in `{os.path.relpath(r.root)}` and recorded in `{os.path.relpath(r.records or r.root)}`, "
-        "beside the synthetic suite's (run keys differ by dataset).")
-    real = "" if r.data else REAL_DATA
-    text = f"""# Experiments: the paper's claims
-
-MetaAnchor (Yang et al., NeurIPS 2018) claims that generating the anchor functions from the anchor boxes
-makes a detector more robust to the anchor configuration and to the box distribution, that anchors can be
-searched on validation data without retraining, that it transfers better, and that a data-dependent
-generator helps. Each experiment below checks one or more claims and says whether each held here. The
-paper's AP numbers were not available to us; comparisons with the paper are in words only.
-
-{reproduce}
-
-Verdicts: a claim that something is better holds when its margin (the difference the claim is about,
-positive in its favour) exceeds the noise; a claim that something is at least as good (a searched set, a
-schedule that is long enough) holds unless its margin is below minus the noise. The noise is the sum of
-the two seed spreads (half-ranges over seeds), at least 0.005 AP; where both sides are the same models
-evaluated two ways (e.g. with the searched and with the training anchors), the half-range of the per-seed
-differences. The exact rule of each claim is in its report and in
-`research/verdicts.py`. A verdict from fewer than {MIN_SEEDS} seeds is marked preliminary.
-Every run logs validation AP during training; a run counts as converged when that AP moves by at most
-{PLATEAU} over the last {PLATEAU_TAIL:.0%} of its iterations (each report's `runs.csv` has `seed` and
-`converged` columns and a `val_curves.png`).
-Last invocation: {device_name(ctx)}, scale {ctx.runner.scale.name} ({ctx.runner.scale.describe(ctx.runner.data)}).
-{real}
-{INDEX_HEAD}
-|---|---|---|---|---|---|
-""" + "\n".join(lines) + "\n"
-    index.write_text(text)
-    return index

@@ -19,6 +19,7 @@ from research.context import (
     Planned,
     curves_section,
     metrics,
+    report_link,
     row,
     scale_section,
     verdict_section,
@@ -121,7 +122,8 @@ def run(ctx: Context) -> dict:
         "## Anchors searched on B\n\nA k-means fit maximises the IoU of the anchors with B's boxes, which is not "
         "what the detector needs (its anchors' codes may also leave the range it was trained on). So each "
         f"MetaAnchor model also searches B's anchors (greedy, {ctx.search_budget} sets at most, from 3x3 and the "
-        "presets, scored by AP on B's validation split, as in [search](../search/README.md)); the found set is "
+        f"presets, scored by AP on B's validation split, as in {report_link(d, 'search') or 'search'}); the found "
+        "set is "
         "scored on B's test split. MetaAnchor's test AP on B:\n\n" + report.markdown_table(
             ["A → B", "same (3x3)", "k-means on B", "searched on B's val", "found set (per seed)"], searched_body),
         "## Input size searched on B\n\nAnchors can only help where the features respond to B's objects. To "

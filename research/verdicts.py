@@ -1,14 +1,14 @@
 """The rules that turn per-seed AP values into the reports' verdicts (pure functions, tested both ways).
 
-Values are lists over seeds. The noise of a comparison is the sum of the two seed spreads (half the
-range over seeds, ``report.mean_spread``), at least ``TIE``: a difference within it is a tie. A paired
+Values are lists over seeds. The noise of a comparison is the sum of the two seed spreads (``report.seed_spread``,
+the reports' one spread: half the range over seeds), at least ``TIE``: a difference within it is a tie. A paired
 comparison (``paired=True``: ``a[i]`` and ``b[i]`` measure the same trained model of seed i two ways, e.g. with
 two anchor sets) takes the seed spread of the differences ``a[i] - b[i]`` instead: the models' own
 seed-to-seed variation cancels in each difference.
 
 Two *different* models trained with the same seed share their data order, augmentation and sampled anchors, so
 their per-seed differences are often steadier than either model. The suite still compares them unpaired (the
-issue's targets are "by more than the seed spread"), decided once for every report rather than per result; the
+targets are "by more than the seed spread"), decided once for every report rather than per result; the
 verdict text then lists the per-seed differences, so a reader sees when a gain within the noise is on every seed.
 
     compare([0.41, 0.43], [0.35, 0.36])              # 'higher'
@@ -29,9 +29,9 @@ FLOOR = 0.05  # when both sides of a comparison score below this AP, it tests no
 
 
 def held_cell(held: bool, seeds: int, tested: bool = True) -> str:
-    """The index's 'held?' cell: yes / no (or 'untested' for a comparison below the ``FLOOR``), marked
+    """The index's verdict cell: held / not held (or 'untested' for a comparison below the ``FLOOR``), marked
     preliminary below ``MIN_SEEDS`` seeds."""
-    word = "yes" if held else "no" if tested else f"untested (both below {FLOOR} AP)"
+    word = "held" if held else "not held" if tested else f"untested (both below {FLOOR} AP)"
     return word if seeds >= MIN_SEEDS else f"{word} (preliminary: {seeds} seed{'s' * (seeds != 1)})"
 
 
@@ -96,7 +96,7 @@ def better(a: list[float], b: list[float], what: str, floor: float = 0.0, paired
     return _difference(a, b, what, {"higher"}, floor, paired)
 
 
-def spread(per_set: dict[str, list[float]]) -> tuple[float, float]:
+def set_range(per_set: dict[str, list[float]]) -> tuple[float, float]:
     """(max - min over anchor sets of the mean AP, largest seed spread of one set)."""
     means = [mean_spread(v)[0] for v in per_set.values()]
     return float(np.ptp(means)), max(mean_spread(v)[1] for v in per_set.values())
@@ -109,10 +109,16 @@ def robustness(meta: dict[str, list[float]], base: dict[str, list[float]]) -> Ve
     (the two largest per-set seed spreads added, at least ``TIE``): a range is a difference of two means,
     so its noise is of the order of the seed spreads.
     """
-    (rm, sm), (rb, sb) = spread(meta), spread(base)
+    (rm, sm), (rb, sb) = set_range(meta), set_range(base)
     n = max(TIE, sm + sb)
     held = rb - rm > n
+    counts = {len(v) for v in (*meta.values(), *base.values())}
+    per_seed = ""
+    if len(counts) == 1 and counts.pop() > 1:  # one value per seed everywhere: each seed's own range over the sets
+        def ranges(per_set):
+            return ", ".join(f"{float(np.ptp(x)):.3f}" for x in zip(*per_set.values()))
+        per_seed = f"; range per seed: MetaAnchor {ranges(meta)}, baseline {ranges(base)}"
     return Verdict(held, rb - rm, n, f"range of mean AP over {len(meta)} anchor sets: MetaAnchor {rm:.3f}, "
                                      f"baseline {rb:.3f}, Δ {rb - rm:+.3f} (the baseline's minus MetaAnchor's: "
                                      f"MetaAnchor varies {'less' if rb > rm else 'more' if rm > rb else 'as much'}; "
-                                     f"{'beyond' if abs(rb - rm) > n else 'within'} the noise {n:.3f})")
+                                     f"{'beyond' if abs(rb - rm) > n else 'within'} the noise {n:.3f}{per_seed})")

@@ -135,13 +135,15 @@ def test_all_experiments_write_reports_and_one_index_line_per_claim(tmp_path, sy
         text = (tmp_path / name / "README.md").read_text()
         assert "## Convergence" in text and "![validation curves](val_curves.png)" in text
         for claim, v in res["verdicts"]:
-            assert (f"| [{name}]({name}/README.md) | {claim} | {'yes' if v.held else 'no'} (preliminary: 2 seeds) | "
-                    f"{v.margin:+.3f} | {v.noise:.3f} | micro, 2 |") in index
-        assert "(tables: mean ± half the range over seeds; fewer than 3, so the verdicts below are preliminary)" in text
+            noise = f"{v.noise:.3f}" + (" paired" if v.paired else "")
+            assert (f"| {claim} | synthetic 'default', 4 it | {'held' if v.held else 'not held'} (preliminary: 2 "
+                    f"seeds) | {v.margin:+.3f} | {noise} | 2 | [{name}]({name}/README.md) |") in index
+        assert ("(tables: mean ± half the range over seeds, (max − min) / 2; fewer than 3, so the verdicts below are "
+                "preliminary)") in text
         rows = list(csv.DictReader((tmp_path / name / "runs.csv").open()))
         assert rows and {"seed", "converged"} <= set(rows[0])
     # running one experiment again keeps the other experiments' lines
-    before = [line for line in index.splitlines() if line.startswith("| [search]")]
+    before = [line for line in index.splitlines() if line.endswith("| [search](search/README.md) |")]
     run_experiments(["anchor-configs"], ctx)
     after = (tmp_path / "README.md").read_text()
     assert before and all(line in after for line in before)
@@ -149,7 +151,7 @@ def test_all_experiments_write_reports_and_one_index_line_per_claim(tmp_path, sy
 
 def test_index_of_a_real_data_suite_names_its_data_and_command(tmp_path, synth_dirs, monkeypatch):
     from research.runner import BCCD
-    from research.suite import REAL_DATA, SYNTHETIC_REPRODUCE, write_index
+    from research.suite import NOT_RUN, REAL_DATA, SYNTHETIC_REPRODUCE, write_index
 
     monkeypatch.chdir(tmp_path)
     (tmp_path / "reports" / "bccd-suite").mkdir(parents=True)  # the reports' folder, made by the experiments
@@ -160,7 +162,7 @@ def test_index_of_a_real_data_suite_names_its_data_and_command(tmp_path, synth_d
             "research anchor-configs,search --scale bccd --data data/bccd --seeds 3`; runs are cached in "
             "`reports/.cache` and recorded in `reports/records`, beside the synthetic suite's") in text
     assert SYNTHETIC_REPRODUCE not in text and REAL_DATA not in text  # no link to ../bccd from inside it
-    assert "no verdict at this scale yet" not in text  # no rows for the experiments it does not run
+    assert NOT_RUN not in text  # no rows for the experiments it does not run
     synthetic = fake_ctx(tmp_path, synth_dirs)
     text = write_index(synthetic, {"search": {"verdicts": []}}).read_text()
     assert SYNTHETIC_REPRODUCE in text and REAL_DATA in text
