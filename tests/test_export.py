@@ -188,7 +188,8 @@ def test_onnx_file_states_opset_and_dynamic_axes(exported):
     model = onnx.load(str(exported["onnx", "retinanet"][1]))
     assert [o.version for o in model.opset_import if o.domain in ("", "ai.onnx")] == [OPSET]
     dims = [d.dim_param or d.dim_value for d in model.graph.input[0].type.tensor_type.shape.dim]
-    assert dims == ["batch", 3, "height", "width"]
+    d = exported["onnx", "retinanet"][0].batcher.size_divisible
+    assert dims == ["batch", 3, f"{d}*rows", f"{d}*cols"]  # the dynamo exporter: sides are multiples of d
     meta = json.loads({p.key: p.value for p in model.metadata_props}["metaanchor"])
     assert meta["box_coding"]["name"] == "retinanet" and meta["anchors"] == "5x5"
     assert meta["size_divisible"] == exported["onnx", "retinanet"][0].batcher.size_divisible
@@ -273,11 +274,11 @@ def test_cli_export_verify_exits_1_when_the_exported_weights_differ(capsys, live
 
     real = onnx_export.export_onnx
 
-    def corrupted(baked, path):
+    def corrupted(baked, path, **options):
         bad = copy.deepcopy(baked)
         with torch.no_grad():
             bad.head.cls_logits.bias += 0.5
-        return real(bad, path)
+        return real(bad, path, **options)
 
     monkeypatch.setattr(onnx_export, "export_onnx", corrupted)
     ckpt, images = lively_ckpt
@@ -290,8 +291,8 @@ def test_cli_export_verify_exits_1_when_the_exported_weights_differ(capsys, live
 def test_cli_export_bad_inputs(capsys, tmp_path, model_ckpt):
     out = tmp_path / "m.onnx"
     code, _, err = cli(capsys, "export", "--checkpoint", model_ckpt, "--format", "tflite", "--output", out)
-    assert (code, err) == (2, ["metaanchor export: error: --format tflite: unknown; choose one of onnx, torchscript, "
-                               "torchvision"])
+    assert (code, err) == (2, ["metaanchor export: error: --format tflite: unknown; choose one of onnx, pt2, "
+                               "torchvision, torchscript"])
     predefined = tmp_path / "predefined.pt"
     tiny_detector(head="predefined").save(predefined)
     code, _, err = cli(capsys, "export", "--checkpoint", predefined, "--anchors", "5x5", "--format", "onnx",

@@ -15,12 +15,19 @@ Outputs (B, H and W dynamic):
     level_sizes  [L]       int64    anchors per pyramid level (sum = A), for the per-level top-k
 
 Decode, per-class NMS and top-k run after the graph (``numpy_postprocess.postprocess``, or
-``metaanchor.modeling.postprocess`` in torch): data-dependent shapes and loops do not trace
-into a graph that stays right at every input size. ``metadata(baked)`` is everything the
-post-processor needs; the exporters store it in the file as JSON under ``METADATA_KEY``.
+``metaanchor.modeling.postprocess`` in torch), except in ONNX files written with ``--nms``
+(``deploy.onnx_nms``). ``metadata(baked)`` is everything the post-processor needs; the exporters
+store it in the file as JSON under ``METADATA_KEY``, with ``precision`` and ``input_dtype``
+(``file_metadata``).
+
+``ExportGraph(baked, half=True)`` runs the network in float16 (weights and activations); it still
+takes a float32 batch (cast inside) and returns float32 outputs, so the same pre- and
+post-processing serve both precisions.
 """
 
 from __future__ import annotations
+
+import copy
 
 import torch
 from torch import Tensor, nn
@@ -36,21 +43,25 @@ FORMAT_VERSION = 1
 class ExportGraph(nn.Module):
     """A baked (predefined-anchor) detector as batch [B, 3, H, W] -> the four raw outputs above."""
 
-    def __init__(self, baked):
+    def __init__(self, baked, half: bool = False):
         super().__init__()
         if baked.head_type != "predefined":
             raise ValueError("ExportGraph needs a baked model (model.bake(anchors)): no generator at run time")
-        self.model = baked
+        self.model = copy.deepcopy(baked).half() if half else baked
+        self.half = half
         self.sizes = baked.anchors.sizes(baked.standard_sizes)  # per level [K_l, 2] (h, w) pixels
 
     def forward(self, images: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-        features = self.model.backbone(images)  # per level [B, ch, H_l, W_l]
+        features = self.model.backbone(images.half() if self.half else images)  # per level [B, ch, H_l, W_l]
         cls_logits, box_deltas = self.model.raw_outputs(features, exportable=True)
         anchors = grid_anchors(self.sizes, [f.shape[-2:] for f in features], self.model.strides, images.device)
-        # shapes as tensors, so a traced graph computes them for every input size
-        level_sizes = torch.stack([torch._shape_as_tensor(f)[-2:].prod() * len(s)
-                                   for f, s in zip(features, self.sizes)])
-        return cls_logits, box_deltas, anchors, level_sizes
+        if torch.compiler.is_exporting():  # torch.export: shapes are symbolic ints, valid at every size
+            level_sizes = torch.stack([torch.full((), f.shape[-2] * f.shape[-1] * len(s), dtype=torch.int64)
+                                       for f, s in zip(features, self.sizes)])
+        else:  # shapes as tensors, so a traced graph computes them for every input size
+            level_sizes = torch.stack([torch._shape_as_tensor(f)[-2:].prod() * len(s)
+                                       for f, s in zip(features, self.sizes)])
+        return cls_logits.float(), box_deltas.float(), anchors, level_sizes
 
 
 def metadata(baked) -> dict:
@@ -63,3 +74,9 @@ def metadata(baked) -> dict:
             "box_coding": baked.box_coder.to_dict(), "score_thresh": baked.score_thresh, "nms_thresh": baked.nms_thresh,
             "topk_candidates": baked.topk_candidates, "detections_per_img": baked.detections_per_img,
             "class_names": list(baked.class_names), "category_ids": list(baked.category_ids)}
+
+
+def file_metadata(baked, half: bool = False, **extra) -> dict:
+    """``metadata(baked)`` plus how the file computes: ``precision`` (float32 or float16 weights and
+    activations) and ``input_dtype`` (always float32: a float16 graph casts its input), and ``extra``."""
+    return metadata(baked) | {"precision": "float16" if half else "float32", "input_dtype": "float32"} | extra

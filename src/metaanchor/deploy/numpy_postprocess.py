@@ -56,6 +56,23 @@ def resize_bilinear(img: np.ndarray, h: int, w: int) -> np.ndarray:
     return rows[:, :, x0] * (1 - lx) + rows[:, :, x1] * lx
 
 
+def resize(image: np.ndarray, meta: dict) -> np.ndarray:
+    """[H, W, 3] RGB (uint8, or float in 0..1) -> [3, h, w] float32 in 0..1 at the network's input size:
+    short side ``min_size``, long side at most ``max_size``, bilinear."""
+    im = np.asarray(image)
+    x = (im.astype(np.float32) / 255.0 if im.dtype == np.uint8 else im.astype(np.float32)).transpose(2, 0, 1)
+    h, w = x.shape[1:]
+    s = min(meta["min_size"] / min(h, w), meta["max_size"] / max(h, w))
+    size = (max(1, round(h * s)), max(1, round(w * s)))
+    return resize_bilinear(x, *size) if size != (h, w) else x
+
+
+def nms_inputs(image: np.ndarray, meta: dict) -> dict[str, np.ndarray]:
+    """The inputs of an ONNX file exported with ``--nms`` for one [H, W, 3] RGB image: {"images":
+    [1, 3, h, w] float32 in 0..1 (resized), "original_size": [2] int64 (H, W)}."""
+    return {"images": resize(image, meta)[None], "original_size": np.asarray(np.shape(image)[:2], np.int64)}
+
+
 def preprocess(images: list[np.ndarray], meta: dict):
     """Resize (short side ``min_size``, long side at most ``max_size``), normalise, zero-pad to
     ``size_divisible``. Returns batch [B, 3, Hp, Wp] float32, per-image (sx, sy) scales and (h, w) sizes."""
@@ -63,14 +80,8 @@ def preprocess(images: list[np.ndarray], meta: dict):
     std = np.asarray(meta["std"], np.float32)[:, None, None]
     resized, scales = [], []
     for im in images:
-        im = np.asarray(im)
-        x = im.astype(np.float32) / 255.0 if im.dtype == np.uint8 else im.astype(np.float32)
-        x = x.transpose(2, 0, 1)  # [3, H, W]
-        h, w = x.shape[1:]
-        s = min(meta["min_size"] / min(h, w), meta["max_size"] / max(h, w))
-        size = (max(1, round(h * s)), max(1, round(w * s)))
-        if size != (h, w):
-            x = resize_bilinear(x, *size)
+        x = resize(im, meta)
+        h, w = np.shape(im)[:2]
         resized.append((x - mean) / std)
         scales.append((x.shape[2] / w, x.shape[1] / h))
     sizes = [r.shape[1:] for r in resized]

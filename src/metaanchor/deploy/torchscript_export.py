@@ -11,6 +11,11 @@ archive as the extra file ``metaanchor.json``:
 
     extra = {"metaanchor.json": ""}
     m = torch.jit.load("model.pt", _extra_files=extra); meta = json.loads(extra["metaanchor.json"])
+
+torch deprecates TorchScript (``torch.jit.trace``, ``save`` and ``load`` warn so); ``torch.export``
+(``--format pt2``, ``deploy.pt2_export``) is its replacement. This format stays while torch ships
+it: exporting warns once with ``TorchScriptDeprecated`` (one line in the CLI), and torch's own
+deprecation warnings from the calls here are caught, only around those calls.
 """
 
 from __future__ import annotations
@@ -22,23 +27,33 @@ from pathlib import Path
 
 import torch
 
-from metaanchor.deploy.graph import METADATA_KEY, ExportGraph, metadata
+from metaanchor.deploy.graph import METADATA_KEY, ExportGraph, file_metadata
 from metaanchor.deploy.onnx_export import EXAMPLE_SIZE
 from metaanchor.files import write_atomic
 
 EXTRA_FILE = f"{METADATA_KEY}.json"
+TORCH_DEPRECATION = r"`torch\.jit\.\w+` is deprecated"  # torch's FutureWarning from trace, save and load
+
+
+class TorchScriptDeprecated(FutureWarning):
+    """torch deprecates TorchScript; ``--format pt2`` (torch.export) replaces it."""
 
 
 def torchscript_bytes(baked) -> bytes:
     """The serialised TorchScript archive (traced raw-outputs graph + metadata) of a baked detector."""
+    warnings.warn(TorchScriptDeprecated("torch deprecates TorchScript (torch.jit); --format pt2 (torch.export) "
+                                        "is its replacement"), stacklevel=2)
     graph = ExportGraph(baked).eval()
     side = max(EXAMPLE_SIZE, baked.batcher.size_divisible)
     example = torch.zeros(1, 3, side, side, device=next(baked.parameters()).device)
     with warnings.catch_warnings(), torch.no_grad():
-        warnings.simplefilter("ignore")  # tracer warnings about shape arithmetic, which is traced
+        warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)  # shape arithmetic, which is traced
+        warnings.filterwarnings("ignore", message=TORCH_DEPRECATION, category=FutureWarning)
         traced = torch.jit.trace(graph, (example,), check_trace=False)
     buf = io.BytesIO()
-    torch.jit.save(traced, buf, _extra_files={EXTRA_FILE: json.dumps(metadata(baked))})
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=TORCH_DEPRECATION, category=FutureWarning)
+        torch.jit.save(traced, buf, _extra_files={EXTRA_FILE: json.dumps(file_metadata(baked))})
     return buf.getvalue()
 
 
@@ -51,7 +66,9 @@ def export_torchscript(baked, path: str | Path) -> Path:
 def torchscript_runner(path: str | Path):
     """(run, meta): ``run(batch [B, 3, H, W] float32 numpy)`` -> the four outputs as numpy arrays (CPU)."""
     extra = {EXTRA_FILE: ""}
-    module = torch.jit.load(str(path), map_location="cpu", _extra_files=extra)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=TORCH_DEPRECATION, category=FutureWarning)
+        module = torch.jit.load(str(path), map_location="cpu", _extra_files=extra)
 
     def run(batch):
         with torch.no_grad():
