@@ -90,8 +90,8 @@ def test_export_refuses_metaanchor_heads_and_non_resnet_backbones(tmp_path):
 
 
 def test_import_reproduces_torchvision_outputs_and_detections_and_takes_other_anchors():
-    net = resnet18_torchvision_retinanet()
-    model = import_torchvision_retinanet(net.state_dict(), min_size=SIZE, max_size=SIZE)
+    net = resnet18_torchvision_retinanet()  # torchvision's FrozenBatchNorm2d default: eps 1e-5, not its COCO 0
+    model = import_torchvision_retinanet(net.state_dict(), min_size=SIZE, max_size=SIZE, bn_eps=1e-5)
     assert model.head_type == "metaanchor" and model.config["backbone"] == "resnet18"
     assert model.num_classes == 4 and model.category_ids == [0, 1, 2, 3]
     assert model.anchors == torchvision_anchor_set() and model.import_residual < 1e-8

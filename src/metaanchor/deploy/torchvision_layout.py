@@ -5,7 +5,6 @@ Shared by the export to torchvision (``torchvision_export``) and the import from
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 import torch
@@ -19,33 +18,18 @@ from torchvision.ops.feature_pyramid_network import LastLevelP6P7
 from metaanchor.checkpoint import load_tensor_file
 from metaanchor.errors import UserError
 from metaanchor.families.retinanet import RetinaNetDetector
+from metaanchor.families.retinanet.from_torchvision import (  # noqa: F401 (the import's names, also used here)
+    FPN_CHANNELS,
+    RESNET_LAYOUTS,
+    TORCHVISION_DEFAULTS,
+    TOWER_CONVS,
+    plain_state_dict,
+    torchvision_key,
+)
 from metaanchor.geometry.anchors import cell_anchors
 from metaanchor.modeling.backbones import RESNETS
 
 BUILD_FORMAT = "metaanchor-torchvision-retinanet"
-TOWER_CONVS = 4  # torchvision's RetinaNetHead has 4 convs per tower
-FPN_CHANNELS = 256
-# torchvision's retinanet_resnet50_fpn defaults, used for imported models
-TORCHVISION_DEFAULTS = dict(min_size=800, max_size=1333, detections_per_img=300, score_thresh=0.05,
-                            nms_thresh=0.5, topk_candidates=1000)
-# (bottleneck blocks?, blocks in layer3) -> ResNet depth
-RESNET_LAYOUTS = {(False, 2): "resnet18", (False, 6): "resnet34", (True, 6): "resnet50", (True, 23): "resnet101"}
-# our key prefix -> torchvision's (first match wins; tower conv i is our Sequential index 2i)
-_PREFIXES = [("backbone.body.", "backbone."), ("head.cls_logits.", "head.classification_head.cls_logits."),
-             ("head.bbox_pred.", "head.regression_head.bbox_reg.")]
-_TOWERS = {"cls_tower": "classification_head", "reg_tower": "regression_head"}
-
-
-# ----------------------------------------------------------------------------- key mapping
-def torchvision_key(key: str) -> str:
-    """Our RetinaNetDetector state-dict key -> torchvision RetinaNet's (predefined-anchor head)."""
-    m = re.fullmatch(r"head\.(cls_tower|reg_tower)\.(\d+)\.(\w+)", key)
-    if m:
-        return f"head.{_TOWERS[m[1]]}.conv.{int(m[2]) // 2}.0.{m[3]}"
-    for ours, theirs in _PREFIXES:
-        if key.startswith(ours):
-            return theirs + key[len(ours):]
-    raise ValueError(f"no torchvision RetinaNet key for {key}")
 
 
 def _check_exportable(model) -> None:
@@ -56,11 +40,12 @@ def _check_exportable(model) -> None:
     bad = [f"model.{k}={cfg[k]}" for k, ok in (("backbone", cfg["backbone"] in RESNETS),
                                                ("fpn_channels", cfg["fpn_channels"] == FPN_CHANNELS),
                                                ("head_convs", cfg["head_convs"] == TOWER_CONVS),
-                                               ("head_norm", cfg["head_norm"] == "none")) if not ok]
+                                               ("head_norm", cfg["head_norm"] == "none"),
+                                               ("p6_input", cfg.get("p6_input", "p5") == "p5")) if not ok]
     if bad:
         raise UserError(f"torchvision RetinaNet export: {', '.join(bad)} has no torchvision RetinaNet equivalent "
                         f"(needs a ResNet backbone, fpn_channels={FPN_CHANNELS}, head_convs={TOWER_CONVS}, "
-                        "head_norm=none)")
+                        "head_norm=none, p6_input=p5)")
 
 
 def torchvision_state_dict(model: RetinaNetDetector) -> dict[str, Tensor]:
@@ -80,6 +65,7 @@ def torchvision_build(model: RetinaNetDetector) -> dict:
     batcher = model.batcher
     return {
         "format": BUILD_FORMAT, "backbone": model.config["backbone"], "frozen_bn": bool(model.config["frozen_bn"]),
+        "bn_eps": model.config.get("bn_eps", 1e-5),
         "num_classes": model.num_classes, "class_names": model.class_names, "category_ids": model.category_ids,
         # torchvision derives each level's stride as padded size // feature size: exact only at multiples of 128
         "min_size": batcher.min_size, "max_size": batcher.max_size, "size_divisible": max(model.strides),
@@ -95,6 +81,9 @@ def build_torchvision_retinanet(build: dict) -> RetinaNet:
     norm = FrozenBatchNorm2d if build["frozen_bn"] else nn.BatchNorm2d
     backbone = resnet_fpn_backbone(backbone_name=build["backbone"], weights=None, norm_layer=norm, trainable_layers=5,
                                    returned_layers=[2, 3, 4], extra_blocks=LastLevelP6P7(FPN_CHANNELS, FPN_CHANNELS))
+    for m in backbone.modules():  # torchvision sets its COCO v1 model's epsilon the same way (overwrite_eps)
+        if isinstance(m, (FrozenBatchNorm2d, nn.BatchNorm2d)):
+            m.eps = build.get("bn_eps", 1e-5)
     cells = [torch.tensor(a, dtype=torch.float32) for a in build["anchors"]["cell_anchors"]]
     # sizes/ratios only fix the anchor count per level; the exact boxes are the cell anchors
     generator = AnchorGenerator(tuple((1.0,) for _ in cells), tuple((1.0,) * len(c) for c in cells))
@@ -117,12 +106,3 @@ def torchvision_retinanet_for(model: RetinaNetDetector) -> RetinaNet:
 def read_state_dict(path: str | Path, option: str) -> dict:
     state = load_tensor_file(path, f"{option} {path}", "not a PyTorch state dict")
     return plain_state_dict(state, f"{option} {path}")
-
-
-def plain_state_dict(state, where: str) -> dict[str, Tensor]:
-    if isinstance(state, dict) and not any(torch.is_tensor(v) for v in state.values()):
-        state = state.get("model", state.get("state_dict", state))  # a training checkpoint around it
-    if not isinstance(state, dict) or not state or not all(isinstance(k, str) and torch.is_tensor(v)
-                                                           for k, v in state.items()):
-        raise UserError(f"{where}: not a state dict (a mapping of parameter names to tensors)")
-    return state

@@ -112,8 +112,14 @@ class Trainer:
         kwargs = model_kwargs(cfg, len(self.train_set.class_names), self.train_set.class_names,
                               getattr(self.train_set, "cat_ids", None))
         self.model = build_detector(cfg["model"]["arch"], **kwargs).to(self.device)
-        if cfg["model"]["init_from"]:  # fine-tuning: start from a checkpoint's weights
-            fresh = ckpt.init_weights(self.model, cfg["model"]["init_from"])
+        if cfg["model"]["init_from"]:  # fine-tuning: start from a checkpoint's (or torchvision's COCO) weights
+            source = cfg["model"]["init_from"]
+            if source.startswith("torchvision:"):
+                from metaanchor.families.retinanet.from_torchvision import init_from_torchvision
+
+                fresh = init_from_torchvision(self.model, source)
+            else:
+                fresh = ckpt.init_weights(self.model, source)
             if fresh and self.main:
                 tqdm.write(f"model.init_from: {len(fresh)} tensors that depend on the class count start fresh "
                            f"({', '.join(fresh[:3])}{', ...' if len(fresh) > 3 else ''})")

@@ -9,7 +9,6 @@ Weights start random unless ``weights_path`` is a local state dict or ``imagenet
 from __future__ import annotations
 
 from collections import OrderedDict
-from pathlib import Path
 
 import torch
 from torch import Tensor, nn
@@ -20,10 +19,15 @@ from torchvision.ops.feature_pyramid_network import LastLevelP6P7
 from metaanchor.checkpoint import key_names, load_tensor_file
 from metaanchor.errors import UserError
 from metaanchor.geometry.anchors import PYRAMID_STRIDES as STRIDES
+from metaanchor.modeling.pretrained import fetch_weights, torchvision_weights
 
 RESNETS = ("resnet18", "resnet34", "resnet50", "resnet101")
 BACKBONES = ("tiny",) + RESNETS
 IMAGENET = "imagenet"  # model.backbone_weights value: torchvision's ImageNet weights (downloaded when asked)
+# what P6 (and so P7) is computed from: P5 (RetinaNet, torchvision's retinanet_resnet50_fpn) or the body's
+# last map C5 (torchvision's retinanet_resnet50_fpn_v2, as in the FCOS/ATSS papers)
+P6_INPUTS = ("p5", "c5")
+BN_EPS = 1e-5  # BatchNorm's epsilon; torchvision's retinanet_resnet50_fpn COCO weights were trained with 0
 
 
 def _conv_bn(cin: int, cout: int, stride: int) -> nn.Sequential:
@@ -51,11 +55,11 @@ class TinyBackbone(nn.Module):
 class TinyFPNBackbone(nn.Module):
     """TinyBackbone + torchvision FPN with P6/P7 from P5."""
 
-    def __init__(self, out_channels: int):
+    def __init__(self, out_channels: int, p6_input: str = "p5"):
         super().__init__()
         self.body = TinyBackbone()
         self.fpn = FeaturePyramidNetwork(self.body.out_channels_list, out_channels,
-                                         extra_blocks=LastLevelP6P7(out_channels, out_channels))
+                                         extra_blocks=_p6p7(p6_input, self.body.out_channels_list[-1], out_channels))
         self.out_channels = out_channels
 
     def forward(self, x: Tensor) -> OrderedDict[str, Tensor]:
@@ -75,21 +79,40 @@ class PyramidBackbone(nn.Module):
         return list(self.body(images).values())
 
 
+def _p6p7(p6_input: str, c5_channels: int, out_channels: int) -> LastLevelP6P7:
+    """torchvision's P6/P7 block from P5 or from C5 (it picks P5 exactly when its two widths are equal)."""
+    if p6_input not in P6_INPUTS:
+        raise UserError(f"model.p6_input={p6_input!r} is unknown; choose one of {', '.join(P6_INPUTS)}")
+    if p6_input == "c5" and c5_channels == out_channels:
+        raise UserError(f"model.p6_input=c5: C5 has {c5_channels} channels like the FPN, so torchvision's block "
+                        "would read P5; use model.p6_input=p5")
+    return LastLevelP6P7(c5_channels if p6_input == "c5" else out_channels, out_channels)
+
+
 def build_backbone(name: str, out_channels: int = 256, weights_path: str | None = None,
-                   frozen_bn: bool = False, trainable_layers: int = 5) -> PyramidBackbone:
-    """Build a P3..P7 pyramid backbone by name (``tiny``, ``resnet18/34/50/101``)."""
+                   frozen_bn: bool = False, trainable_layers: int = 5, p6_input: str = "p5",
+                   bn_eps: float = BN_EPS) -> PyramidBackbone:
+    """Build a P3..P7 pyramid backbone by name (``tiny``, ``resnet18/34/50/101``).
+
+    ``p6_input``: P6 from ``p5`` or ``c5`` (``P6_INPUTS``); ``bn_eps``: the epsilon of every BatchNorm of
+    the body (frozen or not)."""
     if name == "tiny":
-        body = TinyFPNBackbone(out_channels)
+        body = TinyFPNBackbone(out_channels, p6_input)
     elif name in RESNETS:
         norm = FrozenBatchNorm2d if frozen_bn else nn.BatchNorm2d
+        c5 = 2048 if name in ("resnet50", "resnet101") else 512
         body = resnet_fpn_backbone(backbone_name=name, weights=None, norm_layer=norm,
                                    trainable_layers=trainable_layers, returned_layers=[2, 3, 4],
-                                   extra_blocks=LastLevelP6P7(out_channels, out_channels))
+                                   extra_blocks=_p6p7(p6_input, c5, out_channels))
         body.out_channels = out_channels
         if out_channels != 256:
             raise UserError(f"model.fpn_channels={out_channels}: ResNet backbones use 256 FPN channels")
     else:
         raise UserError(f"model.backbone={name!r} is unknown; choose one of {', '.join(BACKBONES)}")
+    if bn_eps != BN_EPS:
+        for m in body.modules():
+            if isinstance(m, (FrozenBatchNorm2d, nn.BatchNorm2d)):
+                m.eps = bn_eps
     if weights_path:
         _load_backbone_weights(body, weights_path, name)
     return PyramidBackbone(body)
@@ -124,25 +147,10 @@ def _load_backbone_weights(body: nn.Module, path: str, name: str) -> None:
 def imagenet_state_dict(name: str) -> tuple[dict[str, Tensor], str]:
     """torchvision's ImageNet weights for ResNet ``name`` (IMAGENET1K_V1, as its detection models use), from
     its cache ``torch.hub.get_dir()/checkpoints``, downloaded there (with a progress bar) when missing.
-    Offline and not cached: a one-line UserError naming the file, the cache folder and the URL.
-    Returns the state dict and how error messages name it."""
-    from urllib.parse import urlparse
-
-    from torchvision.models import get_weight
-
+    Offline and not cached: a one-line UserError naming the file, the cache folder and the URL
+    (``modeling.pretrained.fetch_weights``). Returns the state dict and how error messages name it."""
     if name not in RESNETS:
         raise UserError(f"model.backbone_weights={IMAGENET}: torchvision has ImageNet weights for "
                         f"{', '.join(RESNETS)}, not for model.backbone={name}; use one of those or a local file")
-    weights = get_weight(f"{name.replace('resnet', 'ResNet')}_Weights.IMAGENET1K_V1")
-    cache = Path(torch.hub.get_dir()) / "checkpoints"
-    file = Path(urlparse(weights.url).path).name
-    where = f"model.backbone_weights={IMAGENET} ({cache / file})"
-    if (cache / file).is_file():  # read like any weights file: a damaged or planted file is a clear error
-        return load_tensor_file(cache / file, where, "unreadable, delete it to download it again"), where
-    try:
-        return weights.get_state_dict(progress=True, check_hash=True, weights_only=True), where
-    except OSError as e:  # URLError (offline), HTTPError, disk errors
-        reason = getattr(e, "reason", None) or e.strerror or e
-        raise UserError(f"model.backbone_weights={IMAGENET}: {file} is not in torchvision's cache {cache} and "
-                        f"cannot be downloaded ({reason}); fetch {weights.url} elsewhere and put it in {cache}"
-                        ) from None
+    weights = torchvision_weights(f"{name.replace('resnet', 'ResNet')}_Weights.IMAGENET1K_V1")
+    return fetch_weights(weights, f"model.backbone_weights={IMAGENET}")

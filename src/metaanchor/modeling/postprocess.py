@@ -19,15 +19,15 @@ from metaanchor.geometry.iou import batched_box_iou
 def postprocess(cls_logits: Tensor, box_deltas: Tensor, anchors: Tensor, level_sizes: list[int],
                 image_sizes, box_coder: BoxCoder, score_thresh: float = 0.05,
                 nms_thresh: float = 0.5, topk_candidates: int = 1000,
-                detections_per_img: int = 100) -> list[dict[str, Tensor]]:
+                detections_per_img: int = 100, skip_padding: bool = True) -> list[dict[str, Tensor]]:
     """Turn head outputs into detections.
 
     Args:
         cls_logits: [B, A, C]; box_deltas: [B, A, 4]; anchors: [A, 4].
         level_sizes: anchors per level (sum = A), for the per-level top-k.
         image_sizes: each image's (h, w) inside the padded batch, [B, 2] (tensor or list of pairs),
-            or one (H, W) for all. Anchors centred outside an image (in its padding) are ignored,
-            and boxes are clipped to the image before NMS.
+            or one (H, W) for all. Anchors centred outside an image (in its padding) are ignored
+            (unless ``skip_padding`` is False, as in torchvision), and boxes are clipped to the image before NMS.
     Returns:
         per image {"boxes": [D, 4] x1y1x2y2, "scores": [D], "labels": [D] int64}, in batch pixels.
     """
@@ -35,6 +35,8 @@ def postprocess(cls_logits: Tensor, box_deltas: Tensor, anchors: Tensor, level_s
     sizes = torch.as_tensor(image_sizes, dtype=anchors.dtype, device=anchors.device).reshape(-1, 2).expand(b, 2)
     centre = (anchors[:, :2] + anchors[:, 2:]) / 2  # [A, 2] (x, y)
     inside = (centre[None, :, 0] < sizes[:, 1:2]) & (centre[None, :, 1] < sizes[:, 0:1])  # [B, A]
+    if not skip_padding:
+        inside = torch.ones_like(inside)
     scores_all, idx_all = [], []
     start = 0
     for n in level_sizes:  # per-level top-k over (anchor, class), all images at once

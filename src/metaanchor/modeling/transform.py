@@ -22,20 +22,37 @@ from torch import Tensor, nn
 
 from metaanchor.geometry.resize import IMAGENET_MEAN, IMAGENET_STD, PAD_MULTIPLE, resized_size
 
+# ``metaanchor``: resize (sides rounded to nearest), then normalise; ``torchvision``: normalise, then resize
+# with sides rounded down, as torchvision's GeneralizedRCNNTransform (the same up to float rounding and a pixel)
+TRANSFORMS = ("metaanchor", "torchvision")
+
+
+def floor_resized_size(h: int, w: int, min_size: int, max_size: int) -> tuple[int, int]:
+    """(h', w') as torchvision's ``GeneralizedRCNNTransform`` resizes: the same scale as
+    :func:`resized_size`, each side rounded down (``interpolate(scale_factor=s, recompute_scale_factor=True)``
+    floors ``side * s`` in double precision, so 480 x 640 at 800 gives 799 x 1066)."""
+    s = min(min_size / min(h, w), max_size / max(h, w))
+    return max(1, math.floor(h * s)), max(1, math.floor(w * s))
+
 
 class ImageBatcher(nn.Module):
     """Turns a list of images into one normalised, padded batch.
 
     Images are [3, H, W] float in [0, 1] (or uint8 0..255). Each is resized by
-    :func:`resized_size` (skipped in training mode when ``resize_in_training`` is False:
-    the data loader already did it, possibly at a jittered scale), normalised, and
-    zero-padded to the batch's max height and max width rounded up to ``size_divisible``.
+    :func:`resized_size` (skipped in training mode when ``resize_in_training`` is False: the data loader
+    already did it, possibly at a jittered scale), normalised, and zero-padded to the batch's max height
+    and max width rounded up to ``size_divisible``. ``transform="torchvision"`` normalises first and
+    resizes by :func:`floor_resized_size`, torchvision's order and rule, to reproduce its inputs exactly.
     """
 
     def __init__(self, min_size: int, max_size: int, size_divisible: int = PAD_MULTIPLE,
-                 mean=IMAGENET_MEAN, std=IMAGENET_STD):
+                 mean=IMAGENET_MEAN, std=IMAGENET_STD, transform: str = "metaanchor"):
         super().__init__()
+        if transform not in TRANSFORMS:
+            raise ValueError(f"transform={transform!r}: choose one of {', '.join(TRANSFORMS)}")
         self.min_size, self.max_size, self.size_divisible = min_size, max_size, size_divisible
+        self.normalize_first = transform == "torchvision"
+        self.resized_size = floor_resized_size if self.normalize_first else resized_size
         self.resize_in_training = True
         self.register_buffer("mean", torch.tensor(mean).view(3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(std).view(3, 1, 1), persistent=False)
@@ -48,10 +65,12 @@ class ImageBatcher(nn.Module):
             img = img.to(self.mean.device)
             img = img.float() / 255.0 if not img.is_floating_point() else img
             h, w = img.shape[-2:]
-            size = resized_size(h, w, self.min_size, self.max_size) if resize else (h, w)
+            size = self.resized_size(h, w, self.min_size, self.max_size) if resize else (h, w)
+            if self.normalize_first:
+                img = (img - self.mean) / self.std
             if size != (h, w):
                 img = F.interpolate(img[None], size=size, mode="bilinear", align_corners=False)[0]
-            resized.append((img - self.mean) / self.std)
+            resized.append(img if self.normalize_first else (img - self.mean) / self.std)
             scales.append((img.shape[-1] / w, img.shape[-2] / h))
         sizes = [tuple(r.shape[-2:]) for r in resized]
         d = self.size_divisible

@@ -1,0 +1,142 @@
+"""Starting from torchvision's COCO RetinaNets (v1 and v2) by weight name: imported models detect exactly
+like torchvision's own ``model(images)``, the names work in configs, and offline is a one-line error.
+
+No network: torchvision's download (``torch.hub.download_url_to_file``) is replaced by one that writes a
+locally built state dict (random weights, the real architecture) into torchvision's cache, so torchvision's
+model builder and our import read the same file through the same registry code as a real download.
+"""
+
+from urllib.error import URLError
+
+import pytest
+import torch
+from torchvision.models.detection import (
+    RetinaNet_ResNet50_FPN_V2_Weights,
+    RetinaNet_ResNet50_FPN_Weights,
+    retinanet_resnet50_fpn,
+    retinanet_resnet50_fpn_v2,
+)
+
+from metaanchor.deploy.torchvision_import import import_torchvision_weights
+from metaanchor.deploy.verify import same_detections
+from metaanchor.errors import UserError
+from metaanchor.families import load_detector
+from metaanchor.modeling.pretrained import detector_weights_name
+
+V1, V2 = RetinaNet_ResNet50_FPN_Weights.COCO_V1, RetinaNet_ResNet50_FPN_V2_Weights.COCO_V1
+BUILDERS = {"v1": (retinanet_resnet50_fpn, V1), "v2": (retinanet_resnet50_fpn_v2, V2)}
+BOX_TOL, SCORE_TOL = 1e-3, 1e-5  # px, score
+
+
+def coco_like_state(layout: str) -> dict:
+    """A state dict of torchvision's model ``layout`` with random weights that give detections: BatchNorm
+    statistics with small variances (so its epsilon matters), a class bias that lets scores pass 0.05."""
+    builder, _ = BUILDERS[layout]
+    torch.manual_seed(7 if layout == "v1" else 8)
+    state = builder(weights=None, weights_backbone=None).state_dict()
+    g = torch.Generator().manual_seed(1)
+    for k in [k for k in state if k.endswith("running_var")]:
+        n = len(state[k])
+        var = 10 ** (torch.rand(n, generator=g) * 4 - 5)  # 1e-5 .. 1e-1: eps 0 vs 1e-5 differs by up to 30 %
+        state[k] = var
+        state[k.replace("running_var", "running_mean")] = torch.randn(n, generator=g) * 0.1
+        state[k.replace("running_var", "weight")] = var.sqrt() * (0.8 + 0.4 * torch.rand(n, generator=g))
+    cls = "head.classification_head.cls_logits."
+    state[cls + "weight"] = state[cls + "weight"] * (8 if layout == "v1" else 2)  # v2's GroupNorm: larger inputs
+    state[cls + "bias"] = torch.full_like(state[cls + "bias"], -4.0)
+    return state
+
+
+@pytest.fixture
+def cache(tmp_path, monkeypatch):
+    """torchvision's cache in tmp_path; its "download" writes the local state dict of the URL's model."""
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    states = {V1.url: "v1", V2.url: "v2"}
+    downloads = []
+
+    def download(url, dst, hash_prefix=None, progress=True):
+        if url not in states:
+            raise URLError("no network in tests")
+        downloads.append(url)
+        torch.save(coco_like_state(states[url]), dst)
+
+    monkeypatch.setattr(torch.hub, "download_url_to_file", download)
+    return downloads
+
+
+def batches():
+    """Random images at two sizes: one alone, then both in one batch (the smaller one padded). At input size
+    320 / 533 they resize to 320 x 426 (floor; rounding would give 427) and 384 x 320, and the padded batches
+    (320 x 448, 384 x 448) are not multiples of 128: torchvision's P7 strides are 106 and 128, not 128."""
+    g = torch.Generator().manual_seed(0)
+    a, b = torch.rand(3, 480, 640, generator=g), torch.rand(3, 600, 500, generator=g)
+    return [[a], [b, a]]
+
+
+def assert_detects_like_torchvision(layout: str, downloads: list, **size):
+    builder, weights = BUILDERS[layout]
+    net = builder(weights=weights, **size).eval()  # torchvision's own path for its COCO weights
+    model = import_torchvision_weights(f"retinanet_{layout}", **size)
+    assert downloads == [weights.url]  # one "download"; the import read torchvision's cached file
+    assert model.head_type == "metaanchor" and model.import_residual < 1e-6
+    for batch in batches():
+        with torch.no_grad():
+            theirs, ours = net(batch), model(batch)
+        assert all(len(d["scores"]) > 20 for d in theirs)
+        assert same_detections(ours, theirs, box_tol=BOX_TOL, score_tol=SCORE_TOL)
+
+
+@pytest.mark.parametrize("layout", ["v1", "v2"])
+def test_imported_coco_model_detects_exactly_like_torchvision(cache, layout):
+    assert_detects_like_torchvision(layout, cache, min_size=320, max_size=533)
+
+
+@pytest.mark.slow
+def test_imported_coco_model_detects_like_torchvision_at_its_input_size(cache):
+    assert_detects_like_torchvision("v2", cache)  # 800 / 1333: 800 x 1066 and 960 x 800
+
+
+@pytest.mark.parametrize("layout", ["v1", "v2"])
+def test_imported_settings_are_torchvisions(cache, layout):
+    model = import_torchvision_weights(f"retinanet_resnet50_fpn{'_v2' if layout == 'v2' else ''}")
+    c = model.config
+    assert (c["min_size"], c["max_size"], c["score_thresh"], c["nms_thresh"], c["topk_candidates"],
+            c["detections_per_img"]) == (800, 1333, 0.05, 0.5, 1000, 300)
+    assert (c["transform"], c["anchor_strides"], c["skip_padding_anchors"]) == ("torchvision", "padded", False)
+    assert (c["bn_eps"], c["frozen_bn"], c["head_norm"], c["p6_input"], c["reg_loss"]) == (
+        (0.0, True, "none", "p5", "l1") if layout == "v1" else (1e-5, False, "gn", "c5", "giou"))
+    assert model.box_coder.weights == (1.0, 1.0, 1.0, 1.0)
+
+
+def test_coco_names_and_category_ids_come_along(cache, tmp_path):
+    model = import_torchvision_weights("RetinaNet_ResNet50_FPN_Weights.COCO_V1")
+    assert model.num_classes == 91 and model.class_names[1] == "person" and model.class_names[3] == "car"
+    assert model.category_ids[:4] == [0, 1, 2, 3] and model.category_ids[90] == 90  # labels are COCO ids
+    model.save(tmp_path / "coco.pt")
+    again = load_detector(tmp_path / "coco.pt")
+    assert again.class_names == model.class_names and again.config["anchor_strides"] == "padded"
+
+
+def test_weight_names_and_aliases():
+    for name in ("retinanet_resnet50_fpn_v2", "RetinaNet_ResNet50_FPN_V2_Weights.COCO_V1", "retinanet_v2",
+                 "torchvision:retinanet_resnet50_fpn_v2", "RetinaNet_ResNet50_FPN_V2_Weights.DEFAULT"):
+        assert detector_weights_name(name) == "retinanet_resnet50_fpn_v2", name
+    assert detector_weights_name("RetinaNet_ResNet50_FPN_Weights.COCO_V1") == "retinanet_resnet50_fpn"
+    assert detector_weights_name("fasterrcnn_resnet50_fpn") is None
+
+
+def test_offline_and_not_cached_is_one_line_naming_file_cache_and_url(tmp_path, monkeypatch):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+
+    def offline(url, *args, **kwargs):
+        raise URLError("[Errno -3] Temporary failure in name resolution")
+
+    monkeypatch.setattr(torch.hub, "download_url_to_file", offline)
+    folder = tmp_path / "torch" / "hub" / "checkpoints"
+    with pytest.raises(UserError) as e:
+        import_torchvision_weights("retinanet_resnet50_fpn_v2")
+    assert str(e.value) == (
+        f"--weights retinanet_resnet50_fpn_v2: retinanet_resnet50_fpn_v2_coco-5905b1c5.pth is not in "
+        f"torchvision's cache {folder} and cannot be downloaded ([Errno -3] Temporary failure in name "
+        f"resolution); fetch {V2.url} elsewhere and put it in {folder}")
+
