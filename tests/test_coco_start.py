@@ -6,10 +6,12 @@ locally built state dict (random weights, the real architecture) into torchvisio
 model builder and our import read the same file through the same registry code as a real download.
 """
 
+import json
 from urllib.error import URLError
 
 import pytest
 import torch
+from conftest import TINY, cli
 from torchvision.models.detection import (
     RetinaNet_ResNet50_FPN_V2_Weights,
     RetinaNet_ResNet50_FPN_Weights,
@@ -140,3 +142,74 @@ def test_offline_and_not_cached_is_one_line_naming_file_cache_and_url(tmp_path, 
         f"torchvision's cache {folder} and cannot be downloaded ([Errno -3] Temporary failure in name "
         f"resolution); fetch {V2.url} elsewhere and put it in {folder}")
 
+
+
+V2_MODEL = ["model.backbone=resnet50", "model.fpn_channels=256", "model.head_convs=4", "model.head_norm=gn",
+            "model.p6_input=c5", "model.hidden_dim=64", "model.frozen_bn=true",
+            "input.size=64", "solver.batch_size=2", "device=cpu"]
+
+
+def test_init_from_torchvision_v2_fine_tunes_with_fresh_class_tensors(cache, capsys, tmp_path, synth_dirs):
+    from metaanchor.config import load_config
+    from metaanchor.engine.train import Trainer
+
+    train, _ = synth_dirs  # 3 classes
+    cfg = load_config(None, V2_MODEL + [f"data.train={train}", "model.init_from=torchvision:retinanet_resnet50_fpn_v2"])
+    model = Trainer(cfg, tmp_path / "run", progress=False).model
+    coco = {k: v for k, v in import_torchvision_weights("retinanet_v2").state_dict().items()
+            if not k.endswith("num_batches_tracked")}  # plain BatchNorm in torchvision's v2, frozen here
+    own = model.state_dict()
+    fresh = [k for k in coco if coco[k].shape != own[k].shape]
+    assert fresh and all(k.startswith("head.cls_generator.") for k in fresh)
+    assert all(torch.equal(own[k], v) for k, v in coco.items() if k not in fresh)
+    out = capsys.readouterr().out
+    assert f"model.init_from: {len(fresh)} tensors that depend on the class count start fresh (head." in out
+
+
+def test_init_from_torchvision_with_another_architecture_is_one_line_before_any_download(cache, capsys, tmp_path,
+                                                                                       synth_dirs):
+    train, _ = synth_dirs
+    code, _, err = cli(capsys, "train", "--out", tmp_path / "run", *TINY, f"data.train={train}",
+                       "model.init_from=torchvision:retinanet_resnet50_fpn", "solver.max_iter=1")
+    assert code == 2 and err == [
+        "metaanchor train: error: model.init_from=torchvision:retinanet_resnet50_fpn: these weights need "
+        "model.backbone=resnet50, model.fpn_channels=256, model.head_convs=4, model.bn_eps=0.0 (the config has "
+        "model.backbone=tiny, model.fpn_channels=16, model.head_convs=1, model.bn_eps=1e-05)"]
+    assert cache == []
+
+
+def test_import_cli_by_name_and_predict_prints_coco_names(cache, capsys, tmp_path):
+    code, out, err = cli(capsys, "import", "--from", "torchvision-retinanet", "--weights",
+                         "RetinaNet_ResNet50_FPN_V2_Weights.COCO_V1", "--out", tmp_path / "coco_v2.pt")
+    assert code == 0, err
+    assert "resnet50-FPN RetinaNet (91 classes, 9 anchors per position, anchor set torchvision-3x3)" in out
+    assert "torchvision layout v2 (GroupNorm heads, P6 from C5), BatchNorm eps 1e-05" in out
+    image = tmp_path / "img.png"
+    from PIL import Image
+
+    pixels = torch.rand(48, 64, 3, generator=torch.Generator().manual_seed(0)) * 255
+    Image.fromarray(pixels.byte().numpy()).save(image)
+    code, _, err = cli(capsys, "predict", "--checkpoint", tmp_path / "coco_v2.pt", "--out", tmp_path / "pred",
+                       "--no-draw", image)
+    assert code == 0, err
+    results = json.loads((tmp_path / "pred" / "detections.json").read_text())
+    names = V2.meta["categories"]
+    assert results and all(r["category"] == names[r["category_id"]] for r in results)  # COCO ids and names
+    assert {"person", "car", "dog"} <= set(names) and any(r["category"] != "N/A" for r in results)
+
+
+def test_import_cli_offline_is_one_line_with_exit_code_2(capsys, tmp_path, monkeypatch):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+
+    def offline(url, *args, **kwargs):
+        raise URLError("[Errno -3] Temporary failure in name resolution")
+
+    monkeypatch.setattr(torch.hub, "download_url_to_file", offline)
+    code, _, err = cli(capsys, "import", "--from", "torchvision-retinanet", "--weights", "retinanet_v1",
+                       "--out", tmp_path / "coco.pt")
+    folder = tmp_path / "torch" / "hub" / "checkpoints"
+    assert code == 2 and err == [
+        f"metaanchor import: error: --weights retinanet_v1: retinanet_resnet50_fpn_coco-eeacb38b.pth is not in "
+        f"torchvision's cache {folder} and cannot be downloaded ([Errno -3] Temporary failure in name "
+        f"resolution); fetch {V1.url} elsewhere and put it in {folder}"]
+    assert not (tmp_path / "coco.pt").exists()
