@@ -34,7 +34,8 @@ def build_parser() -> Parser:
     p.add_argument("--quick", action="store_true", help="the smoke-test scale (= --scale quick: 400 iterations, "
                                                           "not converged)")
     p.add_argument("--scale", choices=SCALE_NAMES, default="converged",
-                   help="converged (default: the committed reports), quick, full (GPU: ResNet-50, 512 px), "
+                   help="converged (default: the committed reports; 12000 iterations, near convergence: "
+                        "reports/schedule), quick, full (GPU: ResNet-50, 512 px), "
                         "bccd (the shipped bccd config; needs --data)")
     p.add_argument("--data", help="COCO-layout folder (train/ val/ test/) replacing the default distribution")
     p.add_argument("--seeds", type=int, default=3, help="seeds per configuration")
