@@ -29,7 +29,7 @@ def add(sub):
                                    "--verify runs the exported model and the PyTorch model on the images, prints the "
                                    "max |difference| of raw outputs (--nms: of the detections) and whether the "
                                    "detections match, and exits 1 when they do not.")
-    p.add_argument("--checkpoint", required=True)
+    p.add_argument("--checkpoint", required=True, help="checkpoint to export (last.pt / best.pt)")
     p.add_argument("--anchors", help="anchor SPEC to bake (default: the checkpoint's training set)")
     p.add_argument("--format", required=True, metavar="FORMAT", help=f"{' | '.join(FORMATS)}. {FORMAT_HELP}")
     p.add_argument("--output", required=True, help="file to write")
