@@ -86,7 +86,7 @@ def test_data_show_with_a_checkpoint_uses_its_anchors(capsys, tmp_path, model_ck
     assert "all 1 images: 1 boxes, " in stdout
 
 
-@pytest.mark.parametrize("extra, fragment", [(["--images", "0"], "--images 0: must be at least 1"),
+@pytest.mark.parametrize("extra, fragment", [(["--num-images", "0"], "--num-images 0: must be at least 1"),
                                              (["--anchors", "0x1"], "anchor SPEC '0x1'"),
                                              (["--arch", "ssd"], "--arch ssd: unknown")])
 def test_bad_data_show_arguments(capsys, tmp_path, extra, fragment):

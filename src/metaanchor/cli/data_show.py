@@ -11,7 +11,7 @@ from metaanchor.errors import UserError
 
 def add_show(dsub):
     s = dsub.add_parser("show", help="draw ground truth and the anchors each box is matched to in training",
-                        description="For the first --images images of a dataset, draw each ground-truth box, the "
+                        description="For the first --num-images images of a dataset, draw each ground-truth box, the "
                                     "anchor it is matched to in training by the family's matcher at the network's "
                                     "input scale (RetinaNet: best anchor by IoU, labelled with its pyramid level "
                                     "and IoU; YOLOv2: the anchor of best shape in the box's cell, shape IoU), and "
@@ -22,8 +22,8 @@ def add_show(dsub):
                                     "would lay them out (the geometry needs no weights).")
     s.add_argument("--data", required=True,
                    help="a COCO folder or JSON, a VOC root or an ultralytics data.yaml, read in place")
-    s.add_argument("--image-dir", help="image folder when --data is a COCO JSON without images/ beside it, or a "
-                                       "VOC root's, when not JPEGImages/")
+    s.add_argument("--images", metavar="DIR", help="image folder when --data is a COCO JSON without images/ beside "
+                                                   "it, or a VOC root's, when not JPEGImages/")
     s.add_argument("--split", metavar="NAME", help="VOC split or data.yaml entry (default: train)")
     s.add_argument("--checkpoint", help="take the input size, pyramid, matcher and anchor set from this model")
     s.add_argument("--anchors", help="anchor SPEC to lay out (default: the checkpoint's, else the config's "
@@ -31,7 +31,7 @@ def add_show(dsub):
     s.add_argument("--arch", default="retinanet", help="family without --checkpoint: retinanet or yolov2")
     s.add_argument("--input-size", type=int, help="network input short side (default: the checkpoint's, else "
                                                   "the default config's input.size)")
-    s.add_argument("--images", type=int, default=8, metavar="N", help="number of images to draw")
+    s.add_argument("--num-images", type=int, default=8, metavar="N", help="number of images to draw")
     s.add_argument("--all", action="store_true",
                    help="also print the summary over every image of the split (sizes and boxes from the "
                         "annotations; no image is read)")
@@ -99,18 +99,18 @@ def cmd_show(args) -> int:
     from metaanchor.visualize import draw_anchor_matches
 
     check_anchors_and_batch(args)
-    if args.images < 1:
-        raise UserError(f"--images {args.images}: must be at least 1")
+    if args.num_images < 1:
+        raise UserError(f"--num-images {args.num_images}: must be at least 1")
     if args.input_size is not None and args.input_size < 1:
         raise UserError(f"--input-size {args.input_size}: must be at least 1")
     out = Path(args.out)
-    check_outputs({"--out": out}, {"--data": args.data, "--image-dir": args.image_dir,
+    check_outputs({"--out": out}, {"--data": args.data, "--images": args.images,
                                    "--checkpoint": args.checkpoint, "--anchors": anchor_files(args.anchors)},
                   folders=["--out"])
-    data = open_dataset(args.data, args.image_dir, args.split, default_split="train")
+    data = open_dataset(args.data, args.images, args.split, default_split="train")
     model = _model(args, data)
     levels = [level_name(s) for s in model.strides]
-    n = min(args.images, len(data))
+    n = min(args.num_images, len(data))
     names = _picture_names([data.image_path(i) for i in range(n)], out)
     print(f"anchors {model.anchors.spec} on {', '.join(f'{lv} (stride {s})' for lv, s in zip(levels, model.strides))}"
           f", input short side {model.batcher.min_size} (long side <= {model.batcher.max_size})")
