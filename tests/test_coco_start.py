@@ -213,3 +213,13 @@ def test_import_cli_offline_is_one_line_with_exit_code_2(capsys, tmp_path, monke
         f"torchvision's cache {folder} and cannot be downloaded ([Errno -3] Temporary failure in name "
         f"resolution); fetch {V1.url} elsewhere and put it in {folder}"]
     assert not (tmp_path / "coco.pt").exists()
+
+
+def test_the_bccd_coco_recipe_has_the_architecture_of_torchvisions_v2_weights():
+    from metaanchor.config import load_config
+    from metaanchor.families.retinanet.from_torchvision import required_settings
+
+    model = load_config("bccd_coco", [])["model"]
+    assert model["init_from"] == "torchvision:retinanet_resnet50_fpn_v2" and model["head"] == "metaanchor"
+    assert {k: model[k] for k in required_settings("retinanet_resnet50_fpn_v2")} == required_settings(
+        "retinanet_resnet50_fpn_v2")
