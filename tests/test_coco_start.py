@@ -104,7 +104,7 @@ def test_imported_settings_are_torchvisions(cache, layout):
     c = model.config
     assert (c["min_size"], c["max_size"], c["score_thresh"], c["nms_thresh"], c["topk_candidates"],
             c["detections_per_img"]) == (800, 1333, 0.05, 0.5, 1000, 300)
-    assert (c["transform"], c["anchor_strides"], c["skip_padding_anchors"]) == ("torchvision", "padded", False)
+    assert (c["transform"], c["grid_strides"], c["skip_padding_anchors"]) == ("torchvision", "padded", False)
     assert (c["bn_eps"], c["frozen_bn"], c["head_norm"], c["p6_input"], c["reg_loss"]) == (
         (0.0, True, "none", "p5", "l1") if layout == "v1" else (1e-5, False, "gn", "c5", "giou"))
     assert model.box_coder.weights == (1.0, 1.0, 1.0, 1.0)
@@ -116,7 +116,7 @@ def test_coco_names_and_category_ids_come_along(cache, tmp_path):
     assert model.category_ids[:4] == [0, 1, 2, 3] and model.category_ids[90] == 90  # labels are COCO ids
     model.save(tmp_path / "coco.pt")
     again = load_detector(tmp_path / "coco.pt")
-    assert again.class_names == model.class_names and again.config["anchor_strides"] == "padded"
+    assert again.class_names == model.class_names and again.config["grid_strides"] == "padded"
 
 
 def test_weight_names_and_aliases():

@@ -30,7 +30,7 @@ from metaanchor.schema import option
 
 # Where each level's anchor centres are: ``nominal`` at x * stride (8 .. 128); ``padded`` at x * (padded batch
 # side // feature side), torchvision's AnchorGenerator (equal unless the padded side is not a multiple of 128).
-ANCHOR_STRIDES = ("nominal", "padded")
+GRID_STRIDES = ("nominal", "padded")
 
 
 @dataclass
@@ -48,7 +48,7 @@ class RetinaNetConfig(ModelConfig):
     p6_input: str = option("p5", choices=P6_INPUTS)  # P6 from P5 (retinanet_resnet50_fpn) or C5 (its v2)
     bn_eps: float = option(BN_EPS, low=0, high=1)  # BatchNorm epsilon (torchvision's v1 COCO weights: 0)
     transform: str = option("metaanchor", choices=TRANSFORMS)  # torchvision: its normalise + resize rule
-    anchor_strides: str = option("nominal", choices=ANCHOR_STRIDES)  # padded: torchvision's per-batch strides
+    grid_strides: str = option("nominal", choices=GRID_STRIDES)  # padded: torchvision's per-batch strides
     skip_padding_anchors: bool = option(True)  # False: anchors centred in the padding detect too (torchvision)
 
     @classmethod
@@ -75,7 +75,7 @@ class RetinaNetDetector(BaseDetector):
         anchor_base: standard box side = anchor_base * stride.
         hidden_dim: generator MLP width. head_convs: convs per head tower;
             head_norm: ``none`` (RetinaNet) or ``gn`` (GroupNorm in the towers).
-        p6_input, bn_eps, transform, anchor_strides, skip_padding_anchors: see ``RetinaNetConfig``;
+        p6_input, bn_eps, transform, grid_strides, skip_padding_anchors: see ``RetinaNetConfig``;
             an imported torchvision RetinaNet sets them to torchvision's behaviour.
     """
 
@@ -92,7 +92,7 @@ class RetinaNetDetector(BaseDetector):
                  topk_candidates: int = 1000, detections_per_img: int = 100,
                  backbone_weights: str | None = None, frozen_bn: bool = False,
                  category_ids: list[int] | None = None, p6_input: str = "p5", bn_eps: float = BN_EPS,
-                 transform: str = "metaanchor", anchor_strides: str = "nominal",
+                 transform: str = "metaanchor", grid_strides: str = "nominal",
                  skip_padding_anchors: bool = True):
         super().__init__()
         if head_norm not in NORMS:
@@ -100,7 +100,7 @@ class RetinaNetDetector(BaseDetector):
         if reg_loss not in REG_LOSSES:
             raise UserError(f"model.reg_loss={reg_loss!r} is unknown; choose one of {', '.join(REG_LOSSES)}")
         for key, value, choices in (("transform", transform, TRANSFORMS),
-                                    ("anchor_strides", anchor_strides, ANCHOR_STRIDES)):
+                                    ("grid_strides", grid_strides, GRID_STRIDES)):
             if value not in choices:
                 raise UserError(f"model.{key}={value!r} is unknown; choose one of {', '.join(choices)}")
         anchors = AnchorSet.parse(anchors)
@@ -110,14 +110,14 @@ class RetinaNetDetector(BaseDetector):
                                bg_iou=bg_iou, reg_loss=reg_loss, score_thresh=score_thresh, nms_thresh=nms_thresh,
                                topk_candidates=topk_candidates, detections_per_img=detections_per_img,
                                backbone_weights=None, frozen_bn=frozen_bn, p6_input=p6_input, bn_eps=bn_eps,
-                               transform=transform, anchor_strides=anchor_strides,
+                               transform=transform, grid_strides=grid_strides,
                                skip_padding_anchors=skip_padding_anchors),
                           num_classes, class_names, category_ids, head, anchors)
         self.backbone = build_backbone(backbone, fpn_channels, backbone_weights, frozen_bn, p6_input=p6_input,
                                        bn_eps=bn_eps)
         self.strides = list(self.backbone.strides)
         self.batcher = ImageBatcher(min_size, max_size, size_divisible=PAD_MULTIPLE, transform=transform)
-        self.anchor_strides, self.skip_padding_anchors = anchor_strides, skip_padding_anchors
+        self.grid_strides, self.skip_padding_anchors = grid_strides, skip_padding_anchors
         self.standard_sizes = standard_sizes(self.strides, anchor_base)
         if head == "predefined":
             k = anchors.num_anchors(len(self.strides))[0]
@@ -161,8 +161,8 @@ class RetinaNetDetector(BaseDetector):
         return to_image_pixels(dets, scales, images)
 
     def grid(self, feature_shapes: list[tuple[int, int]], device) -> Tensor:
-        """[A, 4] anchors for these feature-map sizes (``anchor_strides``: nominal or torchvision's padded)."""
-        if self.anchor_strides == "nominal":
+        """[A, 4] anchors for these feature-map sizes (``grid_strides``: nominal or torchvision's padded)."""
+        if self.grid_strides == "nominal":
             return super().grid(feature_shapes, device)
         key = ("padded", self.anchors.key(), tuple(feature_shapes), str(device))
         if key not in self._grid_cache:

@@ -38,7 +38,7 @@ TOWER_CONVS = 4  # torchvision's RetinaNetHead has 4 convs per tower
 FPN_CHANNELS = 256
 # torchvision's RetinaNet transform, anchors and post-processing, for every imported model
 TORCHVISION_DEFAULTS = dict(min_size=800, max_size=1333, detections_per_img=300, score_thresh=0.05,
-                            nms_thresh=0.5, topk_candidates=1000, transform="torchvision", anchor_strides="padded",
+                            nms_thresh=0.5, topk_candidates=1000, transform="torchvision", grid_strides="padded",
                             skip_padding_anchors=False)
 # what differs between the two layouts: torchvision's v1 loads its COCO weights into FrozenBatchNorm2d with
 # eps 0, its v2 into plain BatchNorm2d (eps 1e-5; eval mode uses the stored statistics, frozen_bn=True for
