@@ -153,8 +153,10 @@ def test_nms_graph_run_by_onnxruntime_alone_equals_predict(family, tmp_path):
 
 
 def test_nms_graph_with_nothing_above_the_threshold_returns_empty_outputs(tmp_path):
-    baked = lively("retinanet", score_thresh=0.9999).bake("3x3")
     import onnxruntime as ort
+
+    baked = lively("retinanet").bake("3x3")
+    baked.score_thresh = 0.9999
 
     session = ort.InferenceSession(str(export_onnx_nms(baked, tmp_path / "m.onnx")),
                                    providers=["CPUExecutionProvider"])

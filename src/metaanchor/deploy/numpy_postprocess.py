@@ -15,6 +15,10 @@ application to run an exported model (``metaanchor export``) without metaanchor 
 model's ``predict`` up to float rounding. The graph's inputs and outputs are described in
 ``metaanchor/deploy/graph.py``; this file mirrors ``ImageBatcher`` (transform.py),
 ``postprocess`` (postprocess.py) and the box coders.
+
+A file exported with ``--nms`` decodes and runs NMS itself; it needs only the resized image:
+
+    boxes, scores, labels = session.run(None, nms_inputs(image, meta))   # one image, original pixels
 """
 
 from __future__ import annotations

@@ -22,9 +22,9 @@ best (anchor, class) pairs of anchors centred inside the image, sigmoid scores a
 ``score_thresh``, the family's box decoding (RetinaNet deltas or YOLOv2 t, the model's own box
 coder), clipping, per-class NMS (one ONNX ``NonMaxSuppression`` with boxes offset per class),
 the ``detections_per_img`` best, scaling to the original image. Exported with torch's
-TorchScript-based exporter (``dynamo=False``): the torch.export-based one needs every
-data-dependent size (score threshold, NMS) bounded by hand, the tracer records them as the ONNX
-ops that compute them; height and width are dynamic axes.
+TorchScript-based exporter (``dynamo=False``), which records the shape arithmetic and the
+data-dependent sizes (score threshold, NMS) as the ONNX ops that compute them, in seconds; height
+and width are dynamic axes.
 """
 
 from __future__ import annotations
@@ -53,21 +53,20 @@ class DetectionGraph(nn.Module):
 
     def __init__(self, baked, half: bool = False):
         super().__init__()
-        self.graph = ExportGraph(baked, half)
+        self.network = ExportGraph(baked, half)
         self.register_buffer("mean", baked.batcher.mean.reshape(1, 3, 1, 1).float().clone())
         self.register_buffer("std", baked.batcher.std.reshape(1, 3, 1, 1).float().clone())
         self.divisor = baked.batcher.size_divisible
         self.box_coder = baked.box_coder
-        self.num_levels = len(self.graph.sizes)
+        self.num_levels = len(self.network.sizes)
         self.score_thresh, self.nms_thresh = baked.score_thresh, baked.nms_thresh
         self.topk, self.detections = baked.topk_candidates, baked.detections_per_img
 
     def forward(self, images: Tensor, original_size: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        hw = torch._shape_as_tensor(images)[2:].float()  # (h, w), computed in the graph at every size
-        pad = (-torch._shape_as_tensor(images)[2:]) % self.divisor  # (bottom, right) zeros
-        x = (images - self.mean) / self.std
-        x = F.pad(x, [0, pad[1], 0, pad[0]])
-        cls_logits, box_deltas, anchors, level_sizes = self.graph(x)
+        size = torch._shape_as_tensor(images)[2:]  # (h, w) int64, a Shape op: right at every size
+        hw, pad = size.float(), -size % self.divisor  # pad: zeros below and to the right
+        x = F.pad((images - self.mean) / self.std, [0, pad[1], 0, pad[0]])
+        cls_logits, box_deltas, anchors, level_sizes = self.network(x)
         logits, deltas = cls_logits[0], box_deltas[0]  # [A, C], [A, 4]
         idx, scores = self.candidates(logits, anchors, level_sizes, hw)
         c = logits.shape[1]

@@ -72,7 +72,8 @@ def export_pt2(baked, path: str | Path, half: bool = False) -> Path:
 def pt2_runner(path: str | Path):
     """(run, meta): ``run(batch [B, 3, H, W] float32 numpy)`` -> the four outputs as numpy arrays (CPU)."""
     extra = {EXTRA_FILE: ""}
-    module = torch.export.load(str(path), extra_files=extra).module()
+    with open(path, "rb") as f:  # a file object: torch.export.load wants a path ending in .pt2
+        module = torch.export.load(f, extra_files=extra).module()
 
     def run(batch):
         with torch.no_grad():
