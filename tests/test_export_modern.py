@@ -21,7 +21,8 @@ from metaanchor.deploy.graph import ExportGraph
 from metaanchor.deploy.onnx_export import ExporterFallback, onnx_bytes, onnx_runner
 from metaanchor.deploy.onnx_nms import export_onnx_nms
 from metaanchor.deploy.pt2_export import export_program, pt2_bytes, pt2_runner
-from metaanchor.deploy.verify import HALF_RAW_TOL, same_detections, verify
+from metaanchor.deploy.verify import HALF_RAW_TOL, detection_diff, same_detections, verify
+from metaanchor.errors import UserError
 
 NPP_FILE = Path(npp.__file__)
 NMS_IMAGES = [(100, 120), (90, 250), (128, 100)]
@@ -98,6 +99,14 @@ def test_pt2_loads_without_metaanchor(retinanet, exported, tmp_path):
         np.testing.assert_allclose(got[f"arr_{i}"], e, rtol=0, atol=RAW_TOL)
 
 
+def test_pt2_program_refuses_a_batch_whose_coarsest_level_is_one_cell(exported):
+    run, _ = pt2_runner(exported["pt2"])
+    with pytest.raises(UserError, match=r"the exported program refuses a batch of shape \[1, 3, 128, 128\] \(Guard "
+                                        r"failed: .*\); its coarsest level must have more than one cell"):
+        run(np.zeros((1, 3, 128, 128), np.float32))
+    assert run(np.zeros((1, 3, 128, 160), np.float32))[3].tolist() == [320 * 25, 80 * 25, 20 * 25, 6 * 25, 2 * 25]
+
+
 def test_dynamo_failure_falls_back_to_legacy_with_one_warning(retinanet, monkeypatch, tmp_path):
     def broken(baked, half=False):
         raise RuntimeError("no translation for aten::made_up\nmore detail")
@@ -163,6 +172,17 @@ def test_nms_graph_with_nothing_above_the_threshold_returns_empty_outputs(tmp_pa
     boxes, scores, labels = session.run(None, npp.nms_inputs(as_arrays(noise_images((100, 120)))[0],
                                                              npp.metadata(session)))
     assert boxes.shape == (0, 4) and scores.shape == (0,) and labels.shape == (0,)
+
+
+def test_detection_diff_pairs_each_detection_with_its_nearest_of_the_same_label():
+    a = {"boxes": np.array([[0, 0, 10, 10], [50, 50, 60, 60]], np.float32), "scores": np.array([0.9, 0.8]),
+         "labels": np.array([1, 2])}
+    b = {"boxes": np.array([[50, 50, 60, 60.5], [0, 0, 10, 10]], np.float32), "scores": np.array([0.8, 0.9]),
+         "labels": np.array([2, 1])}  # the same detections in another order, one box 0.5 px taller
+    assert detection_diff(a, b) == detection_diff(b, a) == 0.5
+    assert detection_diff(a, b | {"labels": np.array([2, 2])}) == np.inf  # label 1 on one side only
+    empty = {"boxes": np.zeros((0, 4)), "scores": np.zeros(0), "labels": np.zeros(0, np.int64)}
+    assert detection_diff(empty, empty) == 0
 
 
 # ----------------------------------------------------------------------------------------------- float16

@@ -27,6 +27,7 @@ import torch
 from torch.export import Dim
 
 from metaanchor.deploy.graph import INPUT_NAME, METADATA_KEY, ExportGraph, file_metadata
+from metaanchor.errors import UserError
 from metaanchor.files import write_atomic
 
 EXTRA_FILE = f"{METADATA_KEY}.json"
@@ -70,12 +71,19 @@ def export_pt2(baked, path: str | Path, half: bool = False) -> Path:
 
 
 def pt2_runner(path: str | Path):
-    """(run, meta): ``run(batch [B, 3, H, W] float32 numpy)`` -> the four outputs as numpy arrays (CPU)."""
+    """(run, meta): ``run(batch [B, 3, H, W] float32 numpy)`` -> the four outputs as numpy arrays (CPU);
+    a batch the program's shape guard refuses is a UserError naming the file and the shape."""
     extra = {EXTRA_FILE: ""}
     with open(path, "rb") as f:  # a file object: torch.export.load wants a path ending in .pt2
         module = torch.export.load(f, extra_files=extra).module()
 
     def run(batch):
-        with torch.no_grad():
-            return [o.numpy() for o in module(torch.from_numpy(batch))]
+        try:
+            with torch.no_grad():
+                return [o.numpy() for o in module(torch.from_numpy(batch))]
+        except AssertionError as e:
+            if not str(e).startswith("Guard failed"):
+                raise
+            raise UserError(f"{path}: the exported program refuses a batch of shape {list(batch.shape)} ({e}); "
+                            "its coarsest level must have more than one cell: pad the batch larger") from None
     return run, json.loads(extra[EXTRA_FILE])

@@ -9,7 +9,7 @@ deployed pipeline (``numpy_postprocess.detect``: numpy pre-processing, the expor
 post-processing) against the PyTorch model's ``predict``, compared as sets per image.
 ``verify_nms``: an ONNX file with decoding and NMS inside (``deploy.onnx_nms``), one image at a
 time from onnxruntime against ``predict`` one image at a time (its batch of one); the difference
-reported is that of the paired detections' boxes (px) and scores.
+reported is ``detection_diff`` (each detection to its nearest of the same class: boxes px, scores).
 
 float16 files (``half``) are held to looser tolerances (``HALF_*``): float16 rounds a logit of
 about 1 by 5e-4 and the error grows through the layers, so a detection whose score is within
@@ -73,7 +73,7 @@ def verify(baked, run, images: list[Tensor], half: bool = False) -> dict:
 
 def verify_nms(baked, path, images: list[Tensor], half: bool = False) -> dict:
     """Compare an ONNX detection graph (``deploy.onnx_nms``) run by onnxruntime with ``baked.predict``
-    one image at a time. max_abs_diff: over paired detections, boxes (px) and scores."""
+    one image at a time. max_abs_diff: ``detection_diff``, boxes (px) and scores."""
     import onnxruntime as ort
 
     from metaanchor.deploy.numpy_postprocess import metadata, nms_inputs
@@ -97,14 +97,18 @@ def verify_nms(baked, path, images: list[Tensor], half: bool = False) -> dict:
 
 
 def detection_diff(a: dict, b: dict) -> float:
-    """Max |difference| of boxes (px) and scores between two images' detections paired in score order;
-    inf when their counts differ."""
-    if len(a["scores"]) != len(b["scores"]):
-        return math.inf
-    oa, ob = (np.argsort(-np.asarray(d["scores"], np.float64), kind="stable") for d in (a, b))
-    boxes = np.abs(np.asarray(a["boxes"], np.float64)[oa] - np.asarray(b["boxes"], np.float64)[ob])
-    scores = np.abs(np.asarray(a["scores"], np.float64)[oa] - np.asarray(b["scores"], np.float64)[ob])
-    return float(max(boxes.max(initial=0), scores.max(initial=0)))
+    """How far apart two images' detections are: over every detection of either, the distance to the
+    nearest detection of the same label in the other, max |difference| of box coordinates (px) and of
+    scores; inf when a label has detections on one side only. 0 when both are empty."""
+    worst = 0.0
+    for x, y in ((a, b), (b, a)):
+        boxes_x, boxes_y = (np.asarray(d["boxes"], np.float64).reshape(-1, 4) for d in (x, y))
+        scores_x, scores_y = (np.asarray(d["scores"], np.float64) for d in (x, y))
+        same = np.asarray(x["labels"])[:, None] == np.asarray(y["labels"])[None]  # [Dx, Dy]
+        gap = np.maximum(np.abs(boxes_x[:, None] - boxes_y[None]).max(-1, initial=0),
+                         np.abs(scores_x[:, None] - scores_y[None]))
+        worst = max(worst, float(np.where(same, gap, np.inf).min(1, initial=np.inf).max(initial=0)))
+    return worst
 
 
 def same_detections(a: list[dict], b: list[dict], box_tol: float = BOX_TOL, score_tol: float = SCORE_TOL,
