@@ -12,11 +12,12 @@ import numpy as np
 import onnx
 import pytest
 import torch
-from conftest import cli
+from conftest import cli, tiny_detector
 from test_export import BATCHES, DEPLOY_BOX_TOL, RAW_TOL, SCORE_TOL, as_arrays, count, lively, noise_images
 
 from metaanchor.deploy import numpy_postprocess as npp
 from metaanchor.deploy import onnx_export, pt2_export
+from metaanchor.deploy.export import export
 from metaanchor.deploy.graph import ExportGraph
 from metaanchor.deploy.onnx_export import ExporterFallback, onnx_bytes, onnx_runner
 from metaanchor.deploy.onnx_nms import export_onnx_nms
@@ -205,6 +206,20 @@ def test_half_export_is_within_the_stated_tolerance(retinanet, fmt, tmp_path):
     assert 0 < diff <= HALF_RAW_TOL and all(g.dtype == e.dtype for g, e in zip(got, expected))
     result = verify(retinanet, run, images, half=True)
     assert result["match"] and result["max_abs_diff"] == diff and result["detections"] > 0
+
+
+@pytest.mark.parametrize("fmt, options", [("onnx", {}), ("onnx", {"nms": True}), ("pt2", {}), ("torchscript", {})])
+def test_export_refuses_settings_the_exported_pipeline_does_not_reproduce(fmt, options, tmp_path):
+    """torchvision's resize rule, per-batch anchor strides and padding anchors (an imported torchvision
+    RetinaNet) are not what the graphs and numpy_postprocess compute: refused, not exported wrong."""
+    baked = tiny_detector(transform="torchvision", grid_strides="padded", skip_padding_anchors=False).bake("3x3")
+    with pytest.raises(UserError, match=r"^model.transform=torchvision, model.grid_strides=padded, "
+                                        r"model.skip_padding_anchors=False: the exported graphs and numpy_postprocess "
+                                        r"follow this library's .* export it as --format torchvision$"):
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            export(baked, fmt, tmp_path / "m.out", **options)
+    assert caught == [] and not (tmp_path / "m.out").exists()  # no exporter fallback, no deprecation line
 
 
 # -------------------------------------------------------------------------------------------------- CLI

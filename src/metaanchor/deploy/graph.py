@@ -32,6 +32,7 @@ import copy
 import torch
 from torch import Tensor, nn
 
+from metaanchor.errors import UserError
 from metaanchor.geometry.anchors import grid_anchors
 
 INPUT_NAME = "images"
@@ -47,6 +48,7 @@ class ExportGraph(nn.Module):
         super().__init__()
         if baked.head_type != "predefined":
             raise ValueError("ExportGraph needs a baked model (model.bake(anchors)): no generator at run time")
+        check_exportable(baked)
         self.model = copy.deepcopy(baked).half() if half else baked
         self.half = half
         self.sizes = baked.anchors.sizes(baked.standard_sizes)  # per level [K_l, 2] (h, w) pixels
@@ -62,6 +64,22 @@ class ExportGraph(nn.Module):
             level_sizes = torch.stack([torch._shape_as_tensor(f)[-2:].prod() * len(s)
                                        for f, s in zip(features, self.sizes)])
         return cls_logits.float(), box_deltas.float(), anchors, level_sizes
+
+
+# Model settings the exported graphs and numpy_postprocess do not reproduce, with the value they assume:
+# torchvision's resize rule, its per-batch anchor strides, detections from anchors centred in the padding.
+ASSUMED = {"transform": "metaanchor", "grid_strides": "nominal", "skip_padding_anchors": True}
+
+
+def check_exportable(baked) -> None:
+    """Refuse (UserError) a model whose settings the exported pipeline would not reproduce (``ASSUMED``)."""
+    config = getattr(baked, "config", {})
+    other = [f"model.{k}={config[k]}" for k, v in ASSUMED.items() if k in config and config[k] != v]
+    if other:
+        expected = ", ".join(f"{k}={v}" for k, v in ASSUMED.items())
+        raise UserError(f"{', '.join(other)}: the exported graphs and numpy_postprocess follow this library's "
+                        f"pre-processing, anchor placement and padding rule ({expected}), so they would not give "
+                        "this model's detections; export it as --format torchvision")
 
 
 def metadata(baked) -> dict:

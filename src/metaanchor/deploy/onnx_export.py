@@ -28,6 +28,7 @@ from pathlib import Path
 import torch
 
 from metaanchor.deploy.graph import INPUT_NAME, METADATA_KEY, OUTPUT_NAMES, ExportGraph, file_metadata
+from metaanchor.errors import UserError
 from metaanchor.files import write_atomic
 
 OPSET = 18
@@ -50,6 +51,8 @@ def onnx_bytes(baked, exporter: str = "dynamo", half: bool = False, program=None
     if exporter == "dynamo":
         try:
             model = _dynamo_model(baked, half, program)
+        except UserError:  # the model, not the exporter: the legacy one would refuse it too
+            raise
         except Exception as e:  # any failure of the new exporter: the legacy one still writes a correct file
             reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
             warnings.warn(ExporterFallback(f"ONNX: the dynamo exporter failed ({type(e).__name__}: {reason}); "

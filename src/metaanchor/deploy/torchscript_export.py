@@ -41,9 +41,9 @@ class TorchScriptDeprecated(FutureWarning):
 
 def torchscript_bytes(baked) -> bytes:
     """The serialised TorchScript archive (traced raw-outputs graph + metadata) of a baked detector."""
+    graph = ExportGraph(baked).eval()
     warnings.warn(TorchScriptDeprecated("torch deprecates TorchScript (torch.jit); --format pt2 (torch.export) "
                                         "is its replacement"), stacklevel=2)
-    graph = ExportGraph(baked).eval()
     side = max(EXAMPLE_SIZE, baked.batcher.size_divisible)
     example = torch.zeros(1, 3, side, side, device=next(baked.parameters()).device)
     with warnings.catch_warnings(), torch.no_grad():
