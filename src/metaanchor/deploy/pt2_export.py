@@ -14,7 +14,9 @@ level sizes are symbolic expressions of H and W, traced once. One limit: torch.e
 every level's output reshapes as a view, which holds when the level has more than one cell, so
 the program's shape guard refuses batches whose coarsest level is 1 x 1 (RetinaNet: both padded
 sides at most 128 px; pad larger, or use ONNX, which has no such guard). ``--half``: float16
-weights and activations, float32 input and outputs (``ExportGraph(half=True)``).
+weights and activations, float32 input and outputs (``ExportGraph(half=True)``). The program is
+exported on the CPU; to run it on a GPU, move it first:
+``torch.export.passes.move_to_device_pass(program, "cuda")``.
 """
 
 from __future__ import annotations
