@@ -114,6 +114,21 @@ def test_import_reproduces_torchvision_outputs_and_detections_and_takes_other_an
     assert w5.abs().max() < 3 * net.head.classification_head.cls_logits.weight.abs().max()
 
 
+def test_an_imported_model_exports_back_to_torchvision_with_the_same_detections(tmp_path):
+    net = resnet18_torchvision_retinanet()
+    model = import_torchvision_retinanet(net.state_dict(), min_size=SIZE, max_size=SIZE, bn_eps=1e-5,
+                                         head="predefined")  # torchvision's per-level anchors cannot be baked
+    g = torch.Generator().manual_seed(2)
+    imgs = [torch.rand(3, 100, 150, generator=g), torch.rand(3, 90, 70, generator=g)]  # batch 128 x 128 padded
+    with torch.no_grad():  # 85 x 128 alone: padded to 96 x 128, torchvision's P6 y-stride is 48
+        assert same_detections(model(imgs[:1]), net(imgs[:1]), score_tol=1e-4)
+    out = export_torchvision(model, tmp_path / "back.pth")
+    assert json.loads((tmp_path / "back.json").read_text())["size_divisible"] == 32  # torchvision's own rule
+    for batch in (imgs[:1], imgs):
+        report = verify_torchvision(model, out, batch)
+        assert report["match"] is True and report["detections"] > 10
+
+
 def pyramid_features(batch=1):
     g = torch.Generator().manual_seed(1)
     return [torch.randn(batch, 256, n, n, generator=g) for n in (16, 8, 4, 2, 1)]

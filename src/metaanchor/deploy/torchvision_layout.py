@@ -67,8 +67,10 @@ def torchvision_build(model: RetinaNetDetector) -> dict:
         "format": BUILD_FORMAT, "backbone": model.config["backbone"], "frozen_bn": bool(model.config["frozen_bn"]),
         "bn_eps": model.config.get("bn_eps", 1e-5),
         "num_classes": model.num_classes, "class_names": model.class_names, "category_ids": model.category_ids,
-        # torchvision derives each level's stride as padded size // feature size: exact only at multiples of 128
-        "min_size": batcher.min_size, "max_size": batcher.max_size, "size_divisible": max(model.strides),
+        # torchvision derives each level's stride as padded size // feature size: our nominal strides need
+        # padding to multiples of 128; a model with grid_strides=padded (an import) uses torchvision's own rule
+        "min_size": batcher.min_size, "max_size": batcher.max_size, "size_divisible":
+            batcher.size_divisible if model.config.get("grid_strides") == "padded" else max(model.strides),
         "image_mean": batcher.mean.flatten().tolist(), "image_std": batcher.std.flatten().tolist(),
         "score_thresh": model.score_thresh, "nms_thresh": model.nms_thresh,
         "detections_per_img": model.detections_per_img, "topk_candidates": model.topk_candidates,
