@@ -158,3 +158,52 @@ def test_format_table_names_skipped_formats():
     assert table[1].split() == ["pytorch", "cpu", "2.0", "10.00", "(9.00..11.00)", "0.500", "0.750"]
     assert table[2].split() == ["pt2", "-", "-", "-", "n/a", "n/a"]
     assert table[3] == "pt2: skipped: why"
+
+
+def _hand_made_coco():
+    from pycocotools.coco import COCO
+
+    images = [{"id": i, "width": 200, "height": 150, "file_name": f"{i}.png"} for i in (1, 2, 3)]
+    boxes = [(1, 1, [10, 10, 20, 20]), (1, 2, [50, 40, 60, 50]), (2, 1, [5, 5, 120, 100]),
+             (2, 1, [130, 20, 30, 30]), (3, 2, [0, 0, 15, 8])]  # (image, category, xywh): small, medium, large
+    anns = [{"id": k + 1, "image_id": i, "category_id": c, "bbox": b, "area": b[2] * b[3], "iscrowd": 0}
+            for k, (i, c, b) in enumerate(boxes)]
+    gt = COCO()
+    gt.dataset = {"images": images, "annotations": anns,
+                  "categories": [{"id": 1, "name": "a"}, {"id": 2, "name": "b"}, {"id": 3, "name": "c"}]}
+    gt.createIndex()
+    results = [{"image_id": 1, "category_id": 1, "bbox": [11, 10, 20, 19], "score": 0.9},
+               {"image_id": 1, "category_id": 2, "bbox": [52, 42, 60, 50], "score": 0.8},
+               {"image_id": 1, "category_id": 2, "bbox": [100, 100, 30, 30], "score": 0.85},
+               {"image_id": 2, "category_id": 1, "bbox": [10, 10, 110, 90], "score": 0.7},
+               {"image_id": 2, "category_id": 3, "bbox": [130, 20, 30, 30], "score": 0.6},
+               {"image_id": 3, "category_id": 2, "bbox": [1, 0, 14, 9], "score": 0.3}]
+    return gt, results
+
+
+def test_faster_coco_eval_gives_pycocotools_metrics_on_a_hand_made_case():
+    pytest.importorskip("faster_coco_eval")
+    from metaanchor.engine.evaluate import METRIC_KEYS, coco_metrics
+
+    gt, results = _hand_made_coco()
+    ours, ref = (coco_metrics(gt, results, backend=b) for b in ("faster-coco-eval", "pycocotools"))
+    assert ref["AP"] is not None and 0 < ref["AP"] < 1 and ref["APl"] is not None
+    for key in METRIC_KEYS:  # equal up to pycocotools' tp / (tp + fp + 2.2e-16)
+        assert ours[key] == pytest.approx(ref[key], abs=1e-15), key
+    assert [r["class"] for r in ours["per_class_table"]] == ["a", "b", "c"]
+    for a, b in zip(ours["per_class_table"], ref["per_class_table"]):
+        assert a["gt"] == b["gt"] and (a["AP"] is None) == (b["AP"] is None)
+        assert a["AP"] is None or a["AP"] == pytest.approx(b["AP"], abs=1e-15)
+    assert ours["summary"].splitlines()[-12:] == ref["summary"].splitlines()[-12:]
+
+
+def test_default_cocoeval_is_pycocotools():
+    from metaanchor.engine.evaluate import cocoeval_backend, run_cocoeval
+
+    assert cocoeval_backend() == "pycocotools"
+    with pytest.raises(ValueError, match="choose one of pycocotools, faster-coco-eval"):
+        cocoeval_backend("detectron2")
+    gt, results = _hand_made_coco()
+    ev, summary = run_cocoeval(gt, results)
+    assert type(ev).__module__ == "pycocotools.cocoeval" and len(ev.stats) == 12
+    assert summary.count("Average Precision") == 6 and summary.count("Average Recall") == 6
