@@ -102,3 +102,12 @@ def test_a_text_option_keeps_its_command_line_text():
     cfg = load_config(None, ["model.backbone_weights=123", "anchors.eval=[1x1, 5x5]", "input.augment=null"])
     assert cfg["model"]["backbone_weights"] == "123" and cfg["anchors"]["eval"] == ["1x1", "5x5"]
     assert cfg["input"]["augment"] is None
+
+
+def test_exponent_numbers_without_a_dot_are_numbers_in_overrides_and_files(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("solver:\n  lr: 2e-3\n")
+    cfg = load_config(path, ["model.anchor_base=4E0"])
+    assert cfg["solver"]["lr"] == 0.002 and cfg["model"]["anchor_base"] == 4.0
+    with pytest.raises(ConfigError, match=r"config key solver.lr: expected float, got '2e-3x'"):
+        load_config(None, ["solver.lr=2e-3x"])

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -75,6 +76,9 @@ def check(section: type, key: str, value: Any) -> Any:
     return value
 
 
+_YAML11_EXPONENT = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")
+
+
 def _coerce(key: str, value: Any, kind: type, nullable: bool = False) -> Any:
     ok = {
         bool: lambda v: isinstance(v, bool),
@@ -85,6 +89,8 @@ def _coerce(key: str, value: Any, kind: type, nullable: bool = False) -> Any:
     }[kind]
     if ok(value):
         return float(value) if kind is float else value
+    if kind is float and isinstance(value, str) and _YAML11_EXPONENT.fullmatch(value.strip()):
+        return float(value)  # YAML 1.1 reads 1e-5 (no dot) as text
     if kind is list and isinstance(value, (str, int, float)) and not isinstance(value, bool):
         return [value]
     raise ConfigError(f"config key {key}: expected {kind.__name__}{' or null' if nullable else ''}, got {value!r}")
