@@ -63,8 +63,8 @@ class DetectionGraph(nn.Module):
         self.topk, self.detections = baked.topk_candidates, baked.detections_per_img
 
     def forward(self, images: Tensor, original_size: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        size = torch._shape_as_tensor(images)[2:]  # (h, w) int64, a Shape op: right at every size
-        hw, pad = size.float(), -size % self.divisor  # pad: zeros below and to the right
+        shape = torch._shape_as_tensor(images)[2:]  # (h, w) int64, a Shape op: right at every size
+        hw, pad = shape.float(), -shape % self.divisor  # pad: zeros below and to the right
         x = F.pad((images - self.mean) / self.std, [0, pad[1], 0, pad[0]])
         cls_logits, box_deltas, anchors, level_sizes = self.network(x)
         logits, deltas = cls_logits[0], box_deltas[0]  # [A, C], [A, 4]
@@ -84,18 +84,18 @@ class DetectionGraph(nn.Module):
     def candidates(self, logits: Tensor, anchors: Tensor, level_sizes: Tensor, hw: Tensor) -> tuple[Tensor, Tensor]:
         """Per level the ``topk`` best (anchor, class) pairs of anchors centred in the image, scores above
         the threshold: flat indices [N] into the A*C pairs and sigmoid scores [N]."""
-        a, c = logits.shape
+        c = logits.shape[1]
         centre = (anchors[:, :2] + anchors[:, 2:]) / 2  # [A, 2] (x, y)
         inside = (centre[:, 0] < hw[1]) & (centre[:, 1] < hw[0])  # [A]
-        position = torch.ones_like(anchors[:, 0], dtype=torch.int64).cumsum(0) - 1  # [A] 0..A-1
-        level = (position[:, None] >= level_sizes.cumsum(0)[None]).sum(1)  # [A] level of each anchor
+        bounds = torch.cat([level_sizes.new_zeros(1), level_sizes.cumsum(0)])  # [L + 1] first anchor of each level
         padding = torch.full((self.topk,), float("-inf"))  # so every level has at least topk pairs
         values, indices = [], []
         for lvl in range(self.num_levels):
-            pairs = torch.where((inside & (level == lvl))[:, None], logits, float("-inf")).reshape(-1)
-            v, i = torch.cat([pairs, padding]).topk(self.topk)
+            rows = torch.arange(bounds[lvl], bounds[lvl + 1])  # [A_l] the level's anchors (a Range op)
+            pairs = torch.where(inside[rows][:, None], logits[rows], float("-inf")).reshape(-1)  # [A_l * C]
+            v, i = torch.cat([pairs, padding]).topk(self.topk)  # i >= A_l * C: padding, value -inf
             values.append(v)
-            indices.append(i)
+            indices.append(rows[(i // c).clamp(max=rows.shape[0] - 1)] * c + i % c)
         values, indices = torch.cat(values), torch.cat(indices)  # [L * topk]
         scores = torch.sigmoid(values)
         keep = (scores > self.score_thresh) & (values > float("-inf"))
