@@ -6,7 +6,7 @@ import inspect
 import numpy as np
 import pytest
 import torch
-from conftest import tiny_detector
+from conftest import cli, tiny_detector
 from PIL import Image
 
 import metaanchor
@@ -260,3 +260,16 @@ def test_lazy_python_entry_points():
 
     assert metaanchor.load is load and metaanchor.predict is predict and metaanchor.train is train
     assert metaanchor.Predictor is Predictor and metaanchor.Results is Results
+
+
+def test_an_exported_file_states_the_prediction_threshold_unless_told_otherwise(capsys, tmp_path, model_ckpt):
+    import onnxruntime as ort
+
+    from metaanchor.deploy.numpy_postprocess import metadata
+
+    for extra, expected in (([], PREDICT_SCORE_THRESH), (["--score-thresh", "0.05"], 0.05)):
+        out = tmp_path / f"m{len(extra)}.onnx"
+        code, _, err = cli(capsys, "export", "--checkpoint", model_ckpt, "--format", "onnx", "--onnx-exporter",
+                           "legacy", "--output", out, *extra)
+        assert code == 0, err
+        assert metadata(ort.InferenceSession(str(out)))["score_thresh"] == expected

@@ -3,6 +3,8 @@ a torchvision RetinaNet state dict or TorchScript, optionally verified against P
 
 from __future__ import annotations
 
+from metaanchor.defaults import PREDICT_SCORE_THRESH
+
 # deploy.export.FORMATS and ONNX_EXPORTERS, named here so `--help` imports no torch
 FORMATS = ("onnx", "pt2", "torchvision", "torchscript")
 ONNX_EXPORTERS = ("dynamo", "legacy")
@@ -40,6 +42,9 @@ def add(sub):
     p.add_argument("--onnx-exporter", choices=ONNX_EXPORTERS,
                    help="onnx only: torch's exporter (default: dynamo, torch.export-based, falling back to legacy "
                         "with a one-line warning when it fails; --nms graphs: legacy)")
+    p.add_argument("--score-thresh", type=float, default=PREDICT_SCORE_THRESH,
+                   help="minimum score the exported model keeps (stored in the file; the --nms graph applies it); "
+                        "default %(default)s, as predict")
     p.add_argument("--verify", nargs="+", metavar="IMAGE", help="images to compare exported and PyTorch outputs on")
     p.set_defaults(func=cmd_export)
 
@@ -60,7 +65,7 @@ def cmd_export(args) -> int:
         _check_sidecar(args.output, sidecar_path(args.output))
     images = _read_images(args.verify) if args.verify else None
     model = load_model(args.checkpoint, "cpu")
-    baked = model.bake(args.anchors if args.anchors is not None else model.train_anchors)
+    baked = model.bake(args.anchors if args.anchors is not None else model.train_anchors, args.score_thresh)
     path = export(baked, args.format, args.output, args.nms, args.half, args.onnx_exporter)
     extras = "".join(f", {name}" for name, on in (("float16", args.half), ("with NMS", args.nms)) if on)
     print(f"{args.format}: {baked.arch} with anchors {baked.anchors.spec} "
