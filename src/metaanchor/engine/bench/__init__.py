@@ -5,6 +5,6 @@
 - ``timing``: interleaved rounds, per-round ratios (median, min..max), peak memory, FLOP counts, AMP.
 - ``compare``: the comparison itself (inference, training step, post-processing share, memory).
 - ``report``: its table and JSON.
-- ``formats``: one checkpoint in each export format: images/s and, with data, AP.
-- ``profile``: the top operators of one training step (torch.profiler), ours and torchvision's.
+- ``formats``: one checkpoint in each export format: images/s and, with data, AP (the formats themselves
+  come from ``metaanchor.deploy``, which the command line hands in: engine and deploy are independent).
 """

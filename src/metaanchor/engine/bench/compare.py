@@ -23,7 +23,15 @@ from torch import nn
 
 from metaanchor.engine.bench import models as bench_models
 from metaanchor.engine.bench.config import HEADLINE_SETTING, SETTINGS, BenchConfig
-from metaanchor.engine.bench.timing import autocast, interleaved, matmul_flops, model_flops, peak_memory, ratio_stats
+from metaanchor.engine.bench.timing import (
+    autocast,
+    interleaved,
+    matmul_flops,
+    model_flops,
+    peak_memory,
+    ratio_stats,
+    sync,
+)
 from metaanchor.modeling.postprocess import postprocess
 
 
@@ -149,11 +157,14 @@ def bench_metaanchor_costs(model, cfg: BenchConfig, device) -> dict:
         x = x.contiguous(memory_format=torch.channels_last) if bench_models.ours_channels_last(device) else x
         feats = model.backbone(x)
         model.set_anchors("5x5")
+        sync(device)
         t0 = time.perf_counter()
         model.head.level_params(feats)
+        sync(device)
         first = time.perf_counter() - t0
         t0 = time.perf_counter()
         model.head.level_params(feats)
+        sync(device)
         cached = time.perf_counter() - t0
         model.set_anchors("3x3")
     predefined = PredefinedAnchorHead(cfg.fpn_channels, cfg.num_classes, 9, 4).to(device).eval()
