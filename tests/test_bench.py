@@ -100,7 +100,8 @@ def test_quick_options_override_its_configuration():
 
 @pytest.mark.parametrize("args, message", [
     (["--rounds", "0"], "--rounds 0: must be at least 1"),
-    (["--batches", "0"], "batch sizes must be at least 1"),
+    (["--batches", "1", "0"], "--batches [1, 0]: batch sizes must be at least 1"),
+    (["--train-batches", "0"], "--train-batches [0]: batch sizes must be at least 1"),
     (["--images", "x.png"], "--images goes with --checkpoint"),
     (["--checkpoint", "m.pt"], "--checkpoint: give the images to time on, either --images IMAGE... or --data"),
 ])

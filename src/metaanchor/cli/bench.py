@@ -16,6 +16,8 @@ DEFAULT_TRAIN_BATCHES, QUICK_TRAIN_BATCHES = (4,), (2,)
 CHECKPOINT_FORMATS = "pytorch,onnx,pt2,torchscript"
 SUFFIX = {"onnx": ".onnx", "pt2": ".pt2", "torchscript": ".pt", "torchvision": ".pth"}
 TIMED_IMAGES = 8  # --data: images timed (the first of the split); AP uses all of them
+OPTION_OF = {"infer_batches": "--batches", "train_batches": "--train-batches", "size": "--size",
+             "rounds": "--rounds", "backbones": "--backbone"}  # BenchConfig field -> the option setting it
 
 
 def add(sub):
@@ -99,8 +101,9 @@ def bench_config(args):
         cfg.amp = False
     try:
         cfg.check()
-    except ValueError as e:
-        raise UserError(str(e)) from None
+    except ValueError as e:  # its message starts with the field's name: say the option instead
+        field, _, rest = str(e).partition("=") if "=" in str(e).split(":")[0] else str(e).partition(":")
+        raise UserError(f"{OPTION_OF[field]} {rest.lstrip()}" if field in OPTION_OF else str(e)) from None
     return cfg
 
 
