@@ -24,7 +24,7 @@ from metaanchor.families import build_detector
 
 BOX_TOL, SCORE_TOL, RAW_TOL = 1e-4, 1e-5, 1e-4
 DEPLOY_BOX_TOL = 1e-3  # px; exported graph + numpy pre/post-processing (other float32 kernels and resize)
-README = Path(__file__).resolve().parents[1] / "README.md"
+DEPLOY_DOC = Path(__file__).resolve().parents[1] / "docs" / "deploy.md"
 
 
 def yolo_detector(**kw):
@@ -228,19 +228,23 @@ def test_numpy_preprocess_equals_the_model_batcher():
     np.testing.assert_allclose(npp.preprocess(uint8, meta)[0], expected.numpy(), rtol=0, atol=1e-4)
 
 
-def test_readme_export_snippet_runs(exported, tmp_path, monkeypatch):
-    """The README's 'Export and deploy' Python snippet, run as written on model.onnx and two images."""
-    text = README.read_text()
-    section = text[text.index("## Export and deploy"):]
+def test_deployment_snippet_gives_the_models_detections(exported, tmp_path, monkeypatch):
+    """docs/deploy.md's onnxruntime snippet, run as written on a model with detections and two images."""
+    from metaanchor.deploy.onnx_nms import export_onnx_nms
+
+    text = DEPLOY_DOC.read_text()
+    section = text[text.index("## Without torch"):]
     snippet = re.search(r"```python\n(.*?)```", section, re.S).group(1)
     baked, path = exported["onnx", "retinanet"]
     monkeypatch.chdir(tmp_path)
-    (tmp_path / "model.onnx").write_bytes(Path(path).read_bytes())
+    (tmp_path / "runs").mkdir()
+    (tmp_path / "runs" / "model.onnx").write_bytes(Path(path).read_bytes())
+    export_onnx_nms(baked, tmp_path / "runs" / "model_nms.onnx")
     arrays = [(a * 255).round().astype(np.uint8) for a in as_arrays(noise_images((100, 120), (90, 250)))]
     for name, a in zip(("a.png", "b.png"), arrays):
         Image.fromarray(a).save(tmp_path / name)
     scope = {}
-    exec(compile(snippet, "README snippet", "exec"), scope)
+    exec(compile(snippet, "docs/deploy.md snippet", "exec"), scope)
     expected = baked.predict([torch.from_numpy(a).permute(2, 0, 1).float() / 255 for a in arrays])
     assert count(expected) > 0 and same_detections(expected, scope["dets"], DEPLOY_BOX_TOL, SCORE_TOL)
 
