@@ -70,7 +70,7 @@ class ModelConfig:
     each field is an argument of the family's constructor, under the same name."""
 
     arch: str = option(DEFAULT_ARCH)  # checked against the registry by metaanchor.config
-    backbone: str = option("tiny", choices=BACKBONES)
+    backbone: str = option("tiny", choices=BACKBONES)  # tiny: a small CNN for CPU experiments; ResNets + FPN
     backbone_weights: str = option(None)  # "imagenet" (torchvision's registry and cache) or a local file
     init_from: str = option(None)  # a checkpoint (e.g. written by metaanchor import) to start training from
     frozen_bn: bool = option(False)  # BatchNorm statistics and affine fixed (fine-tuning from pretrained weights)

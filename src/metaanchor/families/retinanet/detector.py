@@ -37,10 +37,10 @@ GRID_STRIDES = ("nominal", "padded")
 class RetinaNetConfig(ModelConfig):
     """``model`` keys of ``model.arch=retinanet`` (the constructor's arguments)."""
 
-    fpn_channels: int = option(64, low=0, low_open=True, high=MAX_CHANNELS)
+    fpn_channels: int = option(64, low=0, low_open=True, high=MAX_CHANNELS)  # channels of P3..P7 and the towers
     head_convs: int = option(4, low=0, high=16)  # 3x3 convs per head tower
     head_norm: str = option("none", choices=NORMS)  # gn: GroupNorm in the towers
-    reg_loss: str = option("smooth_l1", choices=REG_LOSSES)
+    reg_loss: str = option("smooth_l1", choices=REG_LOSSES)  # box loss: on the deltas, or GIoU on decoded boxes
     fg_iou: float = option(0.5, low=0, high=1)  # anchors matched at this IoU or more are foreground
     bg_iou: float = option(0.4, low=0, high=1)  # below it background; in between ignored
     # Settings that reproduce torchvision's RetinaNets exactly (``metaanchor import`` sets them; the defaults
