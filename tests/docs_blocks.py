@@ -65,7 +65,7 @@ def with_overrides(code: str, overrides: str) -> str:
     for line in lines:
         if overrides and overrides != "no-torch" and TRAINING.match(line):
             command, hash_, comment = line.partition(" # ")
-            line = f"{command.rstrip()} {overrides}" + (f"  #{comment}" if hash_ else "")
+            line = f"{command.rstrip()} {overrides}" + (f"  # {comment}" if hash_ else "")
         out.append(line)
     return "\n".join(out) + "\n"
 
