@@ -1,5 +1,5 @@
 # The two commands a newcomer runs: `make demo` and `make test`.
-# Both create .venv (pinned torch/torchvision) on first use.
+# Both create .venv on first use, with the exact versions in constraints.txt.
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
@@ -9,10 +9,10 @@ STAMP := $(VENV)/.installed
 
 venv: $(STAMP)
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --disable-pip-version-check torch==2.14.1 torchvision==0.29.1
-	$(PY) -m pip install --quiet --disable-pip-version-check -e ".[dev,export,video]"
+	$(PY) -m pip install --quiet --disable-pip-version-check -c constraints.txt torch torchvision
+	$(PY) -m pip install --quiet --disable-pip-version-check -c constraints.txt -e ".[dev,export,video]"
 	touch $(STAMP)
 
 demo: $(STAMP)
