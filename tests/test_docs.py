@@ -19,7 +19,8 @@ def sandbox(tmp_path_factory):
     """A folder holding what the docs refer to, small:
 
     data/shapes/{train,val}  synthetic COCO folders      data/bccd  a 12-image VOC root (splits train, val, test)
-    runs/demo/last.pt        a tiny checkpoint (3 shape classes)   a.png, b.png, img.jpg  images
+    runs/demo/last.pt        a tiny checkpoint (3 shape classes), runs/demo/data/val as make demo writes it
+    a.png, b.png, img.jpg    images
     """
     from conftest import tiny_detector
 
@@ -27,9 +28,10 @@ def sandbox(tmp_path_factory):
 
     root = tmp_path_factory.mktemp("docs")
     train = write_synth_dataset(root / "data/shapes/train", 16, synth_config("default", seed=0), progress=False)
-    write_synth_dataset(root / "data/shapes/val", 8, synth_config("default", seed=1), progress=False)
+    val = write_synth_dataset(root / "data/shapes/val", 8, synth_config("default", seed=1), progress=False)
+    shutil.copytree(val, root / "runs/demo/data/val")  # where make demo writes its validation images
     names = ["circle", "square", "triangle"]
-    (root / "runs/demo").mkdir(parents=True)
+    (root / "runs/demo").mkdir(parents=True, exist_ok=True)
     tiny_detector(class_names=names).save(root / "runs/demo/last.pt")
     images = sorted((train / "images").iterdir())
     for name, src in zip(("a.png", "b.png"), images):
