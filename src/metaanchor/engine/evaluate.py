@@ -236,6 +236,19 @@ def predict_dataset_many(model, dataset, anchor_sets: list[str | AnchorSet], bat
     return dets, ids
 
 
+def _predict_records(model, dataset, anchors, batch_size: int, progress: bool, skipped: list[str] | None,
+                     results: list[dict] | None) -> tuple[list[dict], list[int], list[dict]]:
+    """One pass over ``dataset``: (per-image detections, their image ids, their COCO result records); the
+    records are also appended to ``results`` when it is a list. No readable image at all is a ``DataError``."""
+    dets, ids = predict_dataset(model, dataset, anchors, batch_size, progress=progress, skipped=skipped)
+    if not ids and len(dataset):
+        raise DataError(f"none of the {len(dataset)} images could be read; first: {skipped[0] if skipped else '?'}")
+    records = to_coco_results(dets, ids, dataset.cat_ids)
+    if results is not None:
+        results.extend(records)
+    return dets, ids, records
+
+
 def evaluate(model, dataset, anchors: str | AnchorSet | None = None, batch_size: int = 8,
              progress: bool = True, skipped: list[str] | None = None,
              results: list[dict] | None = None) -> dict:
@@ -246,12 +259,7 @@ def evaluate(model, dataset, anchors: str | AnchorSet | None = None, batch_size:
     a list, the detections evaluated are appended to it as COCO result records (the dataset's own
     image and category ids, as ``COCO.loadRes`` takes them).
     """
-    dets, ids = predict_dataset(model, dataset, anchors, batch_size, progress=progress, skipped=skipped)
-    if not ids and len(dataset):
-        raise DataError(f"none of the {len(dataset)} images could be read; first: {skipped[0] if skipped else '?'}")
-    records = to_coco_results(dets, ids, dataset.cat_ids)
-    if results is not None:
-        results.extend(records)
+    _, ids, records = _predict_records(model, dataset, anchors, batch_size, progress, skipped, results)
     return coco_metrics(dataset.coco, records, ids)
 
 
@@ -380,12 +388,7 @@ def evaluate_matched(model, dataset, anchors: str | AnchorSet | None = None, bat
                      iou_thresh: float = 0.5) -> tuple[dict, Matches]:
     """``evaluate`` plus the detections matched to the ground truth at ``iou_thresh`` (``match_detections``),
     for the confusion matrix and precision / recall / F1; both from one pass over the dataset."""
-    dets, ids = predict_dataset(model, dataset, anchors, batch_size, progress=progress, skipped=skipped)
-    if not ids and len(dataset):
-        raise DataError(f"none of the {len(dataset)} images could be read; first: {skipped[0] if skipped else '?'}")
-    records = to_coco_results(dets, ids, dataset.cat_ids)
-    if results is not None:
-        results.extend(records)
+    dets, ids, records = _predict_records(model, dataset, anchors, batch_size, progress, skipped, results)
     pairs = [(d, gt_of(dataset.coco, i, dataset.cat_ids)) for d, i in zip(dets, ids)]
     return coco_metrics(dataset.coco, records, ids), match_detections(pairs, len(dataset.cat_ids), iou_thresh)
 
