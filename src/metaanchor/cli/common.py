@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from metaanchor.errors import UserError
@@ -33,8 +34,6 @@ class Parser(argparse.ArgumentParser):
         self._given: list[str] | None = None
 
     def parse_known_args(self, args=None, namespace=None):
-        import sys
-
         self._given = list(sys.argv[1:] if args is None else args)
         return super().parse_known_args(args, namespace)
 
