@@ -165,3 +165,20 @@ def test_generated_weight_cache_follows_dtype_conversion():
         assert cls.dtype == reg.dtype == torch.float64
         want = torch.cat([o.permute(0, 2, 3, 1).reshape(2, -1, C) for o in _reference_cls(head, feats64)], 1)
         torch.testing.assert_close(cls, want, rtol=1e-12, atol=1e-12)
+
+
+def test_cached_generated_weights_follow_the_activations_layout():
+    """NHWC activations get NHWC generated weights (no reorder in every conv), NCHW ones NCHW; outputs agree."""
+    head = meta_head().eval()
+    feats = features()
+    with torch.no_grad():
+        nchw = head(feats)
+        assert head.level_params(feats)[0][0].is_contiguous()
+        head.to(memory_format=torch.channels_last)
+        nhwc_feats = [f.contiguous(memory_format=torch.channels_last) for f in feats]
+        nhwc = head(nhwc_feats)
+        w = head.level_params(nhwc_feats)[0][0]  # [K*C, CH, 3, 3]
+        assert w.is_contiguous(memory_format=torch.channels_last) and not w.is_contiguous()
+        for a, b in zip(nchw, nhwc, strict=True):
+            torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+        assert head.level_params(feats)[0][0].is_contiguous()  # back to NCHW input: NCHW weights again

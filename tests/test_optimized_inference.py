@@ -35,18 +35,18 @@ def _images(batch: int) -> list[torch.Tensor]:
 
 def _run(det: Detector, images, anchors=None, score_thresh: float = 1.0):
     """Detections plus the head's input features and raw outputs (cls logits [B, A, C], box deltas [B, A, 4])."""
-    seen, outputs = {}, det.head.outputs
+    seen, level_outputs = {}, det.head.level_outputs
 
     def spy(features, towers):  # the head's last convs, called once per batch in eval mode
-        out = outputs(features, towers)
-        seen.update(features=features, out=out)
-        return out
+        levels = list(level_outputs(features, towers))
+        seen.update(features=features, out=tuple(torch.cat(o, 1) for o in zip(*levels)))
+        return iter(levels)
 
-    det.head.outputs = spy
+    det.head.level_outputs = spy
     try:
         dets = det.predict(images, anchors=anchors, score_thresh=score_thresh)
     finally:
-        del det.head.outputs
+        del det.head.level_outputs
     return dets, seen["features"], seen["out"]
 
 

@@ -1,11 +1,13 @@
 """modeling.postprocess: decoding, per-image clipping, score threshold and (grouped) NMS of a batch."""
 
+import weakref
+
 import pytest
 import torch
 from torchvision.ops import batched_nms
 
 from metaanchor.geometry.box_coder import BoxCoder
-from metaanchor.modeling.postprocess import postprocess
+from metaanchor.modeling.postprocess import postprocess, postprocess_levels
 
 
 def test_postprocess_clips_each_image_before_nms_and_ignores_its_padding():
@@ -100,3 +102,35 @@ def test_grouped_nms_with_few_large_groups_matches_batched_nms():
     groups = torch.randint(0, 3, (n,), generator=g)
     got = grouped_nms(boxes, scores, groups, 0.5, max_padded=2 ** 20)
     assert torch.equal(got, batched_nms(boxes, scores, groups, 0.5))
+
+
+def test_levels_given_one_at_a_time_give_the_same_detections_and_are_released_in_turn():
+    """postprocess_levels on a lazy per-level iterable equals postprocess on the whole [B, A, C] tensor, and
+    a level's logits are no longer referenced when the next level is asked for (one level in memory)."""
+    g = torch.Generator().manual_seed(1)
+    level_sizes = [300, 120, 30]
+    a = sum(level_sizes)
+    cls = torch.randn(2, a, 4, generator=g) * 2
+    reg = torch.randn(2, a, 4, generator=g) * 0.2
+    xy = torch.rand(a, 2, generator=g) * 100
+    anchors = torch.cat([xy, xy + 10 + torch.rand(a, 2, generator=g) * 30], 1)
+    sizes = torch.tensor([[128, 128], [100, 90]])
+    released_before_next = []
+
+    def levels():
+        previous = None
+        for logits, deltas in zip(cls.split(level_sizes, 1), reg.split(level_sizes, 1)):
+            if previous is not None:
+                released_before_next.append(previous() is None)
+            logits = logits.clone()  # a fresh tensor per level, as a head's conv output
+            previous = weakref.ref(logits)
+            yield logits, deltas
+            del logits
+
+    want = postprocess(cls, reg, anchors, level_sizes, sizes, BoxCoder(), 0.05, 0.5, 200, 50)
+    got = postprocess_levels(levels(), anchors, sizes, BoxCoder(), 0.05, 0.5, 200, 50)
+    assert released_before_next == [True, True]
+    for gd, wd in zip(got, want, strict=True):
+        assert len(gd["scores"]) > 0
+        assert torch.equal(gd["scores"], wd["scores"]) and torch.equal(gd["boxes"], wd["boxes"])
+        assert torch.equal(gd["labels"], wd["labels"])

@@ -8,6 +8,8 @@ depend on the other images of the batch.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 import torch
 from torch import Tensor
 from torchvision.ops import batched_nms, nms
@@ -31,26 +33,45 @@ def postprocess(cls_logits: Tensor, box_deltas: Tensor, anchors: Tensor, level_s
     Returns:
         per image {"boxes": [D, 4] x1y1x2y2, "scores": [D], "labels": [D] int64}, in batch pixels.
     """
-    b, _, c = cls_logits.shape
-    sizes = torch.as_tensor(image_sizes, dtype=anchors.dtype, device=anchors.device).reshape(-1, 2).expand(b, 2)
+    levels = zip(cls_logits.split(level_sizes, 1), box_deltas.split(level_sizes, 1))
+    return postprocess_levels(levels, anchors, image_sizes, box_coder, score_thresh, nms_thresh,
+                              topk_candidates, detections_per_img, skip_padding)
+
+
+def postprocess_levels(levels: Iterable[tuple[Tensor, Tensor]], anchors: Tensor, image_sizes,
+                       box_coder: BoxCoder, score_thresh: float = 0.05, nms_thresh: float = 0.5,
+                       topk_candidates: int = 1000, detections_per_img: int = 100,
+                       skip_padding: bool = True) -> list[dict[str, Tensor]]:
+    """``postprocess`` on head outputs given level by level.
+
+    ``levels`` yields per level ([B, A_l, C] class logits, [B, A_l, 4] box deltas), in anchor order
+    (sum of A_l = A, the rows of ``anchors`` [A, 4]). Each level's logits are reduced to its top-k
+    candidates before the next is taken, so a lazy iterable (a head's ``level_outputs``) keeps one
+    level's [B, A_l, C] in memory instead of the whole [B, A, C]. Other arguments and the result
+    as ``postprocess``.
+    """
     centre = (anchors[:, :2] + anchors[:, 2:]) / 2  # [A, 2] (x, y)
-    inside = (centre[None, :, 0] < sizes[:, 1:2]) & (centre[None, :, 1] < sizes[:, 0:1])  # [B, A]
-    if not skip_padding:
-        inside = torch.ones_like(inside)
-    scores_all, idx_all = [], []
+    sizes = torch.as_tensor(image_sizes, dtype=anchors.dtype, device=anchors.device).reshape(-1, 2)
+    scores_all, idx_all, deltas = [], [], []
     start = 0
-    for n in level_sizes:  # per-level top-k over (anchor, class), all images at once
-        top_s, top_i = anchor_topk(cls_logits[:, start:start + n], topk_candidates, inside[:, start:start + n])
+    for cls_logits, box_deltas in levels:  # per-level top-k over (anchor, class), all images at once
+        b, n, c = cls_logits.shape
+        sizes = sizes.expand(b, 2)
+        ctr = centre[start:start + n]
+        inside = (ctr[None, :, 0] < sizes[:, 1:2]) & (ctr[None, :, 1] < sizes[:, 0:1])  # [B, A_l]
+        top_s, top_i = anchor_topk(cls_logits, topk_candidates, inside if skip_padding else None)
         scores_all.append(top_s)
         idx_all.append(top_i + start * c)
+        deltas.append(box_deltas)
         start += n
+        del cls_logits  # before the next level is computed
     logits, flat_idx = torch.cat(scores_all, 1), torch.cat(idx_all, 1)  # [B, S]
     scores = torch.sigmoid(logits.float())
     keep = (scores > score_thresh) & (logits > float("-inf"))
     img_idx = torch.arange(b, device=scores.device)[:, None].expand_as(scores)[keep]
     flat_idx, scores = flat_idx[keep], scores[keep]
     anchor_idx, labels = flat_idx // c, flat_idx % c
-    boxes = box_coder.decode(box_deltas[img_idx, anchor_idx], anchors[anchor_idx])
+    boxes = box_coder.decode(torch.cat(deltas, 1)[img_idx, anchor_idx], anchors[anchor_idx])
     upper = sizes.flip(1).repeat(1, 2).to(boxes.dtype)[img_idx]  # [N, 4] (w, h, w, h) of each box's image
     boxes = torch.minimum(boxes.clamp(min=0), upper)
 

@@ -24,7 +24,7 @@ from metaanchor.geometry.box_coder import BoxCoder
 from metaanchor.geometry.matcher import Matcher
 from metaanchor.geometry.resize import PAD_MULTIPLE
 from metaanchor.modeling.backbones import BN_EPS, P6_INPUTS, build_backbone
-from metaanchor.modeling.postprocess import postprocess
+from metaanchor.modeling.postprocess import postprocess_levels
 from metaanchor.modeling.transform import TRANSFORMS, ImageBatcher
 from metaanchor.schema import option
 
@@ -151,13 +151,11 @@ class RetinaNetDetector(BaseDetector):
     def detect(self, shared, scales: list, sizes: list[tuple[int, int]], images: list[Tensor]) -> list[dict]:
         """Detections with the current anchor set from ``shared_features``, in each image's own pixels."""
         features, towers = shared
-        cls_logits, box_deltas = self.head.outputs(features, towers)  # [B, A, C], [B, A, 4]
-        shapes = [tuple(f.shape[-2:]) for f in features]
-        anchors = self.grid(shapes, features[0].device)  # [A, 4]
-        level_sizes = [h * w * k for (h, w), k in zip(shapes, self.anchors.num_anchors(len(shapes)))]
-        dets = postprocess(cls_logits, box_deltas, anchors, level_sizes, sizes, self.box_coder,  # per-image sizes
-                           self.score_thresh, self.nms_thresh, self.topk_candidates, self.detections_per_img,
-                           skip_padding=self.skip_padding_anchors)
+        anchors = self.grid([tuple(f.shape[-2:]) for f in features], features[0].device)  # [A, 4]
+        levels = self.head.level_outputs(features, towers)  # lazy: one level's [B, A_l, C] logits at a time
+        dets = postprocess_levels(levels, anchors, sizes, self.box_coder,  # per-image sizes
+                                  self.score_thresh, self.nms_thresh, self.topk_candidates, self.detections_per_img,
+                                  skip_padding=self.skip_padding_anchors)
         return to_image_pixels(dets, scales, images)
 
     def grid(self, feature_shapes: list[tuple[int, int]], device) -> Tensor:

@@ -10,6 +10,8 @@ where A = sum_l H_l * W_l * K_l, ordered level, position (row-major), anchor.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -60,12 +62,16 @@ class _RetinaHead(nn.Module):
     def outputs(self, features: list[Tensor], towers: list[tuple[Tensor, Tensor]]) -> tuple[Tensor, Tensor]:
         """The last convs (for the current anchors) over tower outputs: ([B, A, C] logits, [B, A, 4] deltas).
         ``features`` (the head input) feeds only a data-dependent generator's r(x)."""
-        params = self.level_params(features)
-        cls_out, reg_out = [], []
-        for (cls_x, reg_x), (cw, cb, rw, rb) in zip(towers, params):
-            cls_out.append(flatten_level(self._conv(cls_x, cw, cb), self.num_classes))
-            reg_out.append(flatten_level(self._conv(reg_x, rw, rb), 4))
+        cls_out, reg_out = zip(*self.level_outputs(features, towers))
         return torch.cat(cls_out, 1), torch.cat(reg_out, 1)
+
+    def level_outputs(self, features: list[Tensor],
+                      towers: list[tuple[Tensor, Tensor]]) -> Iterator[tuple[Tensor, Tensor]]:
+        """``outputs`` one level at a time, computed as they are taken: ([B, A_l, C] logits, [B, A_l, 4] deltas)
+        per level, A_l = H_l * W_l * K_l (post-processing then holds one level's logits, not all)."""
+        for (cls_x, reg_x), (cw, cb, rw, rb) in zip(towers, self.level_params(features)):
+            yield (flatten_level(self._conv(cls_x, cw, cb), self.num_classes),
+                   flatten_level(self._conv(reg_x, rw, rb), 4))
 
     @staticmethod
     def _conv(x: Tensor, weight: Tensor, bias: Tensor) -> Tensor:
@@ -108,7 +114,7 @@ class MetaAnchorHead(_RetinaHead):
     generators are data-dependent: r(x) is the global average of the pyramid
     features ([B, in]), mapped by W12 inside the generator.
     Generated weights are cached per anchor set when no gradient is recorded
-    (data-independent generators only). The cache holds a copy of the generator
+    (data-independent generators only), in the layout of the activations (NCHW or NHWC). The cache holds a copy of the generator
     parameters and is used only while they are still equal to it (same dtype,
     device and values), so in-place edits (optimizer steps, ``.data``,
     ``load_state_dict``) and ``.to()``/``.double()`` can never serve stale weights.
@@ -169,7 +175,8 @@ class MetaAnchorHead(_RetinaHead):
         if self.data_dependent:
             data = torch.stack([f.mean(dim=(2, 3)) for f in features]).mean(0)  # r(x): [B, in]
         cacheable = data is None and not torch.is_grad_enabled()
-        if cacheable and self._cache_hit():
+        layout = memory_format_of(features[0])
+        if cacheable and self._cache.get("layout") == layout and self._cache_hit():
             return self._cache["params"]
         self._cache.clear()
         dtype = self.cls_generator.weight.dtype
@@ -177,8 +184,18 @@ class MetaAnchorHead(_RetinaHead):
         for c in self.codes:  # levels with identical codes share one generation
             key = tuple(c.flatten().tolist())
             if key not in seen:
-                seen[key] = self.generate(c.to(device=device, dtype=dtype), data)
+                cw, cb, rw, rb = self.generate(c.to(device=device, dtype=dtype), data)
+                if data is None:  # one [O, I, k, k] weight: in the activations' layout, so convs need no reorder
+                    cw, rw = cw.contiguous(memory_format=layout), rw.contiguous(memory_format=layout)
+                seen[key] = (cw, cb, rw, rb)
             params.append(seen[key])
         if cacheable:
-            self._cache = {"snapshot": [p.detach().clone() for p in self._generator_params()], "params": params}
+            self._cache = {"snapshot": [p.detach().clone() for p in self._generator_params()], "params": params,
+                           "layout": layout}
         return params
+
+
+def memory_format_of(x: Tensor) -> torch.memory_format:
+    """``channels_last`` for NHWC activations [B, C, H, W], else ``contiguous_format``."""
+    nhwc = x.dim() == 4 and not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last)
+    return torch.channels_last if nhwc else torch.contiguous_format
