@@ -208,3 +208,21 @@ def test_default_cocoeval_is_pycocotools():
     ev, summary = run_cocoeval(gt, results)
     assert type(ev).__module__ == "pycocotools.cocoeval" and len(ev.stats) == 12
     assert summary.count("Average Precision") == 6 and summary.count("Average Recall") == 6
+
+
+def test_cpu_bf16_runs_both_sides_under_bfloat16_only_where_the_cpu_has_it(monkeypatch, capsys):
+    import metaanchor.engine.device as device_mod
+    from metaanchor.cli.bench import bench_config
+    from metaanchor.cli.main import build_parser
+    from metaanchor.engine.bench.timing import autocast
+
+    args = build_parser().parse_args(["bench", "--quick", "--device", "cpu", "--cpu-bf16"])
+    monkeypatch.setattr(device_mod, "cpu_has_native_bf16", lambda: True)
+    cfg = bench_config(args)
+    assert cfg.use_amp
+    with autocast(cfg.device, cfg.use_amp):
+        assert torch.is_autocast_enabled("cpu") and torch.get_autocast_dtype("cpu") == torch.bfloat16
+    monkeypatch.setattr(device_mod, "cpu_has_native_bf16", lambda: False)
+    code, out, err = cli(capsys, "bench", "--quick", "--device", "cpu", "--cpu-bf16")
+    assert code == 2 and len(err) == 1 and "--cpu-bf16: this CPU has no native bfloat16 (AVX512-BF16 or AMX)" in err[0]
+    assert not bench_config(build_parser().parse_args(["bench", "--quick", "--device", "cpu"])).use_amp

@@ -5,6 +5,7 @@ import re
 import warnings
 
 import pytest
+import torch
 from conftest import TINY, assert_user_error, cli
 
 from metaanchor.config import load_config
@@ -136,3 +137,28 @@ def test_durations_and_the_log_line_format():
     line = progress_line(40, 1100, 26, {"loss": 0.9124, "cls": 0.611, "box": 0.3011}, 0.01, 12.34, 1265)
     assert line == "iter 40/1100 (epoch 2/43)  loss 0.912  cls 0.611  box 0.301  lr 0.01  12.3 img/s  ETA 21m05s"
     assert progress_line(1, 2, 1, {"loss": 1.0}, 0.01, 1.0, 1, skipped=2).endswith("ETA 1s  skipped 2")
+
+
+def test_cpu_bf16_trains_under_bfloat16_autocast_only_on_a_cpu_that_has_it(capsys, tmp_path, dataset, monkeypatch):
+    import metaanchor.families.retinanet.detector as det_mod
+
+    seen = []
+    real = det_mod.detection_loss
+
+    def loss(*a, **k):  # the autocast state the model's forward runs under
+        seen.append(torch.get_autocast_dtype("cpu") if torch.is_autocast_enabled("cpu") else None)
+        return real(*a, **k)
+
+    monkeypatch.setattr(det_mod, "detection_loss", loss)
+    args = ["train", "--no-progress", f"data.train={dataset}", *TINY, *QUIET, "solver.max_iter=1",
+            "solver.cpu_bf16=true"]
+    monkeypatch.setattr(train_mod, "cpu_has_native_bf16", lambda: False)
+    code, out, err = cli(capsys, *args, "--out", tmp_path / "fp32")
+    assert code == 0, err
+    assert ("solver.cpu_bf16: this CPU has no native bfloat16 (AVX512-BF16 or AMX), where bf16 convolutions run "
+            "far slower than float32; training in float32") in out
+    assert "AMP:        off" in out and seen == [None]
+    monkeypatch.setattr(train_mod, "cpu_has_native_bf16", lambda: True)
+    code, out, err = cli(capsys, *args, "--out", tmp_path / "bf16")
+    assert code == 0, err
+    assert "AMP:        bf16" in out and "no native bfloat16" not in out and seen == [None, torch.bfloat16]

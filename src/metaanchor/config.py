@@ -89,6 +89,7 @@ class SolverConfig:
     steps: list = option([0.67, 0.89], items=float)  # fractions of max_iter where "step" divides lr by 10
     clip_grad: float = option(10.0, low=0)  # max grad norm (0: off)
     amp: bool = option(True)  # mixed precision on CUDA
+    cpu_bf16: bool = option(False)  # bfloat16 autocast on a CPU with native bf16 (AVX512-BF16, AMX); else fp32
     channels_last: bool = option(None, kind=bool)  # NHWC convolutions; null: on CUDA only
     nonfinite: str = option("stop", choices=("stop", "skip"))  # what a non-finite loss does
     ema: float = option(0.0, low=0, high=1, high_open=True)  # EMA decay of the weights evaluated and saved (0: off)

@@ -49,6 +49,8 @@ def add(sub):
                    help=f"training-step batch sizes (default {' '.join(map(str, DEFAULT_TRAIN_BATCHES))}; --quick "
                         f"{' '.join(map(str, QUICK_TRAIN_BATCHES))})")
     g.add_argument("--no-amp", action="store_true", help="CUDA: float32 on both sides instead of float16 autocast")
+    g.add_argument("--cpu-bf16", action="store_true",
+                   help="CPU: both sides under bfloat16 autocast (a CPU with native bf16: AVX512-BF16 or AMX)")
     c = p.add_argument_group("your model in each export format (--checkpoint)")
     c.add_argument("--checkpoint", help="checkpoint to export and time (last.pt / best.pt)")
     c.add_argument("--images", nargs="+", metavar="IMAGE", help="images to time on")
@@ -99,6 +101,15 @@ def bench_config(args):
         cfg.rounds = args.rounds
     if args.no_amp:
         cfg.amp = False
+    if args.cpu_bf16:
+        from metaanchor.engine.device import cpu_has_native_bf16
+
+        if not device.startswith("cpu"):
+            raise UserError(f"--cpu-bf16 times the CPU; this run is on {device} (add --device cpu)")
+        if not cpu_has_native_bf16():
+            raise UserError("--cpu-bf16: this CPU has no native bfloat16 (AVX512-BF16 or AMX); its bf16 "
+                            "convolutions are emulated, far slower than float32, so there is nothing to measure")
+        cfg.amp = True
     try:
         cfg.check()
     except ValueError as e:  # its message starts with the field's name: say the option instead

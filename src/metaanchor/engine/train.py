@@ -38,7 +38,7 @@ from metaanchor.data.loader import (
     load_dataset,
     orientation_groups,
 )
-from metaanchor.engine.device import device_label, resolve_device
+from metaanchor.engine.device import cpu_has_native_bf16, device_label, resolve_device
 from metaanchor.engine.ema import ModelEMA
 from metaanchor.engine.evaluate import evaluate, fmt_metric, format_per_class
 from metaanchor.engine.preflight import run_facts, self_defeating_settings
@@ -136,6 +136,12 @@ class Trainer:
         self.amp_dtype = None
         if self.device.type == "cuda" and s["amp"]:
             self.amp_dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        elif self.device.type == "cpu" and s["cpu_bf16"]:
+            if cpu_has_native_bf16():
+                self.amp_dtype = torch.bfloat16
+            elif self.main:
+                tqdm.write("solver.cpu_bf16: this CPU has no native bfloat16 (AVX512-BF16 or AMX), where bf16 "
+                           "convolutions run far slower than float32; training in float32")
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
         self.state = TrainState(devices=[device_label(self.device)])
         self.t0 = time.time()

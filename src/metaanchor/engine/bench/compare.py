@@ -1,12 +1,13 @@
 """Our RetinaNet detector vs torchvision's, side by side in one process (``metaanchor bench``).
 
 Both models get the same backbone, input size, 9 anchors, class count, random weights, threads
-and, on CUDA, float16 autocast; they alternate in every measurement (``timing.interleaved``), and
-each ratio is the median over rounds of torchvision's time / ours, with its min..max. Measured:
-end-to-end inference images/s (pre- and post-processing included) at each batch size, with the
-default score threshold and with every candidate passing (``config.SETTINGS``), the share of our
-inference time spent in post-processing, a training step (forward, loss, backward, SGD step) at
-each training batch size, and peak memory of inference and of a training step.
+and autocast (float16 on CUDA by default; bfloat16 on a CPU with ``--cpu-bf16``); they alternate
+in every measurement (``timing.interleaved``), and each ratio is the median over rounds of
+torchvision's time / ours, with its min..max. Measured: end-to-end inference images/s (pre- and
+post-processing included) at each batch size, with the default score threshold and with every
+candidate passing (``config.SETTINGS``), the share of our inference time spent in post-processing,
+a training step (forward, loss, backward, SGD step) at each training batch size, and peak memory
+of inference and of a training step.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from torch import nn
 from metaanchor.engine.bench import models as bench_models
 from metaanchor.engine.bench.config import HEADLINE_SETTING, SETTINGS, BenchConfig
 from metaanchor.engine.bench.timing import (
+    amp_dtype,
     autocast,
     interleaved,
     matmul_flops,
@@ -89,10 +91,10 @@ def postprocess_share(model, images: list, rounds: int, amp: bool) -> float:
 
 
 def train_step(model: nn.Module, images: list, targets: list[dict], amp: bool) -> Callable[[], None]:
-    """One SGD step (forward + loss + backward + step), float16 autocast and loss scaling when ``amp``."""
+    """One SGD step (forward + loss + backward + step), under autocast when ``amp`` (float16 with loss scaling)."""
     device = images[0].device
     opt = torch.optim.SGD(model.parameters(), lr=1e-6, momentum=0.9)
-    scaler = torch.amp.GradScaler(device.type, enabled=amp)
+    scaler = torch.amp.GradScaler(device.type, enabled=amp and amp_dtype(device) == torch.float16)
 
     def run():
         with autocast(device, amp):
@@ -187,7 +189,7 @@ def bench_backbone(backbone: str, cfg: BenchConfig, device, log=print) -> dict:
     """Every measurement for one backbone."""
     models = bench_models.build_inference_models(backbone, cfg.num_classes, cfg.size, cfg.fpn_channels, device)
     flops = model_flops(models["plain"], random_images(cfg.size, 1, device))
-    mm_rate = matmul_flops(cfg.matmul_size, device, torch.float16 if cfg.use_amp else torch.float32)
+    mm_rate = matmul_flops(cfg.matmul_size, device, amp_dtype(device) if cfg.use_amp else torch.float32)
     log(f"[{backbone}] {flops / 1e9:.1f} GFLOP per image; matmul {mm_rate / 1e9:.1f} GFLOP/s")
     result = {"gflops_per_image": flops / 1e9, "matmul_gflops_per_s": mm_rate / 1e9}
     result["inference"] = bench_inference(models, cfg, device, mm_rate, flops)
@@ -225,7 +227,8 @@ def run_bench(cfg: BenchConfig, log=print) -> dict:
     cfg.check()
     device = torch.device(cfg.device)
     started = time.perf_counter()
-    report = {"machine": machine_info(device), "config": asdict(cfg) | {"amp": cfg.use_amp},
+    amp = str(amp_dtype(device)).removeprefix("torch.") if cfg.use_amp else None
+    report = {"machine": machine_info(device), "config": asdict(cfg) | {"amp": cfg.use_amp, "amp_dtype": amp},
               "settings": {k: {"score_thresh": v} for k, v in SETTINGS.items()}, "backbones": {}}
     for backbone in cfg.backbones:
         report["backbones"][backbone] = bench_backbone(backbone, cfg, device, log)

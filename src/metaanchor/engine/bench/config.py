@@ -19,7 +19,7 @@ class BenchConfig:
     batch sizes; ``train_batches``: training-step batch sizes; ``rounds``: interleaved timed rounds of
     each measurement (ratios are the median over rounds, with min..max); ``plain_batches``: batch sizes
     where our un-optimised model is timed too; ``mem_batch``: inference batch of the peak-memory
-    measurement. ``amp``: float16 autocast on both sides (None: on CUDA only).
+    measurement. ``amp``: autocast on both sides, float16 on CUDA and bfloat16 on a CPU (None: on CUDA only).
     """
 
     backbones: tuple[str, ...] = ("resnet50", "resnet18")
@@ -49,7 +49,7 @@ class BenchConfig:
 
     @property
     def use_amp(self) -> bool:
-        """Whether both models run under float16 autocast: ``amp``, or on CUDA when it is None."""
+        """Whether both models run under autocast: ``amp``, or on CUDA when it is None."""
         return self.amp if self.amp is not None else self.device.startswith("cuda")
 
     def check(self) -> None:

@@ -20,7 +20,7 @@ def format_table(report: dict) -> str:
     lines = [f"machine: {m.get('gpu') or m['cpu']}, {m['threads']} threads, device {m['device']}, "
              f"load average {m['load_avg_1min']:.1f} at start, {m.get('load_avg_1min_end', float('nan')):.1f} at end",
              f"{cfg['size']} px, {cfg['num_classes']} classes, 9 anchors, {cfg['rounds']} interleaved rounds, "
-             f"{'float16 autocast on both' if cfg['amp'] else 'float32'}; speed-up = torchvision time / our time, "
+             f"{_precision(cfg)}; speed-up = torchvision time / our time, "
              f"median (min..max) over rounds (ours: {ours}; 'unfused': the plain model)"]
     for backbone, r in report["backbones"].items():
         lines += _backbone_block(backbone, r)
@@ -28,6 +28,11 @@ def format_table(report: dict) -> str:
                  + ", ".join(f"{k}={report[k]:.3f}" for k in HEADLINE_KEYS if k in report))
     lines.append(f"wall time {report['wall_s']:.0f} s")
     return "\n".join(lines)
+
+
+def _precision(cfg: dict) -> str:
+    """How both models ran: '<dtype> autocast on both' or 'float32'."""
+    return f"{cfg.get('amp_dtype') or 'float16'} autocast on both" if cfg["amp"] else "float32"
 
 
 def _backbone_block(backbone: str, r: dict) -> list[str]:

@@ -1,4 +1,4 @@
-"""Timing in one process: interleaved rounds, per-round ratios, peak memory, FLOPs, float16 autocast."""
+"""Timing in one process: interleaved rounds, per-round ratios, peak memory, FLOPs, autocast."""
 
 from __future__ import annotations
 
@@ -18,11 +18,16 @@ def sync(device) -> None:
         torch.cuda.synchronize(device)
 
 
+def amp_dtype(device) -> torch.dtype:
+    """The autocast dtype of ``device``: float16 on CUDA, bfloat16 on the CPU."""
+    return torch.float16 if torch.device(device).type == "cuda" else torch.bfloat16
+
+
 def autocast(device, enabled: bool):
-    """float16 autocast on ``device`` when ``enabled`` (the same for every model timed), else nothing."""
+    """Autocast (``amp_dtype``) on ``device`` when ``enabled`` (the same for every model timed), else nothing."""
     if not enabled:
         return contextlib.nullcontext()
-    return torch.autocast(torch.device(device).type, dtype=torch.float16)
+    return torch.autocast(torch.device(device).type, dtype=amp_dtype(device))
 
 
 def interleaved(fns: dict[str, Callable[[], object]], rounds: int, device, warmup: int = 1) -> dict[str, list]:
