@@ -226,3 +226,13 @@ def test_cpu_bf16_runs_both_sides_under_bfloat16_only_where_the_cpu_has_it(monke
     code, out, err = cli(capsys, "bench", "--quick", "--device", "cpu", "--cpu-bf16")
     assert code == 2 and len(err) == 1 and "--cpu-bf16: this CPU has no native bfloat16 (AVX512-BF16 or AMX)" in err[0]
     assert not bench_config(build_parser().parse_args(["bench", "--quick", "--device", "cpu"])).use_amp
+
+
+def test_training_step_runs_our_model_in_the_layout_training_uses():
+    """The timed training step is ours as `metaanchor train` runs it by default: NCHW on a CPU."""
+    from metaanchor.engine.bench.models import build_training_models
+    from metaanchor.engine.device import trains_channels_last
+
+    models = build_training_models("tiny", 3, 64, 16, "cpu")
+    assert models["ours"]._channels_last is trains_channels_last(torch.device("cpu")) is False
+    assert models["ours"].training and models["tv"].training

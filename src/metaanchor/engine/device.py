@@ -23,6 +23,12 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
+def trains_channels_last(device: torch.device, setting: bool | None = None) -> bool:
+    """Whether training runs NHWC: ``solver.channels_last`` when set, else on CUDA only (on CPUs the sign of
+    its effect depends on the machine; BENCHMARKS.md)."""
+    return torch.device(device).type == "cuda" if setting is None else setting
+
+
 def device_label(device: torch.device) -> str:
     """``cpu``, or ``cuda`` with the GPU's name (``cuda (NVIDIA H100 80GB HBM3)``): what a run's summary records."""
     if device.type != "cuda":

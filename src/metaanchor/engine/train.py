@@ -38,7 +38,7 @@ from metaanchor.data.loader import (
     load_dataset,
     orientation_groups,
 )
-from metaanchor.engine.device import cpu_has_native_bf16, device_label, resolve_device
+from metaanchor.engine.device import cpu_has_native_bf16, device_label, resolve_device, trains_channels_last
 from metaanchor.engine.ema import ModelEMA
 from metaanchor.engine.evaluate import evaluate, fmt_metric, format_per_class
 from metaanchor.engine.preflight import run_facts, self_defeating_settings
@@ -123,8 +123,7 @@ class Trainer:
             if fresh and self.main:
                 tqdm.write(f"model.init_from: {len(fresh)} tensors that depend on the class count start fresh "
                            f"({', '.join(fresh[:3])}{', ...' if len(fresh) > 3 else ''})")
-        cl = s["channels_last"]
-        self.model.set_channels_last(self.device.type == "cuda" if cl is None else cl)
+        self.model.set_channels_last(trains_channels_last(self.device, s["channels_last"]))
         self.model.batcher.resize_in_training = False  # the data loader reads images at the input size
         self.base_anchors = self.model.train_anchors
         a = cfg["anchors"]

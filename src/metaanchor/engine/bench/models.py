@@ -7,6 +7,7 @@ import copy
 import torch
 from torch import nn
 
+from metaanchor.engine.device import trains_channels_last
 from metaanchor.families.retinanet import RetinaNetDetector
 
 ANCHOR_BASES = (32, 64, 128, 256, 512)  # px, RetinaNet's anchor size of P3..P7
@@ -57,9 +58,11 @@ def build_inference_models(backbone: str, num_classes: int, size: int, fpn_chann
 
 def build_training_models(backbone: str, num_classes: int, size: int, fpn_channels: int,
                           device) -> dict[str, nn.Module]:
-    """{"ours": our detector (NHWC, as ``solver.channels_last`` trains it), "tv": torchvision}, train mode."""
+    """{"ours": our detector (NHWC where the default ``solver.channels_last`` trains NHWC: CUDA), "tv": torchvision},
+    train mode."""
     torch.manual_seed(1)
-    return {"ours": ours(backbone, num_classes, size, fpn_channels).to(device).set_channels_last().train(),
+    nhwc = trains_channels_last(device)
+    return {"ours": ours(backbone, num_classes, size, fpn_channels).to(device).set_channels_last(nhwc).train(),
             "tv": torchvision_retinanet(backbone, num_classes, size, fpn_channels).to(device).train()}
 
 
