@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import Tensor
-from torchvision.ops import generalized_box_iou_loss, sigmoid_focal_loss
+from torchvision.ops import generalized_box_iou_loss
 
 from metaanchor.geometry.box_coder import BoxCoder
 from metaanchor.geometry.matcher import Matcher
@@ -33,11 +33,11 @@ def detection_loss(cls_logits: Tensor, box_deltas: Tensor, anchors: Tensor, targ
     idx = matched.clamp(min=0)
     num_fg = fg.sum().clamp(min=1).float()
 
-    target_cls = torch.zeros_like(cls_logits)
-    if fg.any():  # one-hot class targets on positive anchors
-        fg_labels = torch.gather(gt_labels, 1, idx).masked_fill(~fg, 0)
-        target_cls.scatter_(2, fg_labels[..., None], fg[..., None].to(cls_logits.dtype))
-    cls_loss = sigmoid_focal_loss(cls_logits[keep], target_cls[keep], focal_alpha, focal_gamma, reduction="sum")
+    if fg.any():  # [B, A]: the class of a positive anchor, else -1
+        fg_labels = torch.gather(gt_labels, 1, idx).masked_fill(~fg, -1)
+    else:
+        fg_labels = torch.full_like(matched, -1)
+    cls_loss = focal_loss_sum(cls_logits, fg_labels, keep, focal_alpha, focal_gamma)
 
     if not fg.any():
         return {"cls": cls_loss / num_fg, "box": box_deltas.sum() * 0.0}
@@ -53,3 +53,45 @@ def detection_loss(cls_logits: Tensor, box_deltas: Tensor, anchors: Tensor, targ
         else:
             box_loss = F.smooth_l1_loss(pred, target, beta=smooth_l1_beta, reduction="sum")
     return {"cls": cls_loss / num_fg, "box": box_loss / num_fg}
+
+
+def focal_loss_sum(logits: Tensor, labels: Tensor, keep: Tensor, alpha: float = 0.25, gamma: float = 2.0) -> Tensor:
+    """Sigmoid focal loss (Lin et al. 2017), summed: torchvision's ``sigmoid_focal_loss(reduction="sum")`` of
+    the kept anchors' logits against one-hot targets, in fewer memory passes.
+
+    Args:
+        logits: [B, A, C] class logits; labels: [B, A] int64, the target class of a positive anchor, -1 for a
+            negative one; keep: [B, A] bool, False for anchors the loss ignores (between the IoU thresholds).
+    Returns:
+        a scalar (float32, or float64 for float64 logits). Its gradient is computed with the loss
+        (``_FocalLossSum``), not by autograd through a dozen elementwise ops, and no [P, C] copies of the
+        kept rows are made.
+    """
+    target = labels[..., None] == torch.arange(logits.shape[-1], device=logits.device)  # [B, A, C] bool
+    return _FocalLossSum.apply(logits, target, keep, alpha, gamma)
+
+
+class _FocalLossSum(torch.autograd.Function):
+    """Sum over [B, A, C] of alpha_t (1 - p_t)^gamma (-log p_t), p_t = sigmoid(z), z = x where the target is 1
+    and -x where it is 0; anchors with keep False count 0. Its derivative in z is
+    alpha_t (1 - p_t)^gamma (gamma p_t log p_t - (1 - p_t)), computed in the forward pass (at least float32)."""
+
+    @staticmethod
+    def forward(ctx, logits: Tensor, target: Tensor, keep: Tensor, alpha: float, gamma: float) -> Tensor:
+        x = logits.to(torch.promote_types(logits.dtype, torch.float32))  # float16/bfloat16 (autocast) -> float32
+        z = torch.where(target, x, -x)
+        log_p = F.logsigmoid(z)
+        p = log_p.exp()
+        q = 1.0 - p
+        weight = torch.where(target, x.new_tensor(alpha), x.new_tensor(1.0 - alpha)).mul_(keep[..., None])  # alpha_t
+        weight.mul_(q.square() if gamma == 2.0 else q.pow(gamma))
+        loss = -(weight * log_p).sum()
+        grad = p.mul_(log_p).mul_(gamma).sub_(q).mul_(weight)  # d loss / d z
+        ctx.save_for_backward(torch.where(target, grad, -grad))  # d loss / d x
+        ctx.dtype = logits.dtype
+        return loss
+
+    @staticmethod
+    def backward(ctx, grad_out: Tensor):
+        (grad,) = ctx.saved_tensors
+        return (grad * grad_out).to(ctx.dtype), None, None, None, None
