@@ -79,14 +79,14 @@ class _FocalLossSum(torch.autograd.Function):
     @staticmethod
     def forward(ctx, logits: Tensor, target: Tensor, keep: Tensor, alpha: float, gamma: float) -> Tensor:
         x = logits.to(torch.promote_types(logits.dtype, torch.float32))  # float16/bfloat16 (autocast) -> float32
-        z = torch.where(target, x, -x)
-        log_p = F.logsigmoid(z)
+        log_p = F.logsigmoid(torch.where(target, x, -x))
         p = log_p.exp()
         q = 1.0 - p
         weight = torch.where(target, x.new_tensor(alpha), x.new_tensor(1.0 - alpha)).mul_(keep[..., None])  # alpha_t
         weight.mul_(q.square() if gamma == 2.0 else q.pow(gamma))
         loss = -(weight * log_p).sum()
         grad = p.mul_(log_p).mul_(gamma).sub_(q).mul_(weight)  # d loss / d z
+        del x, log_p, q, weight  # [B, A, C] each: freed before the last one is made
         ctx.save_for_backward(torch.where(target, grad, -grad))  # d loss / d x
         ctx.dtype = logits.dtype
         return loss
