@@ -7,7 +7,7 @@ import torch
 from torchvision.ops import batched_nms
 
 from metaanchor.geometry.box_coder import BoxCoder
-from metaanchor.modeling.postprocess import postprocess, postprocess_levels
+from metaanchor.modeling.postprocess import postprocess, postprocess_levels, top_nms
 
 
 def test_postprocess_clips_each_image_before_nms_and_ignores_its_padding():
@@ -134,3 +134,26 @@ def test_levels_given_one_at_a_time_give_the_same_detections_and_are_released_in
         assert len(gd["scores"]) > 0
         assert torch.equal(gd["scores"], wd["scores"]) and torch.equal(gd["boxes"], wd["boxes"])
         assert torch.equal(gd["labels"], wd["labels"])
+
+
+@pytest.mark.parametrize("per_image", [5, 20, 60])
+def test_nms_on_each_images_best_candidates_keeps_what_nms_on_all_keeps(per_image, monkeypatch):
+    """top_nms runs NMS on each image's best-scored candidates first; its top `per_image` boxes per image equal
+    those of grouped_nms on all candidates. Clusters of 25 near-duplicate boxes hold consecutive scores, so the
+    first 4 x per_image candidates keep too few boxes and it must take more (at most 3 kept per cluster)."""
+    import metaanchor.modeling.postprocess as pp
+
+    g = torch.Generator().manual_seed(per_image)
+    clusters = torch.rand(2, 40, 2, generator=g) * 400  # per image 40 cluster centres
+    centres = clusters.repeat_interleave(25, dim=1) + torch.rand(2, 1000, 2, generator=g)  # [2, 1000, 2]
+    boxes = torch.cat([centres, centres + 30], 2).reshape(-1, 4)
+    scores = 1 - torch.arange(2000.0) / 2000  # distinct, decreasing cluster by cluster: no ties decide an order
+    images = torch.arange(2).repeat_interleave(1000)
+    groups = images * 3 + torch.randint(0, 3, (2000,), generator=g)
+    sizes, real = [], pp.grouped_nms
+    monkeypatch.setattr(pp, "grouped_nms", lambda b, *a: sizes.append(len(b)) or real(b, *a))
+    some = top_nms(boxes, scores, images, groups, 0.5, per_image, 2)
+    every = real(boxes, scores, groups, 0.5)
+    for i in range(2):
+        assert torch.equal(some[images[some] == i][:per_image], every[images[every] == i][:per_image])
+    assert len(sizes) >= 2 and sizes[0] == 2 * 4 * per_image and sizes[-1] < 2000, sizes
