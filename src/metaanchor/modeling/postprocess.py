@@ -1,9 +1,10 @@
 """Batched post-processing: top-k per level, score threshold, decode, NMS, top detections.
 
 No Python loop over images: candidates of the whole batch go through one
-grouped NMS keyed by (image, class) (``grouped_nms``). Each image is handled
-within its own size, not the padded batch canvas, so its detections do not
-depend on the other images of the batch.
+grouped NMS keyed by (image, class) (``grouped_nms``), first on each image's
+best-scored candidates only (``top_nms``). Each image is handled within its own
+size, not the padded batch canvas, so its detections do not depend on the other
+images of the batch.
 """
 
 from __future__ import annotations
