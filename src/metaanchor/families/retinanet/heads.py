@@ -116,8 +116,9 @@ class MetaAnchorHead(_RetinaHead):
     Generated weights are cached per anchor set when no gradient is recorded
     (data-independent generators only), in the activations' layout (NCHW or NHWC).
     The cache holds a copy of the generator parameters and is used only while they
-    are still equal to it (same dtype, device and values), so in-place edits (optimizer steps, ``.data``,
-    ``load_state_dict``) and ``.to()``/``.double()`` can never serve stale weights.
+    are still equal to it (same dtype, device and values), so in-place edits
+    (optimizer steps, ``.data``, ``load_state_dict``) and ``.to()``/``.double()``
+    can never serve stale weights.
     Comparing costs one extra copy of the generator parameters in memory (25 MB for 80
     classes and 256 channels) and is cheaper than generating again.
     """
