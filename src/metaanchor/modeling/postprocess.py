@@ -80,9 +80,7 @@ def postprocess_levels(levels: Iterable[tuple[Tensor, Tensor]], anchors: Tensor,
     keep = keep[torch.argsort(img_idx[keep], stable=True)]  # group by image, score order kept
     img_of = img_idx[keep]
     counts = torch.bincount(img_of, minlength=b)
-    first = torch.cumsum(counts, 0) - counts
-    rank = torch.arange(len(keep), device=keep.device) - first[img_of]
-    keep = keep[rank < detections_per_img]
+    keep = keep[rank_in_group(img_of, counts) < detections_per_img]
     counts = counts.clamp(max=detections_per_img).tolist()
     return [{"boxes": bx, "scores": sc, "labels": lb} for bx, sc, lb in
             zip(boxes[keep].split(counts), scores[keep].split(counts), labels[keep].split(counts))]
@@ -139,9 +137,8 @@ def top_nms(boxes: Tensor, scores: Tensor, images: Tensor, groups: Tensor, iou_t
     if most <= m:
         return grouped_nms(boxes, scores, groups, iou_thresh)
     order = torch.argsort(images, stable=True)
-    slot = torch.arange(len(order), device=order.device) - (torch.cumsum(counts, 0) - counts)[images[order]]
     by_image = scores.new_full((num_images, most), float("-inf"))  # [num_images, most] each image's scores
-    by_image[images[order], slot] = scores[order]
+    by_image[images[order], rank_in_group(images[order], counts)] = scores[order]
     while m < most:
         # each image's m-th best score; -inf where it has no more than m candidates (all of them are taken)
         cut = by_image.topk(m, dim=1).values[:, -1].masked_fill(counts <= m, float("-inf"))
@@ -174,9 +171,8 @@ def grouped_nms(boxes: Tensor, scores: Tensor, groups: Tensor, iou_thresh: float
     if g * m * m > max_padded:  # a few large groups: one nms call per group slice
         kept = torch.cat([sl[nms(boxes[sl], scores[sl], iou_thresh)] for sl in order.split(counts.tolist())])
         return kept[torch.argsort(scores[kept], descending=True)]
-    first = torch.cumsum(counts, 0) - counts
     group_of = torch.repeat_interleave(torch.arange(g, device=boxes.device), counts)
-    slot = torch.arange(len(order), device=boxes.device) - first[group_of]
+    slot = rank_in_group(group_of, counts)
     padded = boxes.new_zeros(g, m, 4)
     padded[group_of, slot] = boxes[order]
     valid = torch.zeros(g, m, dtype=torch.bool, device=boxes.device)
@@ -187,3 +183,10 @@ def grouped_nms(boxes: Tensor, scores: Tensor, groups: Tensor, iou_thresh: float
         keep[:, i + 1:] &= ~(overlap[:, i, i + 1:] & keep[:, i:i + 1])
     kept = order[keep[group_of, slot]]
     return kept[torch.argsort(scores[kept], descending=True)]
+
+
+def rank_in_group(group_of: Tensor, counts: Tensor) -> Tensor:
+    """Position of each element within its group, in a sequence sorted by group: group_of [N] (each element's
+    group, non-decreasing), counts [G] (elements per group) -> [N] 0..counts[g]-1."""
+    first = torch.cumsum(counts, 0) - counts  # [G] where each group starts
+    return torch.arange(len(group_of), device=group_of.device) - first[group_of]
