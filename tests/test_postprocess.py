@@ -57,15 +57,20 @@ def reference_postprocess(cls, reg, anchors, level_sizes, size, coder, thresh, n
     return out
 
 
-@pytest.mark.parametrize("thresh", [0.05, 0.5])
-def test_batched_postprocess_equals_per_image_loop(thresh):
-    g = torch.Generator().manual_seed(0)
-    level_sizes = [300, 120, 30]
+def random_head_outputs(batch: int, seed: int, level_sizes=(300, 120, 30)):
+    """Seeded class logits [B, A, 4 classes], box deltas [B, A, 4] and anchors [A, 4] of three levels."""
+    g = torch.Generator().manual_seed(seed)
     a = sum(level_sizes)
-    cls = torch.randn(3, a, 4, generator=g) * 2
-    reg = torch.randn(3, a, 4, generator=g) * 0.2
+    cls = torch.randn(batch, a, 4, generator=g) * 2
+    reg = torch.randn(batch, a, 4, generator=g) * 0.2
     xy = torch.rand(a, 2, generator=g) * 100
     anchors = torch.cat([xy, xy + 10 + torch.rand(a, 2, generator=g) * 30], 1)
+    return cls, reg, anchors, list(level_sizes)
+
+
+@pytest.mark.parametrize("thresh", [0.05, 0.5])
+def test_batched_postprocess_equals_per_image_loop(thresh):
+    cls, reg, anchors, level_sizes = random_head_outputs(3, seed=0)
     args = (anchors, level_sizes, (128, 128), BoxCoder(), thresh, 0.5, 200, 50)
     got = postprocess(cls, reg, *args)
     want = reference_postprocess(cls, reg, *args)
@@ -107,13 +112,7 @@ def test_grouped_nms_with_few_large_groups_matches_batched_nms():
 def test_levels_given_one_at_a_time_give_the_same_detections_and_are_released_in_turn():
     """postprocess_levels on a lazy per-level iterable equals postprocess on the whole [B, A, C] tensor, and
     a level's logits are no longer referenced when the next level is asked for (one level in memory)."""
-    g = torch.Generator().manual_seed(1)
-    level_sizes = [300, 120, 30]
-    a = sum(level_sizes)
-    cls = torch.randn(2, a, 4, generator=g) * 2
-    reg = torch.randn(2, a, 4, generator=g) * 0.2
-    xy = torch.rand(a, 2, generator=g) * 100
-    anchors = torch.cat([xy, xy + 10 + torch.rand(a, 2, generator=g) * 30], 1)
+    cls, reg, anchors, level_sizes = random_head_outputs(2, seed=1)
     sizes = torch.tensor([[128, 128], [100, 90]])
     released_before_next = []
 
